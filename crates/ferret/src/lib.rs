@@ -1,0 +1,54 @@
+//! Ferret: a persistent span profiler.
+//!
+//! Record spans from sync, async and multi-threaded code into one SQLite
+//! file, cheaply enough to leave on in production; read them back as a lazy
+//! stream and analyze them in memory that does not grow with span count.
+//!
+//! ```no_run
+//! let profiler = ferret::Profiler::open("ferret.db").unwrap();
+//! profiler.install();
+//! {
+//!     let _g = ferret::span("parse");
+//!     ferret::measure("tokenize", || { /* work */ });
+//! }
+//! profiler.close().unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod clock;
+mod error;
+mod intern;
+mod recorder;
+pub mod store;
+mod types;
+
+pub use error::{Error, Result};
+pub use intern::Name;
+pub use recorder::future::{InSpan, InSpanExt};
+pub use recorder::span::{
+    current, measure, span, start, start_with_parent, Entered, SpanContext, SpanGuard, SpanHandle,
+};
+pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
+pub use types::{Status, TagValue, Tags};
+
+/// A random 128-bit run id in hex.
+pub fn random_run_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = clock::wall_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
+        b = t.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// This machine's host name (empty if unknown).
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

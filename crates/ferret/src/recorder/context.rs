@@ -1,0 +1,294 @@
+//! Per-thread recorder state: the stack of open spans (the current context),
+//! the thread's span buffer, its id range and its path cache; and the global
+//! "installed profiler" slot the hot path checks.
+
+use super::buffer::{RawSpan, ThreadBuf};
+use super::Inner;
+use crate::clock;
+use crate::intern::{Name, PathCache};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// True while a profiler is installed: the one check a disabled span pays.
+pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Bumped on every install/uninstall so threads re-read `GLOBAL`.
+static GEN: AtomicU64 = AtomicU64::new(1);
+static GLOBAL: Mutex<Option<Arc<Inner>>> = Mutex::new(None);
+
+fn global() -> std::sync::MutexGuard<'static, Option<Arc<Inner>>> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn install(inner: Arc<Inner>) -> Option<Arc<Inner>> {
+    let mut g = global();
+    let old = g.replace(inner);
+    GEN.fetch_add(1, Ordering::AcqRel);
+    ACTIVE.store(true, Ordering::Release);
+    old
+}
+
+/// Uninstalls `inner` if it is the installed profiler.
+pub(crate) fn uninstall(inner: &Arc<Inner>) -> bool {
+    let mut g = global();
+    if g.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, inner)) {
+        *g = None;
+        ACTIVE.store(false, Ordering::Release);
+        GEN.fetch_add(1, Ordering::AcqRel);
+        true
+    } else {
+        false
+    }
+}
+
+/// An open span on this thread's stack.
+pub(crate) struct Frame {
+    pub id: u64,
+    pub trace: u64,
+    pub path: u32,
+    /// Duration of finished direct children recorded on this thread.
+    pub child_ns: u64,
+    /// Accumulator for children that finish elsewhere (created on demand).
+    pub shared: Option<Arc<AtomicU64>>,
+    /// This frame belongs to a trace that sampling skipped: its descendants
+    /// record nothing.
+    pub skipped: bool,
+}
+
+pub(crate) struct Local {
+    gen: u64,
+    pub inner: Option<Arc<Inner>>,
+    buf: Option<Arc<ThreadBuf>>,
+    pub thread_idx: u32,
+    next_id: u64,
+    id_end: u64,
+    pub stack: Vec<Frame>,
+    pub cache: PathCache,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::new());
+}
+
+/// Runs `f` with this thread's state, or returns `None` during thread teardown.
+#[inline]
+pub(crate) fn with_local<R>(f: impl FnOnce(&mut Local) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|l| match l.try_borrow_mut() {
+            Ok(mut l) => Some(f(&mut l)),
+            Err(_) => None,
+        })
+        .ok()
+        .flatten()
+}
+
+#[cfg(target_os = "linux")]
+fn os_tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn os_tid() -> u64 {
+    0
+}
+
+/// What the beginning of a span decided.
+pub(crate) enum Decision {
+    /// No profiler installed: record nothing, push nothing.
+    Off,
+    /// The trace is skipped by sampling: push a skipped frame so that the
+    /// whole subtree is skipped too.
+    Skip,
+    /// Record the span.
+    Record(Begun),
+}
+
+/// Ids and path of a span to record.
+pub(crate) struct Begun {
+    pub id: u64,
+    pub parent: u64,
+    pub trace: u64,
+    pub path: u32,
+}
+
+impl Local {
+    fn new() -> Local {
+        Local {
+            gen: 0,
+            inner: None,
+            buf: None,
+            thread_idx: 0,
+            next_id: 0,
+            id_end: 0,
+            stack: Vec::with_capacity(32),
+            cache: PathCache::new(),
+        }
+    }
+
+    /// Brings this thread up to date with the installed profiler; true if one is.
+    #[inline]
+    pub(crate) fn refresh(&mut self) -> bool {
+        let g = GEN.load(Ordering::Acquire);
+        if g != self.gen {
+            self.reattach(g);
+        }
+        self.inner.is_some()
+    }
+
+    #[cold]
+    fn reattach(&mut self, g: u64) {
+        self.detach();
+        self.gen = g;
+        let inner = global().clone();
+        if let Some(inner) = inner {
+            let buf = Arc::new(ThreadBuf::new(clock::now_raw()));
+            inner.register_buf(buf.clone());
+            self.thread_idx =
+                inner.register_thread(os_tid(), std::thread::current().name().map(str::to_owned));
+            self.buf = Some(buf);
+            self.inner = Some(inner);
+            self.next_id = 0;
+            self.id_end = 0;
+        }
+    }
+
+    fn detach(&mut self) {
+        if let (Some(inner), Some(buf)) = (self.inner.take(), self.buf.take()) {
+            let spans = buf.take();
+            if !spans.is_empty() {
+                inner.submit(spans);
+            }
+            inner.unregister_buf(&buf);
+        }
+    }
+
+    #[inline]
+    fn alloc_id(&mut self, inner: &Inner) -> u64 {
+        if self.next_id == self.id_end {
+            let b = inner.next_id.fetch_add(4096, Ordering::Relaxed);
+            self.next_id = b;
+            self.id_end = b + 4096;
+        }
+        let id = inner.id_base | self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Decides whether a new span is recorded and, if so, allocates its id
+    /// and path under `parent` (or under the top of the stack when `parent`
+    /// is `None`).
+    #[inline]
+    pub(crate) fn begin(&mut self, name: &Name, parent: Option<(u64, u64, u32)>) -> Decision {
+        if !self.refresh() {
+            return Decision::Off;
+        }
+        let (parent, trace, ppath) = match parent {
+            Some(p) => p,
+            None => match self.stack.last() {
+                Some(f) if f.skipped => {
+                    self.count_skip();
+                    return Decision::Skip;
+                }
+                Some(f) => (f.id, f.trace, f.path),
+                None => (0, 0, 0),
+            },
+        };
+        let Some(inner) = self.inner.as_ref() else {
+            return Decision::Off;
+        };
+        if let Some(s) = &inner.sampler {
+            if !s.admit(parent == 0) {
+                self.count_skip();
+                return Decision::Skip;
+            }
+        }
+        let inner = inner.clone();
+        let path = self.cache.path(ppath, name);
+        let id = self.alloc_id(&inner);
+        let trace = if parent == 0 { id } else { trace };
+        Decision::Record(Begun {
+            id,
+            parent,
+            trace,
+            path,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn count_skip(&self) {
+        if let Some(b) = &self.buf {
+            b.count_skip();
+        }
+    }
+
+    /// Pops the frame of span `id` (normally the top) and returns it.
+    #[inline]
+    pub(crate) fn pop(&mut self, id: u64) -> Option<Frame> {
+        match self.stack.last() {
+            Some(f) if f.id == id => self.stack.pop(),
+            _ => {
+                let pos = self.stack.iter().rposition(|f| f.id == id)?;
+                // Out-of-order end (a guard dropped before its child's): keep
+                // the rest of the stack intact.
+                Some(self.stack.remove(pos))
+            }
+        }
+    }
+
+    /// Hands a finished span to this thread's buffer (or straight to `inner`
+    /// when the span belongs to another profiler than this thread's).
+    #[inline]
+    pub(crate) fn record(&mut self, span: RawSpan, end_raw: u64, owner: Option<&Arc<Inner>>) {
+        let (inner, buf) = match (&self.inner, &self.buf) {
+            (Some(i), Some(b)) if owner.is_none_or(|o| Arc::ptr_eq(o, i)) => (i, b),
+            _ => {
+                if let Some(o) = owner {
+                    o.submit(vec![span]);
+                }
+                return;
+            }
+        };
+        let batch = inner.batch_size;
+        let interval = inner.flush_interval_ns;
+        let full = buf.with(|v, last| {
+            if v.capacity() == 0 {
+                v.reserve_exact(batch);
+            }
+            v.push(span);
+            if v.len() >= batch || clock::delta_ns(*last, end_raw) >= interval {
+                *last = end_raw;
+                Some(std::mem::replace(v, Vec::with_capacity(batch)))
+            } else {
+                None
+            }
+        });
+        if let Some(spans) = full {
+            inner.submit(spans);
+        }
+    }
+
+    /// The top frame's context, creating its shared accumulator if needed.
+    pub(crate) fn capture(&mut self) -> Option<super::span::SpanContext> {
+        let f = self.stack.last_mut()?;
+        if f.skipped {
+            return Some(super::span::SpanContext::skipped());
+        }
+        let shared = f
+            .shared
+            .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
+            .clone();
+        Some(super::span::SpanContext {
+            id: f.id,
+            trace: f.trace,
+            path: f.path,
+            shared: Some(shared),
+        })
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

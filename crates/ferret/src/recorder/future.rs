@@ -1,0 +1,84 @@
+//! Spans around futures: the span is current on whichever thread polls the
+//! future, and is recorded once, with its whole wall duration, when the
+//! future completes (or is dropped unfinished, tagged `cancelled`).
+
+use super::span::{start_handle, SpanContext, SpanHandle};
+use crate::intern::Name;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A future running inside a span; see [`InSpanExt::in_span`].
+pub struct InSpan<F> {
+    fut: F,
+    handle: Option<SpanHandle>,
+}
+
+/// Adds [`in_span`](InSpanExt::in_span) to every future.
+pub trait InSpanExt: Future + Sized {
+    /// Wraps the future in a span named `name`, whose parent is the span
+    /// current where `in_span` is called. That parent is kept when the
+    /// future moves to another thread (e.g. `tokio::spawn(fut.in_span("job"))`).
+    fn in_span(self, name: impl Into<Name>) -> InSpan<Self> {
+        let handle = if super::context::ACTIVE.load(std::sync::atomic::Ordering::Relaxed) {
+            start_handle(name.into(), None)
+        } else {
+            SpanHandle::noop()
+        };
+        InSpan {
+            fut: self,
+            handle: Some(handle),
+        }
+    }
+
+    /// Wraps the future in a span under an explicit parent.
+    fn in_span_with_parent(self, name: impl Into<Name>, parent: &SpanContext) -> InSpan<Self> {
+        InSpan {
+            fut: self,
+            handle: Some(super::span::start_with_parent(name, parent)),
+        }
+    }
+}
+
+impl<F: Future> InSpanExt for F {}
+
+impl<F> InSpan<F> {
+    /// The span's handle (to add tags or set the status from outside).
+    pub fn handle_mut(&mut self) -> Option<&mut SpanHandle> {
+        self.handle.as_mut()
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned; `handle` is never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let res = match &this.handle {
+            Some(h) => {
+                let _e = h.enter();
+                fut.poll(cx)
+            }
+            None => fut.poll(cx),
+        };
+        if res.is_ready() {
+            if let Some(h) = this.handle.take() {
+                h.end();
+            }
+        }
+        res
+    }
+}
+
+impl<F> Drop for InSpan<F> {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.handle.take() {
+            if !std::thread::panicking() {
+                h.tag("cancelled", true);
+            }
+            h.end();
+        }
+    }
+}

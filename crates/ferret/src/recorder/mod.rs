@@ -1,0 +1,369 @@
+//! The recorder: a profiler bound to a file, the global install, and the
+//! background writer.
+
+pub(crate) mod buffer;
+pub(crate) mod context;
+pub(crate) mod future;
+pub(crate) mod sampler;
+pub(crate) mod span;
+pub(crate) mod writer;
+
+use crate::clock::{self, Anchor};
+use crate::error::{Error, Result};
+use crate::store::schema;
+use buffer::{RawSpan, ThreadBuf};
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use writer::{Msg, Writer};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub accepted: AtomicU64,
+    pub dropped_queue: AtomicU64,
+    pub dropped_write: AtomicU64,
+}
+
+/// State shared by the profiler handle, every thread recording into it and
+/// the writer thread.
+pub(crate) struct Inner {
+    pub path: PathBuf,
+    pub run_key: String,
+    pub run_db_id: i64,
+    pub proc_db_id: i64,
+    /// High bits of every span id of this process: `process row id << 40`.
+    pub id_base: u64,
+    pub next_id: AtomicU64,
+    pub batch_size: usize,
+    pub flush_interval_ns: u64,
+    pub anchor: Anchor,
+    pub counters: Counters,
+    pub sampler: Option<sampler::Sampler>,
+    pub reported: AtomicBool,
+    tx: Sender<Msg>,
+    bufs: Mutex<Vec<Arc<ThreadBuf>>>,
+    /// Spans skipped by threads whose buffers were retired.
+    retired_skips: AtomicU64,
+    /// (OS thread id, thread name) per thread index.
+    pub threads: Mutex<Vec<(u64, Option<String>)>>,
+    next_thread: AtomicU32,
+}
+
+impl Inner {
+    /// Hands a batch to the writer without blocking; counts it as dropped if
+    /// the queue is full.
+    pub(crate) fn submit(&self, spans: Vec<RawSpan>) {
+        let n = spans.len() as u64;
+        match self.tx.try_send(Msg::Batch(spans)) {
+            Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// Hands a batch to the writer, waiting for room (used by `flush`).
+    fn submit_waiting(&self, spans: Vec<RawSpan>) {
+        let n = spans.len() as u64;
+        match self
+            .tx
+            .send_timeout(Msg::Batch(spans), Duration::from_secs(30))
+        {
+            Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
+            Err(_) => self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed),
+        };
+    }
+
+    pub(crate) fn register_buf(&self, buf: Arc<ThreadBuf>) {
+        self.bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(buf);
+    }
+
+    pub(crate) fn unregister_buf(&self, buf: &Arc<ThreadBuf>) {
+        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = bufs.iter().position(|b| Arc::ptr_eq(b, buf)) {
+            let b = bufs.swap_remove(pos);
+            self.retired_skips.fetch_add(b.skipped(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn register_thread(&self, tid: u64, name: Option<String>) -> u32 {
+        let mut t = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let idx = self.next_thread.fetch_add(1, Ordering::Relaxed);
+        t.push((tid, name));
+        idx
+    }
+
+    pub(crate) fn sampled_out(&self) -> u64 {
+        let bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        self.retired_skips.load(Ordering::Relaxed) + bufs.iter().map(|b| b.skipped()).sum::<u64>()
+    }
+
+    /// Hands every thread's buffered spans to the writer and waits until the
+    /// writer has committed them.
+    fn flush(&self) -> Result<()> {
+        let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for b in bufs {
+            let spans = b.take();
+            if !spans.is_empty() {
+                self.submit_waiting(spans);
+            }
+        }
+        let (ack_tx, ack_rx) = bounded(1);
+        self.tx
+            .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(30))
+            .map_err(|_| Error::Invalid("ferret: the writer thread is gone".into()))?;
+        ack_rx
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| Error::Invalid("ferret: the writer did not finish in time".into()))
+    }
+
+    fn stats(&self) -> RecorderStats {
+        RecorderStats {
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            dropped_queue: self.counters.dropped_queue.load(Ordering::Relaxed),
+            dropped_write: self.counters.dropped_write.load(Ordering::Relaxed),
+            sampled_out: self.sampled_out(),
+        }
+    }
+}
+
+/// What a profiler did with the spans it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Spans handed to the writer.
+    pub accepted: u64,
+    /// Spans dropped because the writer's queue was full.
+    pub dropped_queue: u64,
+    /// Spans lost because the file could not be written.
+    pub dropped_write: u64,
+    /// Spans skipped by sampling or rate limits.
+    pub sampled_out: u64,
+}
+
+/// Options for opening a profiler; see [`Profiler::builder`].
+#[derive(Debug, Clone)]
+pub struct ProfilerBuilder {
+    path: PathBuf,
+    run_id: Option<String>,
+    label: Option<String>,
+    batch_size: usize,
+    flush_interval: Duration,
+    queue_capacity: usize,
+    max_spans_per_second: Option<f64>,
+    max_traces_per_second: Option<f64>,
+    sample_rate: Option<f64>,
+}
+
+impl ProfilerBuilder {
+    /// The run id. Default: `$FERRET_RUN_ID` if set, else a random 128-bit hex id.
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Some(id.into());
+        self
+    }
+
+    /// A human label for the run (shown by `ferret runs`).
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Spans a thread buffers before handing them to the writer (default 1024).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How often buffered spans are handed over and committed even when
+    /// batches are not full (default 200 ms).
+    pub fn flush_interval(mut self, d: Duration) -> Self {
+        self.flush_interval = d;
+        self
+    }
+
+    /// Spans that may wait for the writer before new ones are dropped and
+    /// counted (default 4,194,304). Rounded up to whole batches.
+    pub fn queue_capacity(mut self, spans: usize) -> Self {
+        self.queue_capacity = spans;
+        self
+    }
+
+    /// Caps recorded spans per second (a token bucket); whole traces are
+    /// kept or skipped.
+    pub fn max_spans_per_second(mut self, n: f64) -> Self {
+        self.max_spans_per_second = Some(n);
+        self
+    }
+
+    /// Caps recorded traces (root spans) per second.
+    pub fn max_traces_per_second(mut self, n: f64) -> Self {
+        self.max_traces_per_second = Some(n);
+        self
+    }
+
+    /// Keeps each trace with probability `p` (0..=1).
+    pub fn sample_rate(mut self, p: f64) -> Self {
+        self.sample_rate = Some(p.clamp(0.0, 1.0));
+        self
+    }
+
+    /// Opens the file (creating it if needed), registers the run and this
+    /// process, and starts the writer thread.
+    pub fn open(self) -> Result<Profiler> {
+        let conn = schema::open_for_write(&self.path)?;
+        let run_key = self
+            .run_id
+            .or_else(|| {
+                std::env::var("FERRET_RUN_ID")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(crate::random_run_id);
+        let host = crate::hostname();
+        let anchor = Anchor::now();
+        let (run_db_id, proc_db_id) = schema::register_process(
+            &conn,
+            &run_key,
+            self.label.as_deref(),
+            &host,
+            anchor.wall_ns(clock::now_raw()),
+        )?;
+        let batches = self.queue_capacity.div_ceil(self.batch_size).max(1);
+        let (tx, rx) = bounded(batches);
+        let inner = Arc::new(Inner {
+            path: self.path.clone(),
+            run_key,
+            run_db_id,
+            proc_db_id,
+            id_base: (proc_db_id as u64) << 40,
+            next_id: AtomicU64::new(1),
+            batch_size: self.batch_size,
+            flush_interval_ns: self.flush_interval.as_nanos() as u64,
+            anchor,
+            counters: Counters::default(),
+            sampler: sampler::Sampler::new(
+                self.max_spans_per_second,
+                self.max_traces_per_second,
+                self.sample_rate,
+            ),
+            reported: AtomicBool::new(false),
+            tx,
+            bufs: Mutex::new(Vec::new()),
+            retired_skips: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            next_thread: AtomicU32::new(0),
+        });
+        let writer = Writer::new(conn, inner.clone(), rx);
+        let handle = std::thread::Builder::new()
+            .name("ferret-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Profiler {
+            inner,
+            writer: Some(handle),
+        })
+    }
+}
+
+/// A profiler recording into one file. Install it with
+/// [`Profiler::install`] so that [`span`](crate::span) and friends record
+/// into it; dropping it (or [`Profiler::close`]) persists everything.
+pub struct Profiler {
+    inner: Arc<Inner>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiler")
+            .field("path", &self.inner.path)
+            .field("run_id", &self.inner.run_key)
+            .finish()
+    }
+}
+
+impl Profiler {
+    /// Opens a profiler on `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Profiler> {
+        Profiler::builder(path).open()
+    }
+
+    /// A builder for a profiler on `path`.
+    pub fn builder(path: impl AsRef<Path>) -> ProfilerBuilder {
+        ProfilerBuilder {
+            path: path.as_ref().to_path_buf(),
+            run_id: None,
+            label: None,
+            batch_size: 1024,
+            flush_interval: Duration::from_millis(200),
+            queue_capacity: 1 << 22,
+            max_spans_per_second: None,
+            max_traces_per_second: None,
+            sample_rate: None,
+        }
+    }
+
+    /// The id of the run this profiler records.
+    pub fn run_id(&self) -> &str {
+        &self.inner.run_key
+    }
+
+    /// The file this profiler writes.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Makes this the global profiler: spans anywhere in the process record
+    /// into it. Replaces any profiler installed before.
+    pub fn install(&self) -> &Self {
+        context::install(self.inner.clone());
+        self
+    }
+
+    /// Persists every span finished so far, on every thread, and waits for
+    /// the commit.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// What happened to the spans so far.
+    pub fn stats(&self) -> RecorderStats {
+        self.inner.stats()
+    }
+
+    /// Flushes, stops the writer and returns the final counters.
+    pub fn close(mut self) -> Result<RecorderStats> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<RecorderStats> {
+        let Some(handle) = self.writer.take() else {
+            return Ok(self.inner.stats());
+        };
+        context::uninstall(&self.inner);
+        let flushed = self.inner.flush();
+        let (ack_tx, ack_rx) = bounded(1);
+        if self
+            .inner
+            .tx
+            .send_timeout(Msg::Stop(ack_tx), Duration::from_secs(30))
+            .is_ok()
+            && ack_rx.recv_timeout(Duration::from_secs(120)).is_ok()
+        {
+            let _ = handle.join();
+        }
+        flushed.map(|()| self.inner.stats())
+    }
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("ferret: closing {}: {e}", self.inner.path.display());
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The span API: RAII guards, closures, manual handles and contexts.
+
+use super::buffer::{Extra, RawSpan};
+use super::context::{with_local, Decision, Frame, ACTIVE};
+use super::Inner;
+use crate::clock;
+use crate::intern::Name;
+use crate::types::{Status, TagValue};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+fn set_tag(extra: &mut Option<Box<Extra>>, key: impl Into<String>, value: impl Into<TagValue>) {
+    let key = key.into();
+    let value = value.into();
+    let e = extra.get_or_insert_with(Default::default);
+    if let Some(slot) = e.tags.iter_mut().find(|(k, _)| *k == key) {
+        slot.1 = value;
+    } else {
+        e.tags.push((key, value));
+    }
+}
+
+fn set_status(extra: &mut Option<Box<Extra>>, status: Status) {
+    extra.get_or_insert_with(Default::default).status = status;
+}
+
+fn set_error(extra: &mut Option<Box<Extra>>, message: impl std::fmt::Display) {
+    set_status(extra, Status::Error);
+    set_tag(extra, "error", message.to_string());
+}
+
+/// Marks a span that a panic is unwinding through as an error.
+fn mark_panic(extra: &mut Option<Box<Extra>>) {
+    if std::thread::panicking() {
+        let had_error = extra
+            .as_ref()
+            .is_some_and(|e| e.tags.iter().any(|(k, _)| k == "error"));
+        set_status(extra, Status::Error);
+        if !had_error {
+            set_tag(extra, "error", "panicked");
+        }
+    }
+}
+
+struct GuardState {
+    id: u64,
+    parent: u64,
+    start: u64,
+    extra: Option<Box<Extra>>,
+}
+
+/// An open span on the current thread, ended when dropped.
+///
+/// Spans started while it is alive on this thread become its children.
+/// If a panic unwinds through it, it is recorded with status error.
+#[must_use = "the span ends when the guard is dropped"]
+pub struct SpanGuard {
+    state: Option<GuardState>,
+    /// Set for a guard of a skipped (sampled-out) trace: pops its frame.
+    skipped: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Starts a span on the current thread; it ends when the guard drops.
+///
+/// ```no_run
+/// let _g = ferret::span("parse");
+/// // ... work ...
+/// ```
+#[inline]
+pub fn span(name: impl Into<Name>) -> SpanGuard {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return SpanGuard::noop();
+    }
+    start_guard(name.into())
+}
+
+#[inline]
+fn start_guard(name: Name) -> SpanGuard {
+    with_local(|l| match l.begin(&name, None) {
+        Decision::Off => SpanGuard::noop(),
+        Decision::Skip => {
+            l.stack.push(Frame {
+                id: 0,
+                trace: 0,
+                path: 0,
+                child_ns: 0,
+                shared: None,
+                skipped: true,
+            });
+            SpanGuard {
+                state: None,
+                skipped: true,
+                _not_send: PhantomData,
+            }
+        }
+        Decision::Record(b) => {
+            l.stack.push(Frame {
+                id: b.id,
+                trace: b.trace,
+                path: b.path,
+                child_ns: 0,
+                shared: None,
+                skipped: false,
+            });
+            SpanGuard {
+                state: Some(GuardState {
+                    id: b.id,
+                    parent: b.parent,
+                    start: clock::now_raw(),
+                    extra: None,
+                }),
+                skipped: false,
+                _not_send: PhantomData,
+            }
+        }
+    })
+    .unwrap_or_else(SpanGuard::noop)
+}
+
+/// Runs `f` inside a span named `name` and returns its result.
+///
+/// ```no_run
+/// let n = ferret::measure("sum", || (0..100u64).sum::<u64>());
+/// ```
+#[inline]
+pub fn measure<R>(name: impl Into<Name>, f: impl FnOnce() -> R) -> R {
+    let _g = span(name);
+    f()
+}
+
+impl SpanGuard {
+    /// A guard that records nothing.
+    pub fn noop() -> SpanGuard {
+        SpanGuard {
+            state: None,
+            skipped: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// True if this span will be recorded (a profiler is installed and
+    /// sampling kept its trace).
+    pub fn is_recording(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The span's id, if it is recorded.
+    pub fn id(&self) -> Option<u64> {
+        self.state.as_ref().map(|s| s.id)
+    }
+
+    /// Adds or replaces a tag.
+    pub fn tag(&mut self, key: impl Into<String>, value: impl Into<TagValue>) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_tag(&mut s.extra, key, value);
+        }
+        self
+    }
+
+    /// Adds a tag, builder style: `ferret::span("q").with_tag("table", "users")`.
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<TagValue>) -> Self {
+        self.tag(key, value);
+        self
+    }
+
+    /// Sets the status (ok, error, or custom text).
+    pub fn set_status(&mut self, status: Status) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_status(&mut s.extra, status);
+        }
+        self
+    }
+
+    /// Sets status error with a message (stored as the tag `error`).
+    pub fn set_error(&mut self, message: impl std::fmt::Display) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_error(&mut s.extra, message);
+        }
+        self
+    }
+}
+
+impl Drop for SpanGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(mut s) = self.state.take() {
+            let end = clock::now_raw();
+            mark_panic(&mut s.extra);
+            with_local(|l| {
+                let Some(frame) = l.pop(s.id) else { return };
+                let dur = clock::delta_ns(s.start, end);
+                let child = frame.child_ns
+                    + frame
+                        .shared
+                        .as_ref()
+                        .map_or(0, |a| a.load(Ordering::Relaxed));
+                if let Some(top) = l.stack.last_mut() {
+                    if top.id == s.parent {
+                        top.child_ns += dur;
+                    }
+                }
+                let thread = l.thread_idx;
+                l.record(
+                    RawSpan {
+                        id: s.id,
+                        parent: s.parent,
+                        trace: frame.trace,
+                        start: s.start,
+                        dur_ns: dur,
+                        child_ns: child,
+                        path: frame.path,
+                        thread,
+                        extra: s.extra,
+                    },
+                    end,
+                    None,
+                );
+            });
+        } else if self.skipped {
+            with_local(|l| l.pop(0));
+        }
+    }
+}
+
+/// A span's identity, to be passed to another thread or task so that spans
+/// started there become its children.
+#[derive(Clone, Debug)]
+pub struct SpanContext {
+    pub(crate) id: u64,
+    pub(crate) trace: u64,
+    pub(crate) path: u32,
+    /// Where children finishing elsewhere add their duration. `None` for a
+    /// skipped trace.
+    pub(crate) shared: Option<Arc<AtomicU64>>,
+}
+
+impl SpanContext {
+    pub(crate) fn skipped() -> SpanContext {
+        SpanContext {
+            id: 0,
+            trace: 0,
+            path: 0,
+            shared: None,
+        }
+    }
+
+    /// The span id (0 for a trace skipped by sampling).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The trace (root span) id.
+    pub fn trace_id(&self) -> u64 {
+        self.trace
+    }
+
+    fn is_skipped(&self) -> bool {
+        self.shared.is_none()
+    }
+}
+
+/// The innermost open span on this thread, if any.
+pub fn current() -> Option<SpanContext> {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return None;
+    }
+    with_local(|l| l.capture()).flatten()
+}
+
+struct HandleState {
+    inner: Arc<Inner>,
+    id: u64,
+    parent: u64,
+    trace: u64,
+    path: u32,
+    thread: u32,
+    start: u64,
+    /// Children finishing anywhere add their duration here.
+    shared: Arc<AtomicU64>,
+    parent_shared: Option<Arc<AtomicU64>>,
+    extra: Option<Box<Extra>>,
+}
+
+/// A manually ended span. It can move to another thread; end it with
+/// [`SpanHandle::end`] (dropping it ends it too). It does not become the
+/// current span by itself: use [`SpanHandle::enter`] or
+/// [`SpanHandle::context`] to parent other spans under it.
+#[must_use = "the span ends when the handle is ended or dropped"]
+pub struct SpanHandle {
+    state: Option<Box<HandleState>>,
+    skipped: bool,
+}
+
+/// Starts a manual span whose parent is the current span of this thread.
+pub fn start(name: impl Into<Name>) -> SpanHandle {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return SpanHandle::noop();
+    }
+    start_handle(name.into(), None)
+}
+
+/// Starts a manual span under an explicit parent (possibly from another thread).
+pub fn start_with_parent(name: impl Into<Name>, parent: &SpanContext) -> SpanHandle {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return SpanHandle::noop();
+    }
+    start_handle(name.into(), Some(parent))
+}
+
+pub(crate) fn start_handle(name: Name, parent: Option<&SpanContext>) -> SpanHandle {
+    if parent.is_some_and(|p| p.is_skipped()) {
+        with_local(|l| l.count_skip());
+        return SpanHandle {
+            state: None,
+            skipped: true,
+        };
+    }
+    with_local(|l| {
+        let (explicit, parent_shared) = match parent {
+            Some(p) => (Some((p.id, p.trace, p.path)), p.shared.clone()),
+            None => (None, l.capture().and_then(|c| c.shared)),
+        };
+        match l.begin(&name, explicit) {
+            Decision::Off => SpanHandle::noop(),
+            Decision::Skip => SpanHandle {
+                state: None,
+                skipped: true,
+            },
+            Decision::Record(b) => SpanHandle {
+                state: Some(Box::new(HandleState {
+                    inner: l.inner.clone().expect("begin checked"),
+                    id: b.id,
+                    parent: b.parent,
+                    trace: b.trace,
+                    path: b.path,
+                    thread: l.thread_idx,
+                    start: clock::now_raw(),
+                    shared: Arc::new(AtomicU64::new(0)),
+                    parent_shared: if b.parent == 0 { None } else { parent_shared },
+                    extra: None,
+                })),
+                skipped: false,
+            },
+        }
+    })
+    .unwrap_or_else(SpanHandle::noop)
+}
+
+impl SpanHandle {
+    /// A handle that records nothing.
+    pub fn noop() -> SpanHandle {
+        SpanHandle {
+            state: None,
+            skipped: false,
+        }
+    }
+
+    /// True if this span will be recorded.
+    pub fn is_recording(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The span's id, if it is recorded.
+    pub fn id(&self) -> Option<u64> {
+        self.state.as_ref().map(|s| s.id)
+    }
+
+    /// Adds or replaces a tag.
+    pub fn tag(&mut self, key: impl Into<String>, value: impl Into<TagValue>) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_tag(&mut s.extra, key, value);
+        }
+        self
+    }
+
+    /// Adds a tag, builder style.
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<TagValue>) -> Self {
+        self.tag(key, value);
+        self
+    }
+
+    /// Sets the status.
+    pub fn set_status(&mut self, status: Status) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_status(&mut s.extra, status);
+        }
+        self
+    }
+
+    /// Sets status error with a message (stored as the tag `error`).
+    pub fn set_error(&mut self, message: impl std::fmt::Display) -> &mut Self {
+        if let Some(s) = &mut self.state {
+            set_error(&mut s.extra, message);
+        }
+        self
+    }
+
+    /// This span's context, to parent spans on other threads or tasks.
+    pub fn context(&self) -> Option<SpanContext> {
+        if self.skipped {
+            return Some(SpanContext::skipped());
+        }
+        self.state.as_ref().map(|s| SpanContext {
+            id: s.id,
+            trace: s.trace,
+            path: s.path,
+            shared: Some(s.shared.clone()),
+        })
+    }
+
+    /// Makes this span the current span of this thread until the returned
+    /// guard drops: spans started meanwhile become its children.
+    pub fn enter(&self) -> Entered<'_> {
+        let pushed = if let Some(s) = &self.state {
+            with_local(|l| {
+                l.stack.push(Frame {
+                    id: s.id,
+                    trace: s.trace,
+                    path: s.path,
+                    child_ns: 0,
+                    shared: Some(s.shared.clone()),
+                    skipped: false,
+                });
+                Some(s.id)
+            })
+            .flatten()
+        } else if self.skipped {
+            with_local(|l| {
+                l.stack.push(Frame {
+                    id: 0,
+                    trace: 0,
+                    path: 0,
+                    child_ns: 0,
+                    shared: None,
+                    skipped: true,
+                });
+                Some(0)
+            })
+            .flatten()
+        } else {
+            None
+        };
+        Entered {
+            pushed,
+            _handle: PhantomData,
+        }
+    }
+
+    /// Ends the span now.
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        let Some(mut s) = self.state.take() else {
+            return;
+        };
+        let end = clock::now_raw();
+        mark_panic(&mut s.extra);
+        let dur = clock::delta_ns(s.start, end);
+        if let Some(p) = &s.parent_shared {
+            p.fetch_add(dur, Ordering::Relaxed);
+        }
+        let span = RawSpan {
+            id: s.id,
+            parent: s.parent,
+            trace: s.trace,
+            start: s.start,
+            dur_ns: dur,
+            child_ns: s.shared.load(Ordering::Relaxed),
+            path: s.path,
+            thread: s.thread,
+            extra: s.extra.take(),
+        };
+        let inner = s.inner.clone();
+        let mut span = Some(span);
+        with_local(|l| l.record(span.take().expect("once"), end, Some(&inner)));
+        if let Some(span) = span {
+            inner.submit(vec![span]);
+        }
+    }
+}
+
+impl Drop for SpanHandle {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Keeps a [`SpanHandle`] current on this thread; see [`SpanHandle::enter`].
+pub struct Entered<'a> {
+    pushed: Option<u64>,
+    _handle: PhantomData<(&'a SpanHandle, *const ())>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.pushed {
+            with_local(|l| {
+                if let Some(f) = l.pop(id) {
+                    if let Some(sh) = &f.shared {
+                        sh.fetch_add(f.child_ns, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+}

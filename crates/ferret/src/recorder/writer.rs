@@ -1,0 +1,298 @@
+//! The background writer: receives batches of finished spans, maps local name
+//! and path ids to the database's, encodes blocks and commits them, with the
+//! run's counters, in one transaction per round.
+
+use super::buffer::RawSpan;
+use super::Inner;
+use crate::intern;
+use crate::store::codec::BlockEncoder;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rusqlite::Connection;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Spans per stored block.
+pub(crate) const BLOCK_SPANS: usize = 4096;
+
+pub(crate) enum Msg {
+    Batch(Vec<RawSpan>),
+    Flush(Sender<()>),
+    Stop(Sender<()>),
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    inner: Arc<Inner>,
+    rx: Receiver<Msg>,
+    pending: Vec<Vec<RawSpan>>,
+    pending_spans: usize,
+    /// Local name id -> database id (0 = not yet known).
+    names: Vec<i64>,
+    /// Local path id -> database id (0 = not yet known; local 0 is the root).
+    paths: Vec<i64>,
+    threads_synced: usize,
+    /// Counter values already added to the run row.
+    persisted: [u64; 4],
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, inner: Arc<Inner>, rx: Receiver<Msg>) -> Writer {
+        Writer {
+            conn,
+            inner,
+            rx,
+            pending: Vec::new(),
+            pending_spans: 0,
+            names: Vec::new(),
+            paths: vec![0],
+            threads_synced: 0,
+            persisted: [0; 4],
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let interval = Duration::from_nanos(self.inner.flush_interval_ns.max(1_000_000));
+        loop {
+            match self.rx.recv_timeout(interval) {
+                Ok(Msg::Batch(v)) => {
+                    self.pending_spans += v.len();
+                    self.pending.push(v);
+                    if self.pending_spans >= BLOCK_SPANS * 16 {
+                        self.persist();
+                    }
+                }
+                Ok(Msg::Flush(ack)) => {
+                    let stop = self.drain_queued();
+                    self.persist();
+                    let _ = ack.send(());
+                    if let Some(ack) = stop {
+                        let _ = ack.send(());
+                        return;
+                    }
+                }
+                Ok(Msg::Stop(ack)) => {
+                    self.drain_queued();
+                    self.persist();
+                    let _ = ack.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => self.persist(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.persist();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves every batch already queued into `pending`; acknowledges flushes
+    /// after the persist that follows. Returns a stop request if one was seen.
+    fn drain_queued(&mut self) -> Option<Sender<()>> {
+        let mut acks = Vec::new();
+        let mut stop = None;
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                Msg::Batch(v) => {
+                    self.pending_spans += v.len();
+                    self.pending.push(v);
+                }
+                Msg::Flush(a) => acks.push(a),
+                Msg::Stop(a) => {
+                    stop = Some(a);
+                    break;
+                }
+            }
+        }
+        if !acks.is_empty() {
+            self.persist();
+            for a in acks {
+                let _ = a.send(());
+            }
+        }
+        stop
+    }
+
+    fn counters(&self) -> [u64; 4] {
+        let c = &self.inner.counters;
+        [
+            c.accepted.load(Ordering::Relaxed),
+            c.dropped_queue.load(Ordering::Relaxed),
+            c.dropped_write.load(Ordering::Relaxed),
+            self.inner.sampled_out(),
+        ]
+    }
+
+    fn persist(&mut self) {
+        let counters = self.counters();
+        if self.pending.is_empty() && counters == self.persisted {
+            return;
+        }
+        let batches = std::mem::take(&mut self.pending);
+        let n = std::mem::take(&mut self.pending_spans);
+        if let Err(e) = self.write(&batches, counters) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            // Ids handed out inside the failed transaction are gone.
+            self.names.clear();
+            self.paths.truncate(1);
+            self.threads_synced = 0;
+            self.inner
+                .counters
+                .dropped_write
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if !self.inner.reported.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "ferret: could not write {n} spans to {}: {e} (further write errors are counted, not printed)",
+                    self.inner.path.display()
+                );
+            }
+            // Try to store the counters alone, so that the loss is on record.
+            let counters = self.counters();
+            if self.write(&[], counters).is_err() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
+    fn write(&mut self, batches: &[Vec<RawSpan>], counters: [u64; 4]) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.sync_threads()?;
+        let mut spans: Vec<(i64, u32, &RawSpan)> =
+            Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        for b in batches {
+            for s in b {
+                let path = self.db_path(s.path)?;
+                spans.push((self.inner.anchor.wall_ns(s.start), path, s));
+            }
+        }
+        spans.sort_unstable_by_key(|(start, _, s)| (*start, s.id));
+        {
+            let mut ins = self.conn.prepare_cached(
+                "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for chunk in spans.chunks(BLOCK_SPANS) {
+                let mut enc = BlockEncoder::new();
+                let mut max_end = i64::MIN;
+                for (start, path, s) in chunk {
+                    let (status, tags) = match &s.extra {
+                        Some(e) => (&e.status, &e.tags[..]),
+                        None => (&crate::types::Status::Ok, &[][..]),
+                    };
+                    enc.push(
+                        s.id, s.parent, s.trace, *path, *start, s.dur_ns, s.child_ns, s.thread,
+                        status, tags,
+                    );
+                    max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
+                }
+                ins.execute(rusqlite::params![
+                    self.inner.run_db_id,
+                    self.inner.proc_db_id,
+                    chunk[0].0,
+                    max_end,
+                    chunk.len() as i64,
+                    enc.finish()
+                ])?;
+            }
+        }
+        let d: Vec<i64> = counters
+            .iter()
+            .zip(self.persisted.iter())
+            .map(|(a, b)| a.saturating_sub(*b) as i64)
+            .collect();
+        if d.iter().any(|&x| x != 0) {
+            self.conn.execute(
+                "UPDATE ferret_runs SET spans_accepted = spans_accepted + ?2, dropped_queue = dropped_queue + ?3, dropped_write = dropped_write + ?4, sampled_out = sampled_out + ?5 WHERE id = ?1",
+                rusqlite::params![self.inner.run_db_id, d[0], d[1], d[2], d[3]],
+            )?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        self.persisted = counters;
+        Ok(())
+    }
+
+    fn sync_threads(&mut self) -> rusqlite::Result<()> {
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if threads.len() <= self.threads_synced {
+            return Ok(());
+        }
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO ferret_threads (process, idx, tid, name) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (idx, (tid, name)) in threads.iter().enumerate().skip(self.threads_synced) {
+            st.execute(rusqlite::params![
+                self.inner.proc_db_id,
+                idx as i64,
+                *tid as i64,
+                name
+            ])?;
+        }
+        self.threads_synced = threads.len();
+        Ok(())
+    }
+
+    fn db_name(&mut self, local: u32) -> rusqlite::Result<i64> {
+        let i = local as usize;
+        if let Some(&id) = self.names.get(i) {
+            if id != 0 {
+                return Ok(id);
+            }
+        }
+        let text = intern::name_text(local);
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO ferret_names (name) VALUES (?1)")?
+            .execute([&*text])?;
+        let id: i64 = self
+            .conn
+            .prepare_cached("SELECT id FROM ferret_names WHERE name = ?1")?
+            .query_row([&*text], |r| r.get(0))?;
+        if self.names.len() <= i {
+            self.names.resize(i + 1, 0);
+        }
+        self.names[i] = id;
+        Ok(id)
+    }
+
+    /// The database id of a local path, registering it (and its unknown
+    /// ancestors, iteratively: chains can be very deep) if needed.
+    fn db_path(&mut self, local: u32) -> rusqlite::Result<u32> {
+        if let Some(&id) = self.paths.get(local as usize) {
+            if id != 0 || local == 0 {
+                return Ok(id as u32);
+            }
+        }
+        let mut chain = vec![];
+        let mut cur = local;
+        while cur != 0 && self.paths.get(cur as usize).is_none_or(|&id| id == 0) {
+            let (parent, name) = intern::path_entry(cur);
+            chain.push((cur, parent, name));
+            cur = parent;
+        }
+        for (local, parent, name) in chain.into_iter().rev() {
+            let parent_db = if parent == 0 {
+                0
+            } else {
+                self.paths[parent as usize]
+            };
+            let name_db = self.db_name(name)?;
+            self.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO ferret_paths (parent, name) VALUES (?1, ?2)",
+                )?
+                .execute([parent_db, name_db])?;
+            let id: i64 = self
+                .conn
+                .prepare_cached("SELECT id FROM ferret_paths WHERE parent = ?1 AND name = ?2")?
+                .query_row([parent_db, name_db], |r| r.get(0))?;
+            if self.paths.len() <= local as usize {
+                self.paths.resize(local as usize + 1, 0);
+            }
+            self.paths[local as usize] = id;
+        }
+        Ok(self.paths[local as usize] as u32)
+    }
+}

@@ -1,0 +1,490 @@
+//! The block codec: many spans per SQLite row, row-wise varint deltas.
+//!
+//! Layout (docs/FORMAT.md has the full description): a version byte, the
+//! span count, then per span a flag byte followed by zigzag/LEB128 varints:
+//! id delta, parent delta, trace delta, path id, start delta, duration,
+//! children's duration, thread index, custom status text and tags, each
+//! present only when its flag says so.
+
+use crate::types::{Status, TagValue, Tags};
+
+/// Version byte of the block encoding.
+pub const BLOCK_VERSION: u8 = 1;
+
+const ST_MASK: u8 = 0b11;
+const ST_ERROR: u8 = 1;
+const ST_CUSTOM: u8 = 2;
+const F_PARENT: u8 = 1 << 2;
+const F_TRACE: u8 = 1 << 3;
+const F_CHILD: u8 = 1 << 4;
+const F_THREAD: u8 = 1 << 5;
+const F_TAGS: u8 = 1 << 6;
+
+/// One span as stored: what the encoder takes and the decoder gives back
+/// (with tags decoded only on request).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BlockSpan {
+    /// Span id (unique in the run).
+    pub id: u64,
+    /// Parent span id, 0 for none.
+    pub parent: u64,
+    /// Trace (root) id.
+    pub trace: u64,
+    /// Database call-path id.
+    pub path: u32,
+    /// Start, ns since the UNIX epoch.
+    pub start_ns: i64,
+    /// Duration in ns.
+    pub dur_ns: u64,
+    /// Total duration of direct children in ns.
+    pub child_ns: u64,
+    /// Thread index within the process.
+    pub thread: u32,
+    /// Status.
+    pub status: Status,
+    /// Tags.
+    pub tags: Tags,
+}
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes spans into one block. Spans should be sorted by start for the
+/// smallest output, but any order round-trips.
+pub struct BlockEncoder {
+    out: Vec<u8>,
+    count: u64,
+    prev_id: u64,
+    prev_trace: u64,
+    prev_start: i64,
+    prev_thread: u32,
+}
+
+impl Default for BlockEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockEncoder {
+    /// A new, empty block.
+    pub fn new() -> BlockEncoder {
+        BlockEncoder {
+            out: Vec::with_capacity(64 * 1024),
+            count: 0,
+            prev_id: 0,
+            prev_trace: 0,
+            prev_start: 0,
+            prev_thread: 0,
+        }
+    }
+
+    /// Spans added so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when no span was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends one span.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        id: u64,
+        parent: u64,
+        trace: u64,
+        path: u32,
+        start_ns: i64,
+        dur_ns: u64,
+        child_ns: u64,
+        thread: u32,
+        status: &Status,
+        tags: &[(String, TagValue)],
+    ) {
+        let mut flags = match status {
+            Status::Ok => 0,
+            Status::Error => ST_ERROR,
+            Status::Custom(_) => ST_CUSTOM,
+        };
+        if parent != 0 {
+            flags |= F_PARENT;
+        }
+        if trace != self.prev_trace {
+            flags |= F_TRACE;
+        }
+        if child_ns != 0 {
+            flags |= F_CHILD;
+        }
+        if thread != self.prev_thread {
+            flags |= F_THREAD;
+        }
+        if !tags.is_empty() {
+            flags |= F_TAGS;
+        }
+        let out = &mut self.out;
+        out.push(flags);
+        put_varint(out, zigzag(id.wrapping_sub(self.prev_id) as i64));
+        if parent != 0 {
+            put_varint(out, zigzag(id.wrapping_sub(parent) as i64));
+        }
+        if trace != self.prev_trace {
+            put_varint(out, zigzag(trace.wrapping_sub(self.prev_trace) as i64));
+        }
+        put_varint(out, path as u64);
+        put_varint(out, zigzag(start_ns.wrapping_sub(self.prev_start)));
+        put_varint(out, dur_ns);
+        if child_ns != 0 {
+            put_varint(out, child_ns);
+        }
+        if thread != self.prev_thread {
+            put_varint(out, thread as u64);
+        }
+        if let Status::Custom(s) = status {
+            put_str(out, s);
+        }
+        if !tags.is_empty() {
+            put_varint(out, tags.len() as u64);
+            for (k, v) in tags {
+                put_str(out, k);
+                match v {
+                    TagValue::Str(s) => {
+                        out.push(0);
+                        put_str(out, s);
+                    }
+                    TagValue::I64(i) => {
+                        out.push(1);
+                        put_varint(out, zigzag(*i));
+                    }
+                    TagValue::U64(u) => {
+                        out.push(2);
+                        put_varint(out, *u);
+                    }
+                    TagValue::F64(f) => {
+                        out.push(3);
+                        out.extend_from_slice(&f.to_le_bytes());
+                    }
+                    TagValue::Bool(false) => out.push(4),
+                    TagValue::Bool(true) => out.push(5),
+                    TagValue::Null => out.push(6),
+                    TagValue::Json(s) => {
+                        out.push(7);
+                        put_str(out, s);
+                    }
+                }
+            }
+        }
+        self.prev_id = id;
+        self.prev_trace = trace;
+        self.prev_start = start_ns;
+        self.prev_thread = thread;
+        self.count += 1;
+    }
+
+    /// The finished block: version byte, count, span bytes.
+    pub fn finish(self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.out.len() + 11);
+        head.push(BLOCK_VERSION);
+        put_varint(&mut head, self.count);
+        head.extend_from_slice(&self.out);
+        head
+    }
+}
+
+/// Why a block could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptBlock;
+
+impl std::fmt::Display for CorruptBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("corrupt span block")
+    }
+}
+
+/// Decodes a block span by span, without allocating for spans without tags.
+pub struct BlockDecoder<D> {
+    data: D,
+    pos: usize,
+    remaining: u64,
+    prev_id: u64,
+    prev_trace: u64,
+    prev_start: i64,
+    prev_thread: u32,
+    with_tags: bool,
+}
+
+impl<D: AsRef<[u8]>> BlockDecoder<D> {
+    /// Starts decoding; `with_tags: false` skips tag bytes without decoding them.
+    pub fn new(data: D, with_tags: bool) -> Result<BlockDecoder<D>, CorruptBlock> {
+        if data.as_ref().first() != Some(&BLOCK_VERSION) {
+            return Err(CorruptBlock);
+        }
+        let mut d = BlockDecoder {
+            data,
+            pos: 1,
+            remaining: 0,
+            prev_id: 0,
+            prev_trace: 0,
+            prev_start: 0,
+            prev_thread: 0,
+            with_tags,
+        };
+        d.remaining = d.varint()?;
+        Ok(d)
+    }
+
+    /// Spans not decoded yet.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, CorruptBlock> {
+        let mut v: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(CorruptBlock);
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(CorruptBlock);
+            }
+        }
+    }
+
+    fn bytes(&mut self) -> Result<std::ops::Range<usize>, CorruptBlock> {
+        let n = self.varint()? as usize;
+        let end = self.pos.checked_add(n).ok_or(CorruptBlock)?;
+        if end > self.data.as_ref().len() {
+            return Err(CorruptBlock);
+        }
+        let r = self.pos..end;
+        self.pos = end;
+        Ok(r)
+    }
+
+    fn string(&mut self) -> Result<String, CorruptBlock> {
+        let r = self.bytes()?;
+        Ok(String::from_utf8_lossy(&self.data.as_ref()[r]).into_owned())
+    }
+
+    /// Decodes the next span into `s` (reusing its tag vector). Returns
+    /// `Ok(false)` at the end of the block.
+    #[inline]
+    pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
+        if self.remaining == 0 {
+            return Ok(false);
+        }
+        self.remaining -= 1;
+        let flags = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+        self.pos += 1;
+        let id = self.prev_id.wrapping_add(unzigzag(self.varint()?) as u64);
+        s.id = id;
+        s.parent = if flags & F_PARENT != 0 {
+            id.wrapping_sub(unzigzag(self.varint()?) as u64)
+        } else {
+            0
+        };
+        if flags & F_TRACE != 0 {
+            self.prev_trace = self
+                .prev_trace
+                .wrapping_add(unzigzag(self.varint()?) as u64);
+        }
+        s.trace = self.prev_trace;
+        s.path = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
+        self.prev_start = self.prev_start.wrapping_add(unzigzag(self.varint()?));
+        s.start_ns = self.prev_start;
+        s.dur_ns = self.varint()?;
+        s.child_ns = if flags & F_CHILD != 0 {
+            self.varint()?
+        } else {
+            0
+        };
+        if flags & F_THREAD != 0 {
+            self.prev_thread = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
+        }
+        s.thread = self.prev_thread;
+        s.status = match flags & ST_MASK {
+            0 => Status::Ok,
+            ST_ERROR => Status::Error,
+            ST_CUSTOM => Status::Custom(self.string()?),
+            _ => return Err(CorruptBlock),
+        };
+        s.tags.clear();
+        if flags & F_TAGS != 0 {
+            let n = self.varint()?;
+            for _ in 0..n {
+                let key = self.bytes()?;
+                let ty = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+                self.pos += 1;
+                let v = match ty {
+                    0 => TagValue::Str(self.string()?),
+                    1 => TagValue::I64(unzigzag(self.varint()?)),
+                    2 => TagValue::U64(self.varint()?),
+                    3 => {
+                        let b = self
+                            .data
+                            .as_ref()
+                            .get(self.pos..self.pos + 8)
+                            .ok_or(CorruptBlock)?;
+                        self.pos += 8;
+                        TagValue::F64(f64::from_le_bytes(b.try_into().map_err(|_| CorruptBlock)?))
+                    }
+                    4 => TagValue::Bool(false),
+                    5 => TagValue::Bool(true),
+                    6 => TagValue::Null,
+                    7 => TagValue::Json(self.string()?),
+                    _ => return Err(CorruptBlock),
+                };
+                if self.with_tags {
+                    let key = String::from_utf8_lossy(&self.data.as_ref()[key]).into_owned();
+                    s.tags.push((key, v));
+                }
+            }
+        }
+        self.prev_id = id;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(i: u64) -> BlockSpan {
+        BlockSpan {
+            id: (7 << 40) | i,
+            parent: if i % 3 == 0 { 0 } else { (7 << 40) | (i - 1) },
+            trace: (7 << 40) | (i / 3 * 3),
+            path: (i % 5) as u32 + 1,
+            start_ns: 1_700_000_000_000_000_000 + (i as i64) * 1000,
+            dur_ns: 500 + i,
+            child_ns: if i % 2 == 0 { 100 } else { 0 },
+            thread: (i % 2) as u32,
+            status: match i % 4 {
+                0 => Status::Ok,
+                1 => Status::Error,
+                2 => Status::Custom("warning".into()),
+                _ => Status::Ok,
+            },
+            tags: if i % 5 == 0 {
+                vec![
+                    ("s".into(), TagValue::Str("x".repeat(i as usize))),
+                    ("i".into(), TagValue::I64(-(i as i64))),
+                    ("u".into(), TagValue::U64(u64::MAX)),
+                    ("f".into(), TagValue::F64(1.5)),
+                    ("b".into(), TagValue::Bool(true)),
+                ]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn encode(spans: &[BlockSpan]) -> Vec<u8> {
+        let mut e = BlockEncoder::new();
+        for s in spans {
+            e.push(
+                s.id, s.parent, s.trace, s.path, s.start_ns, s.dur_ns, s.child_ns, s.thread,
+                &s.status, &s.tags,
+            );
+        }
+        e.finish()
+    }
+
+    #[test]
+    fn round_trip_every_field() {
+        let spans: Vec<BlockSpan> = (1..200).map(sample).collect();
+        let data = encode(&spans);
+        let mut d = BlockDecoder::new(&data[..], true).unwrap();
+        let mut s = BlockSpan::default();
+        let mut out = vec![];
+        while d.next_into(&mut s).unwrap() {
+            out.push(s.clone());
+        }
+        assert_eq!(out, spans);
+    }
+
+    #[test]
+    fn skipping_tags_keeps_other_fields() {
+        let spans: Vec<BlockSpan> = (1..50).map(sample).collect();
+        let data = encode(&spans);
+        let mut d = BlockDecoder::new(&data[..], false).unwrap();
+        let mut s = BlockSpan::default();
+        let mut n = 0;
+        while d.next_into(&mut s).unwrap() {
+            assert!(s.tags.is_empty());
+            assert_eq!(s.dur_ns, spans[n].dur_ns);
+            assert_eq!(s.status, spans[n].status);
+            n += 1;
+        }
+        assert_eq!(n, spans.len());
+    }
+
+    #[test]
+    fn truncated_or_garbage_blocks_are_errors_not_panics() {
+        let spans: Vec<BlockSpan> = (1..50).map(sample).collect();
+        let data = encode(&spans);
+        for cut in 0..data.len() {
+            let part = &data[..cut];
+            if let Ok(mut d) = BlockDecoder::new(part, true) {
+                let mut s = BlockSpan::default();
+                let mut res = Ok(true);
+                while let Ok(true) = res {
+                    res = d.next_into(&mut s);
+                }
+                assert!(res.is_err(), "truncation at {cut} must be detected");
+            }
+        }
+        assert!(BlockDecoder::new(&b""[..], true).is_err());
+        assert!(BlockDecoder::new(&[9u8, 1, 2][..], true).is_err());
+        let mut junk = vec![BLOCK_VERSION, 5];
+        junk.extend(std::iter::repeat_n(0xff, 40));
+        let mut d = BlockDecoder::new(&junk[..], true).unwrap();
+        assert!(d.next_into(&mut BlockSpan::default()).is_err());
+    }
+
+    #[test]
+    fn untagged_spans_are_small() {
+        let spans: Vec<BlockSpan> = (1..4000)
+            .map(|i| BlockSpan {
+                tags: vec![],
+                status: Status::Ok,
+                ..sample(i)
+            })
+            .collect();
+        let data = encode(&spans);
+        let per = data.len() as f64 / spans.len() as f64;
+        assert!(per < 20.0, "{per} bytes per span");
+    }
+}

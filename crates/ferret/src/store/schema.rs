@@ -1,0 +1,173 @@
+//! The native file's schema (see docs/FORMAT.md) and opening a file for writing.
+
+use crate::error::{Error, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::Path;
+use std::time::Duration;
+
+/// Version of the native format written by this crate.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The DDL of a native trace file.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ferret_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ferret_runs (
+    id INTEGER PRIMARY KEY,
+    run_key TEXT NOT NULL UNIQUE,
+    label TEXT,
+    host TEXT,
+    started_ns INTEGER NOT NULL,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped_queue INTEGER NOT NULL DEFAULT 0,
+    dropped_write INTEGER NOT NULL DEFAULT 0,
+    sampled_out INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ferret_runs_started ON ferret_runs (started_ns);
+CREATE TABLE IF NOT EXISTS ferret_processes (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT,
+    started_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ferret_processes_run ON ferret_processes (run);
+CREATE TABLE IF NOT EXISTS ferret_threads (
+    process INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    name TEXT,
+    PRIMARY KEY (process, idx)
+);
+CREATE TABLE IF NOT EXISTS ferret_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS ferret_paths (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    UNIQUE (parent, name)
+);
+CREATE TABLE IF NOT EXISTS ferret_blocks (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    process INTEGER NOT NULL,
+    min_start INTEGER NOT NULL,
+    max_end INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ferret_blocks_run ON ferret_blocks (run, id);
+";
+
+fn classify_open_error(path: &Path, e: rusqlite::Error) -> Error {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            Error::NotSqlite(path.to_path_buf())
+        }
+        _ => Error::Sqlite(e),
+    }
+}
+
+/// Applies the connection settings every writer uses: WAL, a busy timeout.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    let _ = mode;
+    conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
+    Ok(())
+}
+
+/// Opens (creating if needed) a native trace file for writing.
+pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify_open_error(path, e))?;
+    // Touch the file header: a garbage file fails here.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| classify_open_error(path, e))?;
+    configure(&conn).map_err(|e| classify_open_error(path, e))?;
+    let has_logs: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='beaver_logs'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if has_logs {
+        return Err(Error::WrongKind(path.to_path_buf()));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<()> {
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
+            [FORMAT_VERSION.to_string()],
+        )?;
+        let v: String = conn.query_row(
+            "SELECT value FROM ferret_meta WHERE key='format_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        let v: i64 = v.parse().unwrap_or(i64::MAX);
+        if v > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion(v));
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(conn)
+}
+
+/// Registers the run (if new) and this process; returns (run row id, process row id).
+pub(crate) fn register_process(
+    conn: &Connection,
+    run_key: &str,
+    label: Option<&str>,
+    host: &str,
+    now_ns: i64,
+) -> Result<(i64, i64)> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<(i64, i64)> {
+        conn.execute(
+            "INSERT OR IGNORE INTO ferret_runs (run_key, label, host, started_ns) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![run_key, label, host, now_ns],
+        )?;
+        if let Some(l) = label {
+            conn.execute(
+                "UPDATE ferret_runs SET label = ?2 WHERE run_key = ?1 AND label IS NULL",
+                rusqlite::params![run_key, l],
+            )?;
+        }
+        let run: i64 = conn.query_row(
+            "SELECT id FROM ferret_runs WHERE run_key = ?1",
+            [run_key],
+            |r| r.get(0),
+        )?;
+        conn.execute(
+            "INSERT INTO ferret_processes (run, pid, host, started_ns) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![run, std::process::id(), host, now_ns],
+        )?;
+        Ok((run, conn.last_insert_rowid()))
+    })();
+    match r {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
