@@ -1,1 +1,49 @@
-fn main() {}
+//! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
+
+mod cmd;
+mod error;
+mod fmt;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+
+/// Ferret: a persistent span profiler. Analyze trace files of any size in
+/// flat memory: native ferret files and ferret-io (Python) files alike.
+#[derive(Parser)]
+#[command(name = "ferret", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record a synthetic workload through the recorder, then analyze it.
+    Demo(cmd::demo::Args),
+    /// Per-name summary of a run (or, with --tree, its slowest call trees).
+    Analyze(cmd::analyze::Args),
+    /// List the runs of a file.
+    Runs(cmd::runs::Args),
+    /// Merged call tree of a run: every span grouped by call path.
+    Calltree(cmd::calltree::Args),
+    /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
+    Export(cmd::export::Args),
+    /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
+    Flamegraph(cmd::export::FlameArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Analyze(a) => cmd::analyze::run(a),
+        Command::Runs(a) => cmd::runs::run(a),
+        Command::Calltree(a) => cmd::calltree::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Flamegraph(a) => cmd::export::run_flame(a),
+    };
+    if let Err(e) = r {
+        eprintln!("ferret: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
