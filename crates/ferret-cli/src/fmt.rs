@@ -34,8 +34,6 @@ pub enum Style {
     Dim,
     Red,
     Yellow,
-    Green,
-    Cyan,
 }
 
 /// Wraps `s` in an ANSI style when `on`.
@@ -48,8 +46,6 @@ pub fn paint(s: &str, style: Style, on: bool) -> String {
         Style::Dim => "2",
         Style::Red => "31",
         Style::Yellow => "33",
-        Style::Green => "32",
-        Style::Cyan => "36",
     };
     format!("\x1b[{code}m{s}\x1b[0m")
 }
@@ -265,5 +261,42 @@ mod tests {
         );
         assert!(parse_time("yesterday", 0).is_err());
         assert!(parse_time("+-3s", 0).is_err());
+    }
+}
+
+/// A UTC timestamp `YYYY-MM-DD HH:MM:SS.mmm` for ns since the epoch.
+pub fn utc(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod utc_tests {
+    #[test]
+    fn utc_formats() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00.000");
+        assert_eq!(
+            super::utc(1_795_723_200_500_000_000),
+            "2026-11-26 20:00:00.500"
+        );
     }
 }

@@ -5,7 +5,6 @@ mod error;
 mod fmt;
 
 use clap::{Parser, Subcommand};
-use error::CliError;
 
 /// Ferret: a persistent span profiler. Analyze trace files of any size in
 /// flat memory: native ferret files and ferret-io (Python) files alike.

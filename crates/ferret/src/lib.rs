@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod analysis;
 mod clock;
 mod error;
 mod intern;

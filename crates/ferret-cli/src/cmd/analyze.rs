@@ -1,14 +1,353 @@
-//! `ferret analyze`.
+//! `ferret analyze`: the per-name summary of a run.
+
+use super::{open_store, pick_run};
 use crate::error::{CliError, CliResult};
+use crate::fmt::{self, Align, Style, Table};
+use ferret::analysis::{summarize, SortKey, Summary};
+use ferret::store::{SpanQuery, Store};
+use std::io::Write;
 use std::path::PathBuf;
 
-/// Analyze.
-#[derive(clap::Args)]
-pub struct Args {
-    /// Trace file.
-    pub db: PathBuf,
+/// Output formats of the summary.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned table for people.
+    Table,
+    /// JSON for scripts (times in seconds).
+    Json,
+    /// CSV with the JSON's columns.
+    Csv,
+    /// With --tree: indented text (same as table).
+    Text,
 }
 
-pub fn run(_a: Args) -> CliResult {
-    Err(CliError::user("analyze: todo"))
+/// Per-name summary of a run: count, total, avg, min, max, p50/p95/p99,
+/// self time and errors, streamed in memory proportional to distinct names.
+///
+/// Reads native ferret files and ferret-io (Python) files. Without --run it
+/// analyzes the latest run and says which one it chose.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Times for --since/--until: UNIX seconds (1795711277.5), \
+an offset from the run's first span (+2s, +150ms, +1m), or UTC \
+YYYY-MM-DDTHH:MM:SS[.frac]Z. A span is included when its start is in [since, until).
+
+Exit codes: 0 ok, 2 bad input (missing/bad file, unknown run, bad option), 1 internal error."
+)]
+pub struct Args {
+    /// Trace file (native or ferret-io).
+    pub db: PathBuf,
+    /// Run id (default: the latest run).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Row order: total, count, avg, max, p99, self, errors, name.
+    #[arg(long, default_value = "total", value_parser = parse_sort)]
+    pub sort: SortKey,
+    /// Rows to show; 0 shows all.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Only names matching this glob (e.g. 'db_*'); may repeat.
+    #[arg(long = "name", value_name = "GLOB")]
+    pub names: Vec<String>,
+    /// Only spans starting at or after this time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only spans starting before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// ferret-io log name holding the spans.
+    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Show the slowest call trees instead of the summary.
+    #[arg(long)]
+    pub tree: bool,
+    /// With --tree: number of slowest roots to show.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// With --tree: children per node before same-name siblings merge.
+    #[arg(long, default_value_t = 50)]
+    pub max_children: usize,
+}
+
+fn parse_sort(s: &str) -> Result<SortKey, String> {
+    s.parse()
+}
+
+/// Resolves --since/--until into a query; relative offsets need the run start.
+pub fn time_query(
+    store: &Store,
+    run: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> CliResult<SpanQuery> {
+    let mut q = SpanQuery::default();
+    if since.is_none() && until.is_none() {
+        return Ok(q);
+    }
+    let needs_start = [since, until]
+        .iter()
+        .flatten()
+        .any(|s| s.trim_start().starts_with('+'));
+    let start = if needs_start {
+        store
+            .runs()?
+            .into_iter()
+            .find(|r| r.run_id == run)
+            .map_or(0, |r| r.first_start_ns)
+    } else {
+        0
+    };
+    if let Some(s) = since {
+        q.since_ns = Some(fmt::parse_time(s, start).map_err(CliError::User)?);
+    }
+    if let Some(u) = until {
+        q.until_ns = Some(fmt::parse_time(u, start).map_err(CliError::User)?);
+    }
+    Ok(q)
+}
+
+/// A progress bar on stderr for long scans, only on a TTY.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(total_bytes: u64) -> Progress {
+        let bar = (fmt::stderr_is_tty() && total_bytes > 64 << 20).then(|| {
+            let b = indicatif::ProgressBar::new(total_bytes);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {bytes}/{total_bytes} read, {msg} [{elapsed}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Progress { bar }
+    }
+
+    pub fn update(&self, spans: u64, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(bytes);
+            b.set_message(format!("{spans} spans"));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn run(a: Args) -> CliResult {
+    let store = open_store(&a.db, Some(&a.namespace))?;
+    let (run, by_default) = pick_run(&store, a.run.as_deref())?;
+    if a.tree {
+        return super::tree::run(&store, &run, by_default, &a);
+    }
+    let globs = build_globs(&a.names)?;
+    let q = time_query(&store, &run, a.since.as_deref(), a.until.as_deref())?;
+    let mut spans = store.spans(&run, &q)?;
+    let progress = Progress::new(store.file_size());
+    let mut summary = summarize(&run, store.kind(), &mut spans, &mut |n, b| {
+        progress.update(n, b)
+    });
+    progress.finish();
+    if let Some(e) = spans.take_error() {
+        return Err(CliError::Internal(format!(
+            "reading {} failed part way: {e}",
+            a.db.display()
+        )));
+    }
+    drop(spans);
+    if let Some(g) = &globs {
+        summary.stats.retain(|s| g.is_match(&s.name));
+    }
+    let names = summary.stats.len();
+    summary.sort_and_limit(a.sort, a.limit);
+    let dropped = store.run_counters(&run)?;
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        Format::Json => {
+            serde_json::to_writer(&mut out, &json_summary(&summary))?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_csv(&mut out, &summary)?,
+        Format::Table | Format::Text => {
+            let color = fmt::color_stdout();
+            let how = if by_default { " (latest)" } else { "" };
+            eprintln!("Analyzing run {run}{how}");
+            write!(out, "{}", render_table(&summary, color))?;
+            writeln!(
+                out,
+                "{}",
+                summary_line(&summary, dropped.as_ref(), names, color)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn build_globs(names: &[String]) -> CliResult<Option<globset::GlobSet>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for n in names {
+        b.add(
+            globset::GlobBuilder::new(n)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| CliError::user(format!("bad --name glob '{n}': {e}")))?,
+        );
+    }
+    Ok(Some(b.build().map_err(|e| CliError::user(e.to_string()))?))
+}
+
+fn secs(ns: f64) -> f64 {
+    ns / 1e9
+}
+
+/// The JSON document of the issue's schema (times in seconds).
+pub fn json_summary(s: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": s.run_id,
+        "format": s.format.as_str(),
+        "spans": s.spans,
+        "skipped_rows": s.skipped_rows,
+        "stats": s.stats.iter().map(|n| serde_json::json!({
+            "name": n.name,
+            "count": n.count,
+            "total_s": secs(n.total_ns as f64),
+            "avg_s": secs(n.avg_ns),
+            "min_s": secs(n.min_ns as f64),
+            "max_s": secs(n.max_ns as f64),
+            "p50_s": secs(n.p50_ns),
+            "p95_s": secs(n.p95_ns),
+            "p99_s": secs(n.p99_ns),
+            "self_s": secs(n.self_ns as f64),
+            "error_count": n.error_count,
+            "error_rate": n.error_rate,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn write_csv(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "name,count,total_s,avg_s,min_s,max_s,p50_s,p95_s,p99_s,self_s,error_count,error_rate"
+    )?;
+    for n in &s.stats {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&n.name),
+            n.count,
+            secs(n.total_ns as f64),
+            secs(n.avg_ns),
+            secs(n.min_ns as f64),
+            secs(n.max_ns as f64),
+            secs(n.p50_ns),
+            secs(n.p95_ns),
+            secs(n.p99_ns),
+            secs(n.self_ns as f64),
+            n.error_count,
+            n.error_rate
+        )?;
+    }
+    Ok(())
+}
+
+/// The summary table.
+pub fn render_table(s: &Summary, color: bool) -> String {
+    let mut t = Table::new(&[
+        ("Name", Align::Left),
+        ("Count", Align::Right),
+        ("Total", Align::Right),
+        ("Self", Align::Right),
+        ("Avg", Align::Right),
+        ("Min", Align::Right),
+        ("p50", Align::Right),
+        ("p95", Align::Right),
+        ("p99", Align::Right),
+        ("Max", Align::Right),
+        ("Errors", Align::Right),
+    ]);
+    let max_total = s.stats.iter().map(|n| n.total_ns).max().unwrap_or(0) as f64;
+    for n in &s.stats {
+        let total = fmt::dur(n.total_ns as f64);
+        let total = match fmt::heat(n.total_ns as f64, max_total) {
+            Some(st) => fmt::paint(&total, st, color),
+            None => total,
+        };
+        let errors = if n.error_count == 0 {
+            "0".to_owned()
+        } else {
+            fmt::paint(
+                &format!("{} ({:.1}%)", n.error_count, n.error_rate * 100.0),
+                Style::Red,
+                color,
+            )
+        };
+        t.row(vec![
+            n.name.clone(),
+            n.count.to_string(),
+            total,
+            fmt::dur(n.self_ns as f64),
+            fmt::dur(n.avg_ns),
+            fmt::dur(n.min_ns as f64),
+            fmt::dur(n.p50_ns),
+            fmt::dur(n.p95_ns),
+            fmt::dur(n.p99_ns),
+            fmt::dur(n.max_ns as f64),
+            errors,
+        ]);
+    }
+    t.render(color)
+}
+
+fn summary_line(
+    s: &Summary,
+    counters: Option<&ferret::store::RunInfo>,
+    names: usize,
+    color: bool,
+) -> String {
+    let shown = if names > s.stats.len() {
+        format!("{names} names ({} shown)", s.stats.len())
+    } else {
+        format!("{names} names")
+    };
+    let mut parts = vec![
+        format!("{} spans", s.spans),
+        shown,
+        format!("wall {}", fmt::dur(s.wall_ns as f64)),
+        format!("{} skipped rows", s.skipped_rows),
+    ];
+    match counters {
+        Some(c) => {
+            parts.push(format!("{} dropped by the recorder", c.dropped()));
+            if c.sampled_out > 0 {
+                parts.push(format!("{} sampled out", c.sampled_out));
+            }
+        }
+        None => parts.push("recorder drops unknown (ferret-io)".into()),
+    }
+    let line = parts.join(" · ");
+    if s.skipped_rows > 0 || counters.is_some_and(|c| c.dropped() > 0) {
+        fmt::paint(&line, Style::Yellow, color)
+    } else {
+        fmt::paint(&line, Style::Dim, color)
+    }
 }

@@ -1,10 +1,298 @@
-//! `ferret demo`.
+//! `ferret demo`: records a synthetic workload through the public recorder
+//! API, reports the persistence rate, then prints the analysis.
+
 use crate::error::{CliError, CliResult};
+use ferret::{InSpanExt, Profiler};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-/// Demo.
+/// Shapes of the synthetic workload.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// Requests on a thread pool (nested sync calls, tags, ~1% errors, a
+    /// panic caught inside a span) plus async tasks on tokio (1% of spans).
+    Mixed,
+    /// One root span with N-1 children.
+    Wide,
+    /// Long chains of nested spans.
+    Deep,
+}
+
+/// Record a synthetic workload into a trace file, then analyze it.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// File to record into (created if missing; runs accumulate).
+    #[arg(long, default_value = "ferret.db")]
+    pub db: PathBuf,
+    /// Spans to record.
+    #[arg(long, default_value_t = 200_000)]
+    pub spans: u64,
+    /// Recording threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Workload shape.
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub shape: Shape,
+    /// With --shape deep: chain depth.
+    #[arg(long, default_value_t = 64)]
+    pub depth: u64,
+    /// Record only; skip the analysis.
+    #[arg(long)]
+    pub no_analyze: bool,
+}
 
-pub fn run(_a: Args) -> CliResult {
-    Err(CliError::user("demo: todo"))
+/// A little CPU work so that spans have non-trivial durations.
+#[inline]
+fn work(n: u64) -> u64 {
+    let mut x = n | 1;
+    for _ in 0..(n % 16 + 4) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x)
+}
+
+const TABLES: [&str; 3] = ["users", "orders", "items"];
+
+/// One request: 8 spans on the mixed path (root, parse, 2×db.query or
+/// cache.get, render + 2 fragments, maybe a caught panic). Returns spans made.
+fn request(i: u64, worker: usize) -> u64 {
+    let mut made = 1;
+    let mut root = ferret::span("handle_request");
+    if i % 64 == 0 {
+        root.tag("worker", worker as i64);
+    }
+    ferret::measure("parse", || work(i));
+    made += 1;
+    for k in 0..2u64 {
+        let table = TABLES[((i + k) % 3) as usize];
+        if (i + k) % 4 == 0 {
+            let mut g = ferret::span("cache.get");
+            g.tag("hit", i % 3 != 0);
+            work(i + k);
+        } else {
+            let mut q = ferret::span("db.query");
+            q.tag("table", table);
+            work(i * 3 + k);
+            if (i + k) % 97 == 0 {
+                q.set_error("timeout after 30s");
+            }
+        }
+        made += 1;
+    }
+    {
+        let _r = ferret::span("render");
+        for part in ["header", "body"] {
+            let _p = ferret::span(format!("render.{part}"));
+            work(i ^ 0x55);
+            made += 1;
+        }
+        made += 1;
+    }
+    if i % 500 == 7 {
+        let r = std::panic::catch_unwind(|| {
+            let _g = ferret::span("risky_op");
+            if work(i) != 0 {
+                panic!("demo panic inside a span");
+            }
+        });
+        made += 1;
+        if r.is_ok() {
+            root.set_error("risky_op did not panic");
+        }
+    } else if i % 113 == 0 {
+        root.set_status(ferret::Status::Custom("warning".into()));
+    }
+    made
+}
+
+fn mixed(total: u64, threads: usize) -> CliResult<u64> {
+    // ~1% of the spans come from async tasks on a tokio runtime (spawning a
+    // task costs far more than a span; more would measure tokio, not ferret).
+    let async_target = total / 100;
+    let sync_target = total - async_target;
+    let made = AtomicU64::new(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("demo-async")
+        .build()
+        .map_err(|e| CliError::Internal(format!("tokio runtime: {e}")))?;
+    let async_made = rt.block_on(async {
+        let mut made = 0u64;
+        let mut batch = 0u64;
+        while made < async_target {
+            let fetches = 3u64.min(async_target - made).max(1);
+            let job = async move {
+                let mut handles = Vec::new();
+                for f in 0..fetches.saturating_sub(1) {
+                    handles.push(tokio::spawn(
+                        async move {
+                            tokio::task::yield_now().await;
+                            work(batch + f)
+                        }
+                        .in_span("fetch"),
+                    ));
+                }
+                for h in handles {
+                    let _ = h.await;
+                }
+            }
+            .in_span("async_job");
+            job.await;
+            made += fetches;
+            batch += 1;
+        }
+        made
+    });
+    drop(rt);
+    std::thread::scope(|s| {
+        for w in 0..threads.max(1) {
+            let made = &made;
+            std::thread::Builder::new()
+                .name(format!("demo-worker-{w}"))
+                .spawn_scoped(s, move || {
+                    let mut i = w as u64;
+                    let share = sync_target / threads.max(1) as u64
+                        + u64::from((w as u64) < sync_target % threads.max(1) as u64);
+                    let mut mine = 0;
+                    while mine < share {
+                        if share - mine >= 9 {
+                            mine += request(i, w);
+                        } else {
+                            ferret::measure("tail", || work(i));
+                            mine += 1;
+                        }
+                        i += threads as u64;
+                    }
+                    made.fetch_add(mine, Ordering::Relaxed);
+                })
+                .expect("spawn demo worker");
+        }
+    });
+    Ok(made.into_inner() + async_made)
+}
+
+fn wide(total: u64, threads: usize) -> u64 {
+    let root = ferret::start("main");
+    let children = total.saturating_sub(1);
+    std::thread::scope(|s| {
+        for w in 0..threads.max(1) {
+            let root = &root;
+            s.spawn(move || {
+                let _e = root.enter();
+                let share =
+                    children / threads as u64 + u64::from((w as u64) < children % threads as u64);
+                for i in 0..share {
+                    let _g = ferret::span("request");
+                    work(i);
+                }
+            });
+        }
+    });
+    root.end();
+    total.max(1)
+}
+
+fn chain(level: u64, depth: u64, seed: u64) -> u64 {
+    let _g = ferret::span("level");
+    work(seed + level);
+    if level + 1 < depth {
+        1 + chain(level + 1, depth, seed)
+    } else {
+        1
+    }
+}
+
+fn deep(total: u64, threads: usize, depth: u64) -> u64 {
+    let depth = depth.max(1);
+    let made = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for w in 0..threads.max(1) {
+            let made = &made;
+            s.spawn(move || {
+                let share = total / threads as u64 + u64::from((w as u64) < total % threads as u64);
+                let mut mine = 0;
+                while mine < share {
+                    let d = depth.min(share - mine);
+                    let _root = ferret::span("chain");
+                    mine += 1;
+                    if d > 1 {
+                        mine += chain(0, d - 1, mine);
+                    }
+                }
+                made.fetch_add(mine, Ordering::Relaxed);
+            });
+        }
+    });
+    made.into_inner()
+}
+
+pub fn run(a: Args) -> CliResult {
+    if a.threads == 0 {
+        return Err(CliError::user("--threads must be at least 1"));
+    }
+    let shape = match a.shape {
+        Shape::Mixed => "mixed",
+        Shape::Wide => "wide",
+        Shape::Deep => "deep",
+    };
+    let profiler = Profiler::builder(&a.db)
+        .label(format!("demo {shape} {} spans", a.spans))
+        .open()?;
+    profiler.install();
+    let run_id = profiler.run_id().to_owned();
+    eprintln!(
+        "Recording {} spans ({shape}, {} threads) into {} (run {run_id})",
+        a.spans,
+        a.threads,
+        a.db.display()
+    );
+    let quiet_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let t0 = Instant::now();
+    let made = match a.shape {
+        Shape::Mixed => mixed(a.spans, a.threads),
+        Shape::Wide => Ok(wide(a.spans, a.threads)),
+        Shape::Deep => Ok(deep(a.spans, a.threads, a.depth)),
+    };
+    std::panic::set_hook(quiet_hook);
+    let made = made?;
+    let recorded = t0.elapsed();
+    let stats = profiler.close()?;
+    let total = t0.elapsed();
+    let persisted = stats.accepted - stats.dropped_write;
+    let size = std::fs::metadata(&a.db).map_or(0, |m| m.len());
+    println!("file:       {}", a.db.display());
+    println!("run:        {run_id}");
+    println!(
+        "spans:      {made} produced, {persisted} persisted, {} dropped (queue full), {} lost to write errors",
+        stats.dropped_queue, stats.dropped_write
+    );
+    println!(
+        "rate:       {:.2} M spans/s persisted ({:.2} s recording + {:.2} s final flush)",
+        persisted as f64 / total.as_secs_f64() / 1e6,
+        recorded.as_secs_f64(),
+        (total - recorded).as_secs_f64()
+    );
+    println!("file size:  {:.1} MB", size as f64 / 1e6);
+    if a.no_analyze {
+        return Ok(());
+    }
+    println!();
+    super::analyze::run(super::analyze::Args {
+        db: a.db.clone(),
+        run: Some(run_id),
+        sort: ferret::analysis::SortKey::Total,
+        limit: 20,
+        format: super::analyze::Format::Table,
+        names: vec![],
+        since: None,
+        until: None,
+        namespace: ferret::store::DEFAULT_NAMESPACE.to_owned(),
+        tree: false,
+        top: 20,
+        max_children: 50,
+    })
 }

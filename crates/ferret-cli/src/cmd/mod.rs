@@ -5,6 +5,7 @@ pub mod calltree;
 pub mod demo;
 pub mod export;
 pub mod runs;
+pub mod tree;
 
 use crate::error::CliResult;
 use ferret::store::{OpenOptions, Store};

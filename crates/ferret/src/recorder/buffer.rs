@@ -2,7 +2,8 @@
 //! buffer (a tiny spin lock so that `flush()` on one thread can drain the
 //! buffers of all others), and the batch handed over the bounded queue.
 
-use crate::types::{Status, Tags};
+use crate::types::{Status, TagValue};
+use std::borrow::Cow;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Extra {
     pub status: Status,
-    pub tags: Tags,
+    /// Keys are usually literals: `Cow` avoids an allocation per tag.
+    pub tags: Vec<(Cow<'static, str>, TagValue)>,
 }
 
 /// One finished span as the hot path records it: ids, raw clock ticks, a

@@ -258,13 +258,20 @@ impl Local {
             v.push(span);
             if v.len() >= batch || clock::delta_ns(*last, end_raw) >= interval {
                 *last = end_raw;
-                Some(std::mem::replace(v, Vec::with_capacity(batch)))
+                Some(std::mem::take(v))
             } else {
                 None
             }
         });
         if let Some(spans) = full {
             inner.submit(spans);
+            // Refill outside the lock with a recycled vector.
+            let fresh = inner.fresh_batch();
+            buf.with(|v, _| {
+                if v.capacity() == 0 {
+                    *v = fresh;
+                }
+            });
         }
     }
 

@@ -6,11 +6,16 @@ use super::Inner;
 use crate::clock;
 use crate::intern::Name;
 use crate::types::{Status, TagValue};
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-fn set_tag(extra: &mut Option<Box<Extra>>, key: impl Into<String>, value: impl Into<TagValue>) {
+fn set_tag(
+    extra: &mut Option<Box<Extra>>,
+    key: impl Into<Cow<'static, str>>,
+    value: impl Into<TagValue>,
+) {
     let key = key.into();
     let value = value.into();
     let e = extra.get_or_insert_with(Default::default);
@@ -152,7 +157,11 @@ impl SpanGuard {
     }
 
     /// Adds or replaces a tag.
-    pub fn tag(&mut self, key: impl Into<String>, value: impl Into<TagValue>) -> &mut Self {
+    pub fn tag(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<TagValue>,
+    ) -> &mut Self {
         if let Some(s) = &mut self.state {
             set_tag(&mut s.extra, key, value);
         }
@@ -160,7 +169,11 @@ impl SpanGuard {
     }
 
     /// Adds a tag, builder style: `ferret::span("q").with_tag("table", "users")`.
-    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<TagValue>) -> Self {
+    pub fn with_tag(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<TagValue>,
+    ) -> Self {
         self.tag(key, value);
         self
     }
@@ -368,7 +381,11 @@ impl SpanHandle {
     }
 
     /// Adds or replaces a tag.
-    pub fn tag(&mut self, key: impl Into<String>, value: impl Into<TagValue>) -> &mut Self {
+    pub fn tag(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<TagValue>,
+    ) -> &mut Self {
         if let Some(s) = &mut self.state {
             set_tag(&mut s.extra, key, value);
         }
@@ -376,7 +393,11 @@ impl SpanHandle {
     }
 
     /// Adds a tag, builder style.
-    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<TagValue>) -> Self {
+    pub fn with_tag(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<TagValue>,
+    ) -> Self {
         self.tag(key, value);
         self
     }

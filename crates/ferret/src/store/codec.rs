@@ -123,7 +123,7 @@ impl BlockEncoder {
         child_ns: u64,
         thread: u32,
         status: &Status,
-        tags: &[(String, TagValue)],
+        tags: &[(impl AsRef<str>, TagValue)],
     ) {
         let mut flags = match status {
             Status::Ok => 0,
@@ -169,7 +169,7 @@ impl BlockEncoder {
         if !tags.is_empty() {
             put_varint(out, tags.len() as u64);
             for (k, v) in tags {
-                put_str(out, k);
+                put_str(out, k.as_ref());
                 match v {
                     TagValue::Str(s) => {
                         out.push(0);

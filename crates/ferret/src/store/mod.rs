@@ -324,6 +324,15 @@ impl Store {
         }
     }
 
+    /// The recorder's counters for `run` (accepted, dropped, sampled out),
+    /// read from the runs table; `None` for ferret-io files, which keep none.
+    pub fn run_counters(&self, run: &str) -> Result<Option<RunInfo>> {
+        match self.kind {
+            FileKind::Native => native::run_info(&self.conn, run),
+            FileKind::FerretIo => Ok(None),
+        }
+    }
+
     /// A lazy stream over the spans of `run`.
     pub fn spans(&self, run: &str, q: &SpanQuery) -> Result<Spans<'_>> {
         self.check_run(run)?;

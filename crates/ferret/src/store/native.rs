@@ -64,11 +64,22 @@ fn run_db_id(conn: &Connection, run: &str) -> Result<i64> {
     })
 }
 
+pub(super) fn run_info(conn: &Connection, run: &str) -> Result<Option<RunInfo>> {
+    Ok(runs_where(conn, Some(run))?.pop())
+}
+
 pub(super) fn runs(conn: &Connection) -> Result<Vec<RunInfo>> {
+    runs_where(conn, None)
+}
+
+fn runs_where(conn: &Connection, only: Option<&str>) -> Result<Vec<RunInfo>> {
     let mut pids: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
     {
-        let mut st = conn.prepare("SELECT run, pid FROM ferret_processes ORDER BY id")?;
-        let mut rows = st.query([])?;
+        let mut st = conn.prepare(
+            "SELECT p.run, p.pid FROM ferret_processes p JOIN ferret_runs r ON r.id = p.run
+             WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY p.id",
+        )?;
+        let mut rows = st.query([only])?;
         while let Some(r) = rows.next()? {
             let v = pids.entry(r.get(0)?).or_default();
             let pid: u32 = r.get(1)?;
@@ -83,9 +94,9 @@ pub(super) fn runs(conn: &Connection) -> Result<Vec<RunInfo>> {
                 (SELECT sum(count) FROM ferret_blocks b WHERE b.run = r.id),
                 (SELECT min(min_start) FROM ferret_blocks b WHERE b.run = r.id),
                 (SELECT max(max_end) FROM ferret_blocks b WHERE b.run = r.id)
-         FROM ferret_runs r ORDER BY r.started_ns, r.id",
+         FROM ferret_runs r WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY r.started_ns, r.id",
     )?;
-    let mut rows = st.query([])?;
+    let mut rows = st.query([only])?;
     let mut out = vec![];
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;

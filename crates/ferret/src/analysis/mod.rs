@@ -1,0 +1,9 @@
+//! Streaming analyses: each is a fold over a [`Spans`](crate::store::Spans)
+//! stream whose state grows with distinct names or call paths, never with
+//! the number of spans.
+
+pub mod resolve;
+pub mod summary;
+
+pub use resolve::{Finished, PathResolver};
+pub use summary::{summarize, NameSummary, SortKey, Summary};

@@ -1,0 +1,264 @@
+//! Per-name statistics of a run: count, total, min, max, mean, self time,
+//! errors (exact) and p50/p95/p99 from a DDSketch (at most 1% relative error).
+//! State: one accumulator per distinct name.
+
+use super::resolve::PathResolver;
+use crate::store::{FileKind, SpanRecord, Spans};
+use serde::Serialize;
+use sketches_ddsketch::{Config, DDSketch};
+
+/// Relative accuracy of the percentile sketch.
+pub const SKETCH_ALPHA: f64 = 0.01;
+
+struct Acc {
+    count: u64,
+    timed: u64,
+    total: u128,
+    min: u64,
+    max: u64,
+    self_ns: u128,
+    errors: u64,
+    sketch: DDSketch,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            count: 0,
+            timed: 0,
+            total: 0,
+            min: u64::MAX,
+            max: 0,
+            self_ns: 0,
+            errors: 0,
+            sketch: DDSketch::new(Config::new(SKETCH_ALPHA, 4096, 1.0)),
+        }
+    }
+}
+
+/// Statistics of one span name. Times are in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NameSummary {
+    /// The span name.
+    pub name: String,
+    /// Spans with this name (including those without a duration).
+    pub count: u64,
+    /// Sum of durations.
+    pub total_ns: u64,
+    /// Mean duration (over spans with a duration).
+    pub avg_ns: f64,
+    /// Shortest duration.
+    pub min_ns: u64,
+    /// Longest duration.
+    pub max_ns: u64,
+    /// Median (sketch).
+    pub p50_ns: f64,
+    /// 95th percentile (sketch).
+    pub p95_ns: f64,
+    /// 99th percentile (sketch).
+    pub p99_ns: f64,
+    /// Self time: durations minus direct children's, each span floored at 0.
+    pub self_ns: u64,
+    /// Spans whose status is not "ok".
+    pub error_count: u64,
+    /// `error_count / count`.
+    pub error_rate: f64,
+}
+
+/// The per-name summary of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Run analyzed.
+    pub run_id: String,
+    /// Kind of file.
+    pub format: FileKind,
+    /// Spans read.
+    pub spans: u64,
+    /// Rows that could not be parsed and were skipped.
+    pub skipped_rows: u64,
+    /// First start to last end, ns.
+    pub wall_ns: u64,
+    /// First span start, ns since the epoch (0 if no span).
+    pub first_start_ns: i64,
+    /// One entry per name with at least one duration.
+    pub stats: Vec<NameSummary>,
+}
+
+/// Order of summary rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Total time, largest first (default).
+    #[default]
+    Total,
+    /// Count, largest first.
+    Count,
+    /// Mean, largest first.
+    Avg,
+    /// Max, largest first.
+    Max,
+    /// p99, largest first.
+    P99,
+    /// Self time, largest first.
+    SelfTime,
+    /// Error count, largest first.
+    Errors,
+    /// Name, ascending.
+    Name,
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "total" => SortKey::Total,
+            "count" => SortKey::Count,
+            "avg" => SortKey::Avg,
+            "max" => SortKey::Max,
+            "p99" => SortKey::P99,
+            "self" => SortKey::SelfTime,
+            "errors" => SortKey::Errors,
+            "name" => SortKey::Name,
+            _ => {
+                return Err(format!(
+                    "unknown sort key '{s}' (total, count, avg, max, p99, self, errors, name)"
+                ))
+            }
+        })
+    }
+}
+
+impl Summary {
+    /// Sorts rows by `key` (ties by name) and keeps the first `limit` (0 = all).
+    pub fn sort_and_limit(&mut self, key: SortKey, limit: usize) {
+        use std::cmp::Ordering;
+        let f = |a: &NameSummary, b: &NameSummary| -> Ordering {
+            let o = match key {
+                SortKey::Total => b.total_ns.cmp(&a.total_ns),
+                SortKey::Count => b.count.cmp(&a.count),
+                SortKey::Avg => b.avg_ns.total_cmp(&a.avg_ns),
+                SortKey::Max => b.max_ns.cmp(&a.max_ns),
+                SortKey::P99 => b.p99_ns.total_cmp(&a.p99_ns),
+                SortKey::SelfTime => b.self_ns.cmp(&a.self_ns),
+                SortKey::Errors => b.error_count.cmp(&a.error_count),
+                SortKey::Name => Ordering::Equal,
+            };
+            o.then_with(|| a.name.cmp(&b.name))
+        };
+        self.stats.sort_by(f);
+        if limit > 0 {
+            self.stats.truncate(limit);
+        }
+    }
+}
+
+/// Folds a span stream into a [`Summary`]. `progress` is called now and
+/// then with (spans so far, bytes read so far).
+pub fn summarize(
+    run_id: &str,
+    format: FileKind,
+    spans: &mut Spans<'_>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Summary {
+    let mut accs: Vec<Option<Acc>> = Vec::new();
+    let mut n: u64 = 0;
+    let mut first = i64::MAX;
+    let mut last = i64::MIN;
+    let mut rec = SpanRecord::default();
+    // ferret-io files carry no children's totals: resolve them while streaming.
+    let mut resolver = (format == FileKind::FerretIo).then(PathResolver::default);
+    let mut pending_self: Vec<(u32, u64)> = Vec::new();
+    while spans.next_into(&mut rec) {
+        n += 1;
+        if n & 0xFFFF == 0 {
+            progress(n, spans.bytes_read());
+        }
+        let i = rec.name as usize;
+        if i >= accs.len() {
+            accs.resize_with(i + 1, || None);
+        }
+        let a = accs[i].get_or_insert_with(Acc::new);
+        a.count += 1;
+        if rec.status.is_error() {
+            a.errors += 1;
+        }
+        first = first.min(rec.start_ns);
+        if let Some(d) = rec.duration_ns {
+            a.timed += 1;
+            a.total += d as u128;
+            a.min = a.min.min(d);
+            a.max = a.max.max(d);
+            a.sketch.add(d as f64);
+            last = last.max(rec.end_ns());
+            if let Some(c) = rec.children_ns {
+                a.self_ns += d.saturating_sub(c) as u128;
+            }
+        } else {
+            last = last.max(rec.start_ns);
+        }
+        if let Some(r) = &mut resolver {
+            r.push(&rec, &mut |f| {
+                if let Some(s) = f.self_ns {
+                    pending_self.push((f.name, s));
+                }
+            });
+            for (name, s) in pending_self.drain(..) {
+                if let Some(Some(a)) = accs.get_mut(name as usize) {
+                    a.self_ns += s as u128;
+                }
+            }
+        }
+    }
+    if let Some(r) = &mut resolver {
+        r.finish(&mut |f| {
+            if let Some(s) = f.self_ns {
+                pending_self.push((f.name, s));
+            }
+        });
+        for (name, s) in pending_self.drain(..) {
+            if let Some(Some(a)) = accs.get_mut(name as usize) {
+                a.self_ns += s as u128;
+            }
+        }
+    }
+    progress(n, spans.bytes_read());
+    let mut stats = Vec::new();
+    for (i, a) in accs.into_iter().enumerate() {
+        let Some(a) = a else { continue };
+        if a.timed == 0 {
+            continue;
+        }
+        let q = |p: f64| -> f64 {
+            let v = a.sketch.quantile(p).ok().flatten().unwrap_or(0.0);
+            v.clamp(a.min as f64, a.max as f64)
+        };
+        stats.push(NameSummary {
+            name: spans.name(i as u32).to_owned(),
+            count: a.count,
+            total_ns: a.total.min(u64::MAX as u128) as u64,
+            avg_ns: a.total as f64 / a.timed as f64,
+            min_ns: a.min,
+            max_ns: a.max,
+            p50_ns: q(0.50),
+            p95_ns: q(0.95),
+            p99_ns: q(0.99),
+            self_ns: a.self_ns.min(u64::MAX as u128) as u64,
+            error_count: a.errors,
+            error_rate: a.errors as f64 / a.count as f64,
+        });
+    }
+    let mut s = Summary {
+        run_id: run_id.to_owned(),
+        format,
+        spans: n,
+        skipped_rows: spans.skipped_rows(),
+        wall_ns: if n == 0 {
+            0
+        } else {
+            (last - first).max(0) as u64
+        },
+        first_start_ns: if n == 0 { 0 } else { first },
+        stats,
+    };
+    s.sort_and_limit(SortKey::Total, 0);
+    s
+}
