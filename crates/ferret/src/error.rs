@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// The file does not exist.
     NotFound(PathBuf),
+    /// The file is empty (0 bytes).
+    EmptyFile(PathBuf),
     /// The file exists but is not an SQLite database.
     NotSqlite(PathBuf),
     /// SQLite, but neither a ferret nor a ferret-io trace file.
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotFound(p) => write!(f, "{}: no such file", p.display()),
+            Error::EmptyFile(p) => write!(f, "{}: empty file, not a trace file", p.display()),
             Error::NotSqlite(p) => write!(f, "{}: not an SQLite database", p.display()),
             Error::NoSpanTables(p) => write!(
                 f,

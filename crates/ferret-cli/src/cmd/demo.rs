@@ -61,22 +61,22 @@ const TABLES: [&str; 3] = ["users", "orders", "items"];
 fn request(i: u64, worker: usize) -> u64 {
     let mut made = 1;
     let mut root = ferret::span("handle_request");
-    if i % 64 == 0 {
+    if i.is_multiple_of(64) {
         root.tag("worker", worker as i64);
     }
     ferret::measure("parse", || work(i));
     made += 1;
     for k in 0..2u64 {
         let table = TABLES[((i + k) % 3) as usize];
-        if (i + k) % 4 == 0 {
+        if (i + k).is_multiple_of(4) {
             let mut g = ferret::span("cache.get");
-            g.tag("hit", i % 3 != 0);
+            g.tag("hit", !i.is_multiple_of(3));
             work(i + k);
         } else {
             let mut q = ferret::span("db.query");
             q.tag("table", table);
             work(i * 3 + k);
-            if (i + k) % 97 == 0 {
+            if (i + k).is_multiple_of(97) {
                 q.set_error("timeout after 30s");
             }
         }
@@ -102,7 +102,7 @@ fn request(i: u64, worker: usize) -> u64 {
         if r.is_ok() {
             root.set_error("risky_op did not panic");
         }
-    } else if i % 113 == 0 {
+    } else if i.is_multiple_of(113) {
         root.set_status(ferret::Status::Custom("warning".into()));
     }
     made

@@ -151,6 +151,26 @@ impl Summary {
     }
 }
 
+/// The nearest-rank percentile: the value at 1-based rank `ceil(p·n)`
+/// (so p50 of 1..=100 is 50 and p95 of three values is the largest), within
+/// the sketch's relative error. DDSketch itself picks rank `floor(p·(n−1))`;
+/// this asks it for the rank we want.
+fn nearest_rank(sketch: &DDSketch, p: f64) -> f64 {
+    let n = sketch.count() as u64;
+    if n == 0 {
+        return 0.0;
+    }
+    let r = ((p * n as f64).ceil() as u64).clamp(1, n) - 1;
+    let q = if n == 1 {
+        0.5
+    } else if r >= n - 1 {
+        1.0
+    } else {
+        (r as f64 + 0.5) / (n - 1) as f64
+    };
+    sketch.quantile(q).ok().flatten().unwrap_or(0.0)
+}
+
 /// Folds a span stream into a [`Summary`]. `progress` is called now and
 /// then with (spans so far, bytes read so far).
 pub fn summarize(
@@ -227,10 +247,7 @@ pub fn summarize(
         if a.timed == 0 {
             continue;
         }
-        let q = |p: f64| -> f64 {
-            let v = a.sketch.quantile(p).ok().flatten().unwrap_or(0.0);
-            v.clamp(a.min as f64, a.max as f64)
-        };
+        let q = |p: f64| -> f64 { nearest_rank(&a.sketch, p).clamp(a.min as f64, a.max as f64) };
         stats.push(NameSummary {
             name: spans.name(i as u32).to_owned(),
             count: a.count,

@@ -384,12 +384,16 @@ mod tests {
     fn sample(i: u64) -> BlockSpan {
         BlockSpan {
             id: (7 << 40) | i,
-            parent: if i % 3 == 0 { 0 } else { (7 << 40) | (i - 1) },
+            parent: if i.is_multiple_of(3) {
+                0
+            } else {
+                (7 << 40) | (i - 1)
+            },
             trace: (7 << 40) | (i / 3 * 3),
             path: (i % 5) as u32 + 1,
             start_ns: 1_700_000_000_000_000_000 + (i as i64) * 1000,
             dur_ns: 500 + i,
-            child_ns: if i % 2 == 0 { 100 } else { 0 },
+            child_ns: if i.is_multiple_of(2) { 100 } else { 0 },
             thread: (i % 2) as u32,
             status: match i % 4 {
                 0 => Status::Ok,
@@ -397,7 +401,7 @@ mod tests {
                 2 => Status::Custom("warning".into()),
                 _ => Status::Ok,
             },
-            tags: if i % 5 == 0 {
+            tags: if i.is_multiple_of(5) {
                 vec![
                     ("s".into(), TagValue::Str("x".repeat(i as usize))),
                     ("i".into(), TagValue::I64(-(i as i64))),

@@ -15,7 +15,7 @@
 pub mod codec;
 mod ferret_io;
 mod native;
-pub(crate) mod schema;
+pub mod schema;
 
 use crate::error::{Error, Result};
 use crate::types::{Status, Tags};
@@ -213,7 +213,7 @@ impl Store {
             return Err(Error::NotSqlite(path.to_path_buf()));
         }
         if meta.len() == 0 {
-            return Err(Error::NoSpanTables(path.to_path_buf()));
+            return Err(Error::EmptyFile(path.to_path_buf()));
         }
         let conn = match open_ro(path, false) {
             Ok(c) => c,
@@ -374,6 +374,7 @@ impl Store {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one per stream, never moved in a hot loop
 enum SpansInner<'a> {
     Native(native::NativeSpans<'a>),
     FerretIo(ferret_io::FerretIoSpans<'a>),
