@@ -3,7 +3,9 @@
 //! the number of spans.
 
 pub mod resolve;
+pub mod sketch;
 pub mod summary;
 
 pub use resolve::{Finished, PathResolver};
+pub use sketch::LatencySketch;
 pub use summary::{summarize, NameSummary, SortKey, Summary};

@@ -3,22 +3,31 @@
 //! State: one accumulator per distinct name.
 
 use super::resolve::PathResolver;
+use super::sketch::LatencySketch;
 use crate::store::{FileKind, SpanRecord, Spans};
 use serde::Serialize;
-use sketches_ddsketch::{Config, DDSketch};
 
-/// Relative accuracy of the percentile sketch.
-pub const SKETCH_ALPHA: f64 = 0.01;
+impl Acc {
+    /// Adds one timed span.
+    #[inline(always)]
+    fn add_timed(&mut self, d: u64) {
+        self.timed += 1;
+        self.total = self.total.saturating_add(d);
+        self.min = self.min.min(d);
+        self.max = self.max.max(d);
+        self.sketch.add(d);
+    }
+}
 
 struct Acc {
     count: u64,
     timed: u64,
-    total: u128,
+    total: u64,
     min: u64,
     max: u64,
-    self_ns: u128,
+    self_ns: u64,
     errors: u64,
-    sketch: DDSketch,
+    sketch: LatencySketch,
 }
 
 impl Acc {
@@ -31,7 +40,7 @@ impl Acc {
             max: 0,
             self_ns: 0,
             errors: 0,
-            sketch: DDSketch::new(Config::new(SKETCH_ALPHA, 4096, 1.0)),
+            sketch: LatencySketch::new(),
         }
     }
 }
@@ -151,26 +160,6 @@ impl Summary {
     }
 }
 
-/// The nearest-rank percentile: the value at 1-based rank `ceil(p·n)`
-/// (so p50 of 1..=100 is 50 and p95 of three values is the largest), within
-/// the sketch's relative error. DDSketch itself picks rank `floor(p·(n−1))`;
-/// this asks it for the rank we want.
-fn nearest_rank(sketch: &DDSketch, p: f64) -> f64 {
-    let n = sketch.count() as u64;
-    if n == 0 {
-        return 0.0;
-    }
-    let r = ((p * n as f64).ceil() as u64).clamp(1, n) - 1;
-    let q = if n == 1 {
-        0.5
-    } else if r >= n - 1 {
-        1.0
-    } else {
-        (r as f64 + 0.5) / (n - 1) as f64
-    };
-    sketch.quantile(q).ok().flatten().unwrap_or(0.0)
-}
-
 /// Folds a span stream into a [`Summary`]. `progress` is called now and
 /// then with (spans so far, bytes read so far).
 pub fn summarize(
@@ -179,7 +168,8 @@ pub fn summarize(
     spans: &mut Spans<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Summary {
-    let mut accs: Vec<Option<Acc>> = Vec::new();
+    let mut accs: Vec<Acc> = Vec::new();
+    accs.resize_with(spans.name_count(), Acc::new);
     let mut n: u64 = 0;
     let mut first = i64::MAX;
     let mut last = i64::MIN;
@@ -187,6 +177,28 @@ pub fn summarize(
     // ferret-io files carry no children's totals: resolve them while streaming.
     let mut resolver = (format == FileKind::FerretIo).then(PathResolver::default);
     let mut pending_self: Vec<(u32, u64)> = Vec::new();
+    if spans.is_native() {
+        // Fast path: fixed fields only, no record built per span.
+        while let Some((h, name)) = spans.next_head() {
+            n += 1;
+            if n & 0xFFFF == 0 {
+                progress(n, spans.bytes_read());
+            }
+            let i = name as usize;
+            if i >= accs.len() {
+                accs.resize_with(i + 1, Acc::new);
+            }
+            let a = &mut accs[i];
+            a.count += 1;
+            a.errors += h.is_error() as u64;
+            a.add_timed(h.dur_ns);
+            a.self_ns = a
+                .self_ns
+                .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
+            first = first.min(h.start_ns);
+            last = last.max(h.start_ns.saturating_add(h.dur_ns as i64));
+        }
+    }
     while spans.next_into(&mut rec) {
         n += 1;
         if n & 0xFFFF == 0 {
@@ -194,23 +206,19 @@ pub fn summarize(
         }
         let i = rec.name as usize;
         if i >= accs.len() {
-            accs.resize_with(i + 1, || None);
+            accs.resize_with(i + 1, Acc::new);
         }
-        let a = accs[i].get_or_insert_with(Acc::new);
+        let a = &mut accs[i];
         a.count += 1;
         if rec.status.is_error() {
             a.errors += 1;
         }
         first = first.min(rec.start_ns);
         if let Some(d) = rec.duration_ns {
-            a.timed += 1;
-            a.total += d as u128;
-            a.min = a.min.min(d);
-            a.max = a.max.max(d);
-            a.sketch.add(d as f64);
+            a.add_timed(d);
             last = last.max(rec.end_ns());
             if let Some(c) = rec.children_ns {
-                a.self_ns += d.saturating_sub(c) as u128;
+                a.self_ns = a.self_ns.saturating_add(d.saturating_sub(c));
             }
         } else {
             last = last.max(rec.start_ns);
@@ -222,8 +230,8 @@ pub fn summarize(
                 }
             });
             for (name, s) in pending_self.drain(..) {
-                if let Some(Some(a)) = accs.get_mut(name as usize) {
-                    a.self_ns += s as u128;
+                if let Some(a) = accs.get_mut(name as usize) {
+                    a.self_ns = a.self_ns.saturating_add(s);
                 }
             }
         }
@@ -235,30 +243,29 @@ pub fn summarize(
             }
         });
         for (name, s) in pending_self.drain(..) {
-            if let Some(Some(a)) = accs.get_mut(name as usize) {
-                a.self_ns += s as u128;
+            if let Some(a) = accs.get_mut(name as usize) {
+                a.self_ns = a.self_ns.saturating_add(s);
             }
         }
     }
     progress(n, spans.bytes_read());
     let mut stats = Vec::new();
     for (i, a) in accs.into_iter().enumerate() {
-        let Some(a) = a else { continue };
         if a.timed == 0 {
             continue;
         }
-        let q = |p: f64| -> f64 { nearest_rank(&a.sketch, p).clamp(a.min as f64, a.max as f64) };
+        let q = |p: f64| -> f64 { a.sketch.quantile(p).clamp(a.min, a.max) as f64 };
         stats.push(NameSummary {
             name: spans.name(i as u32).to_owned(),
             count: a.count,
-            total_ns: a.total.min(u64::MAX as u128) as u64,
+            total_ns: a.total,
             avg_ns: a.total as f64 / a.timed as f64,
             min_ns: a.min,
             max_ns: a.max,
             p50_ns: q(0.50),
             p95_ns: q(0.95),
             p99_ns: q(0.99),
-            self_ns: a.self_ns.min(u64::MAX as u128) as u64,
+            self_ns: a.self_ns,
             error_count: a.errors,
             error_rate: a.errors as f64 / a.count as f64,
         });

@@ -256,6 +256,11 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         Ok(d)
     }
 
+    /// Gives the block's buffer back (for reuse).
+    pub fn into_data(self) -> D {
+        self.data
+    }
+
     /// Spans not decoded yet.
     pub fn remaining(&self) -> u64 {
         self.remaining
@@ -263,6 +268,34 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
 
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, CorruptBlock> {
+        let data = self.data.as_ref();
+        // Fast path: one-byte values (most deltas, paths, flags-adjacent
+        // fields) and, with ten bytes left, no per-byte bounds checks.
+        if let Some(&b) = data.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(b as u64);
+            }
+        }
+        if let Some(chunk) = data.get(self.pos..self.pos + 10) {
+            let mut v: u64 = 0;
+            for (i, &b) in chunk.iter().enumerate() {
+                v |= ((b & 0x7f) as u64) << (7 * i);
+                if b < 0x80 {
+                    if i == 9 && b > 1 {
+                        return Err(CorruptBlock);
+                    }
+                    self.pos += i + 1;
+                    return Ok(v);
+                }
+            }
+            return Err(CorruptBlock);
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    fn varint_slow(&mut self) -> Result<u64, CorruptBlock> {
         let mut v: u64 = 0;
         let mut shift = 0;
         loop {
@@ -298,19 +331,18 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         Ok(String::from_utf8_lossy(&self.data.as_ref()[r]).into_owned())
     }
 
-    /// Decodes the next span into `s` (reusing its tag vector). Returns
-    /// `Ok(false)` at the end of the block.
-    #[inline]
-    pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
+    /// Decodes the fixed part of the next span (ids, path, times, thread,
+    /// flags); the caller must then call `tail`.
+    #[inline(always)]
+    fn head(&mut self) -> Result<Option<SpanHead>, CorruptBlock> {
         if self.remaining == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         self.remaining -= 1;
         let flags = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
         self.pos += 1;
         let id = self.prev_id.wrapping_add(unzigzag(self.varint()?) as u64);
-        s.id = id;
-        s.parent = if flags & F_PARENT != 0 {
+        let parent = if flags & F_PARENT != 0 {
             id.wrapping_sub(unzigzag(self.varint()?) as u64)
         } else {
             0
@@ -320,12 +352,10 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                 .prev_trace
                 .wrapping_add(unzigzag(self.varint()?) as u64);
         }
-        s.trace = self.prev_trace;
-        s.path = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
+        let path = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
         self.prev_start = self.prev_start.wrapping_add(unzigzag(self.varint()?));
-        s.start_ns = self.prev_start;
-        s.dur_ns = self.varint()?;
-        s.child_ns = if flags & F_CHILD != 0 {
+        let dur_ns = self.varint()?;
+        let child_ns = if flags & F_CHILD != 0 {
             self.varint()?
         } else {
             0
@@ -333,47 +363,162 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         if flags & F_THREAD != 0 {
             self.prev_thread = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
         }
-        s.thread = self.prev_thread;
-        s.status = match flags & ST_MASK {
-            0 => Status::Ok,
-            ST_ERROR => Status::Error,
-            ST_CUSTOM => Status::Custom(self.string()?),
-            _ => return Err(CorruptBlock),
-        };
-        s.tags.clear();
-        if flags & F_TAGS != 0 {
-            let n = self.varint()?;
-            for _ in 0..n {
-                let key = self.bytes()?;
-                let ty = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
-                self.pos += 1;
-                let v = match ty {
-                    0 => TagValue::Str(self.string()?),
-                    1 => TagValue::I64(unzigzag(self.varint()?)),
-                    2 => TagValue::U64(self.varint()?),
-                    3 => {
-                        let b = self
-                            .data
-                            .as_ref()
-                            .get(self.pos..self.pos + 8)
-                            .ok_or(CorruptBlock)?;
-                        self.pos += 8;
-                        TagValue::F64(f64::from_le_bytes(b.try_into().map_err(|_| CorruptBlock)?))
-                    }
-                    4 => TagValue::Bool(false),
-                    5 => TagValue::Bool(true),
-                    6 => TagValue::Null,
-                    7 => TagValue::Json(self.string()?),
-                    _ => return Err(CorruptBlock),
-                };
-                if self.with_tags {
-                    let key = String::from_utf8_lossy(&self.data.as_ref()[key]).into_owned();
-                    s.tags.push((key, v));
-                }
-            }
-        }
         self.prev_id = id;
+        Ok(Some(SpanHead {
+            id,
+            parent,
+            trace: self.prev_trace,
+            path,
+            start_ns: self.prev_start,
+            dur_ns,
+            child_ns,
+            thread: self.prev_thread,
+            flags,
+        }))
+    }
+
+    /// Decodes (or skips) the status text and tags that follow a head.
+    #[inline(always)]
+    fn tail(
+        &mut self,
+        flags: u8,
+        status: Option<&mut Status>,
+        mut tags: Option<&mut Tags>,
+    ) -> Result<(), CorruptBlock> {
+        let st = flags & ST_MASK;
+        if st == ST_CUSTOM {
+            let r = self.bytes()?;
+            if let Some(out) = status {
+                *out = Status::Custom(String::from_utf8_lossy(&self.data.as_ref()[r]).into_owned());
+            }
+        } else if st > ST_CUSTOM {
+            return Err(CorruptBlock);
+        } else if let Some(out) = status {
+            *out = if st == ST_ERROR {
+                Status::Error
+            } else {
+                Status::Ok
+            };
+        }
+        if let Some(t) = tags.as_deref_mut() {
+            t.clear();
+        }
+        if flags & F_TAGS == 0 {
+            return Ok(());
+        }
+        let n = self.varint()?;
+        for _ in 0..n {
+            let key = self.bytes()?;
+            let ty = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+            self.pos += 1;
+            let Some(t) = tags.as_deref_mut() else {
+                match ty {
+                    0 | 7 => {
+                        self.bytes()?;
+                    }
+                    1 | 2 => {
+                        self.varint()?;
+                    }
+                    3 => {
+                        if self.pos + 8 > self.data.as_ref().len() {
+                            return Err(CorruptBlock);
+                        }
+                        self.pos += 8;
+                    }
+                    4..=6 => {}
+                    _ => return Err(CorruptBlock),
+                }
+                continue;
+            };
+            let v = match ty {
+                0 => TagValue::Str(self.string()?),
+                1 => TagValue::I64(unzigzag(self.varint()?)),
+                2 => TagValue::U64(self.varint()?),
+                3 => {
+                    let b = self
+                        .data
+                        .as_ref()
+                        .get(self.pos..self.pos + 8)
+                        .ok_or(CorruptBlock)?;
+                    self.pos += 8;
+                    TagValue::F64(f64::from_le_bytes(b.try_into().map_err(|_| CorruptBlock)?))
+                }
+                4 => TagValue::Bool(false),
+                5 => TagValue::Bool(true),
+                6 => TagValue::Null,
+                7 => TagValue::Json(self.string()?),
+                _ => return Err(CorruptBlock),
+            };
+            let key = String::from_utf8_lossy(&self.data.as_ref()[key]).into_owned();
+            t.push((key, v));
+        }
+        Ok(())
+    }
+
+    /// The next span's fixed fields only, skipping its status text and tags
+    /// without allocating: the fastest way through a block.
+    #[inline(always)]
+    pub fn next_head(&mut self) -> Result<Option<SpanHead>, CorruptBlock> {
+        let Some(h) = self.head()? else {
+            return Ok(None);
+        };
+        self.tail(h.flags, None, None)?;
+        Ok(Some(h))
+    }
+
+    /// Decodes the next span into `s` (reusing its tag vector). Returns
+    /// `Ok(false)` at the end of the block.
+    #[inline(always)]
+    pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
+        let Some(h) = self.head()? else {
+            return Ok(false);
+        };
+        s.id = h.id;
+        s.parent = h.parent;
+        s.trace = h.trace;
+        s.path = h.path;
+        s.start_ns = h.start_ns;
+        s.dur_ns = h.dur_ns;
+        s.child_ns = h.child_ns;
+        s.thread = h.thread;
+        let tags = if self.with_tags {
+            Some(&mut s.tags)
+        } else {
+            s.tags.clear();
+            None
+        };
+        self.tail(h.flags, Some(&mut s.status), tags)?;
         Ok(true)
+    }
+}
+
+/// The fixed fields of a stored span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpanHead {
+    /// Span id.
+    pub id: u64,
+    /// Parent id, 0 for none.
+    pub parent: u64,
+    /// Trace (root) id.
+    pub trace: u64,
+    /// Database call-path id.
+    pub path: u32,
+    /// Start, ns since the UNIX epoch.
+    pub start_ns: i64,
+    /// Duration, ns.
+    pub dur_ns: u64,
+    /// Direct children's total duration, ns.
+    pub child_ns: u64,
+    /// Thread index within the process.
+    pub thread: u32,
+    flags: u8,
+}
+
+impl SpanHead {
+    /// True when the status is anything but ok.
+    #[inline]
+    pub fn is_error(&self) -> bool {
+        self.flags & ST_MASK != 0
     }
 }
 

@@ -436,6 +436,23 @@ impl Spans<'_> {
         }
     }
 
+    /// Native files only: the next span's fixed fields (ids, path, times,
+    /// error flag) and its name id, skipping status text and tags without
+    /// allocating — the fast path for statistics. `None` at the end of the
+    /// stream, and always for ferret-io files (use [`Spans::next_into`]).
+    #[inline]
+    pub fn next_head(&mut self) -> Option<(codec::SpanHead, u32)> {
+        match &mut self.inner {
+            SpansInner::Native(n) => n.next_head(),
+            SpansInner::FerretIo(_) => None,
+        }
+    }
+
+    /// True for a native stream (where [`Spans::next_head`] works).
+    pub fn is_native(&self) -> bool {
+        matches!(self.inner, SpansInner::Native(_))
+    }
+
     /// Decodes the next span into `out`, reusing its allocations. Returns
     /// false at the end of the stream. Faster than the iterator.
     #[inline]

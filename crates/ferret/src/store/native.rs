@@ -2,7 +2,7 @@
 //! a page of rows at a time (keyset pagination on the block id, through the
 //! `(run, id)` index), decoded lazily.
 
-use super::codec::{BlockDecoder, BlockSpan};
+use super::codec::{BlockDecoder, BlockSpan, SpanHead};
 use super::{RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension};
@@ -155,6 +155,8 @@ pub(super) struct NativeSpans<'a> {
     last_block: i64,
     exhausted: bool,
     dec_state: Option<DecoderState>,
+    /// Block buffers to reuse (saves an allocation and page faults per block).
+    spare: Vec<Vec<u8>>,
     scratch: BlockSpan,
     pub skipped: u64,
     pub bytes_read: u64,
@@ -166,6 +168,9 @@ struct DecoderState {
     decoder: BlockDecoder<Vec<u8>>,
     pid: u32,
     process: i64,
+    /// Cache of the last thread index looked up, and its OS tid.
+    last_thread: u32,
+    last_tid: u64,
 }
 
 impl<'a> NativeSpans<'a> {
@@ -223,6 +228,7 @@ impl<'a> NativeSpans<'a> {
             last_block: 0,
             exhausted: false,
             dec_state: None,
+            spare: Vec::new(),
             scratch: BlockSpan::default(),
             skipped: 0,
             bytes_read: 0,
@@ -258,7 +264,12 @@ impl<'a> NativeSpans<'a> {
             let id: i64 = r.get(0)?;
             let process: i64 = r.get(1)?;
             match r.get_ref(2)? {
-                rusqlite::types::ValueRef::Blob(b) => page.push((id, process, b.to_vec())),
+                rusqlite::types::ValueRef::Blob(b) => {
+                    let mut buf = self.spare.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(b);
+                    page.push((id, process, buf));
+                }
                 _ => {
                     self.skipped += 1;
                 }
@@ -274,7 +285,11 @@ impl<'a> NativeSpans<'a> {
 
     /// Moves to the next block; false at the end.
     fn next_block(&mut self) -> bool {
-        self.dec_state = None;
+        if let Some(st) = self.dec_state.take() {
+            if self.spare.len() < PAGE_BLOCKS as usize {
+                self.spare.push(st.decoder.into_data());
+            }
+        }
         loop {
             let Some((_id, process, data)) = self.page.next() else {
                 if self.exhausted {
@@ -294,6 +309,8 @@ impl<'a> NativeSpans<'a> {
                         decoder: d,
                         pid: self.pids.get(&process).copied().unwrap_or(0),
                         process,
+                        last_thread: 0,
+                        last_tid: self.tids.get(&(process, 0)).copied().unwrap_or(0),
                     });
                     return true;
                 }
@@ -302,24 +319,50 @@ impl<'a> NativeSpans<'a> {
         }
     }
 
+    /// The next span's fixed fields and name id, without building a record.
     #[inline]
-    pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
+    pub(super) fn next_head(&mut self) -> Option<(SpanHead, u32)> {
         loop {
             if let Some(st) = &mut self.dec_state {
-                std::mem::swap(&mut self.scratch.tags, &mut out.tags);
-                match st.decoder.next_into(&mut self.scratch) {
-                    Ok(true) => {
-                        let s = &mut self.scratch;
-                        std::mem::swap(&mut s.tags, &mut out.tags);
-                        if let Some(since) = self.q.since_ns {
-                            if s.start_ns < since {
-                                continue;
-                            }
+                match st.decoder.next_head() {
+                    Ok(Some(h)) => {
+                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
+                        {
+                            continue;
                         }
-                        if let Some(until) = self.q.until_ns {
-                            if s.start_ns >= until {
-                                continue;
-                            }
+                        let name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
+                        return Some((h, name));
+                    }
+                    Ok(None) => {}
+                    Err(_) => self.skipped += 1,
+                }
+            }
+            if !self.next_block() {
+                return None;
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
+        let with_tags = self.q.with_tags;
+        loop {
+            if let Some(st) = &mut self.dec_state {
+                let s = &mut self.scratch;
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                let r = st.decoder.next_into(s);
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                match r {
+                    Ok(true) => {
+                        if self.q.since_ns.is_some_and(|since| s.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| s.start_ns >= until)
+                        {
+                            continue;
                         }
                         out.span_id = s.id;
                         out.parent_id = if s.parent == 0 { None } else { Some(s.parent) };
@@ -330,17 +373,20 @@ impl<'a> NativeSpans<'a> {
                         out.duration_ns = Some(s.dur_ns);
                         out.children_ns = Some(s.child_ns);
                         out.status = std::mem::take(&mut s.status);
+                        if !with_tags {
+                            out.tags.clear();
+                        }
                         out.pid = st.pid;
-                        out.tid = self.tids.get(&(st.process, s.thread)).copied().unwrap_or(0);
+                        if s.thread != st.last_thread {
+                            st.last_thread = s.thread;
+                            st.last_tid =
+                                self.tids.get(&(st.process, s.thread)).copied().unwrap_or(0);
+                        }
+                        out.tid = st.last_tid;
                         return true;
                     }
-                    Ok(false) => {
-                        std::mem::swap(&mut self.scratch.tags, &mut out.tags);
-                    }
-                    Err(_) => {
-                        std::mem::swap(&mut self.scratch.tags, &mut out.tags);
-                        self.skipped += 1;
-                    }
+                    Ok(false) => {}
+                    Err(_) => self.skipped += 1,
                 }
             }
             if !self.next_block() {
