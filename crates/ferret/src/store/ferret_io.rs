@@ -52,10 +52,23 @@ struct JsonRunOnly<'a> {
 /// 64-bit id for a ferret-io span id: a 32-digit hex UUID folds exactly
 /// (xor of halves); anything else is hashed.
 pub(crate) fn span_key(s: &str) -> u64 {
-    if s.len() == 32 {
-        if let Ok(v) = u128::from_str_radix(s, 16) {
-            let k = (v as u64) ^ ((v >> 64) as u64);
-            return k.max(1);
+    fn hex16(b: &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for &c in b {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | d as u64;
+        }
+        Some(v)
+    }
+    let b = s.as_bytes();
+    if b.len() == 32 {
+        if let (Some(hi), Some(lo)) = (hex16(&b[..16]), hex16(&b[16..])) {
+            return (hi ^ lo).max(1);
         }
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -210,7 +223,8 @@ pub(super) struct FerretIoSpans<'a> {
     q: SpanQuery,
     names: Vec<Box<str>>,
     name_ids: FxHashMap<Box<str>, u32>,
-    page: std::vec::IntoIter<String>,
+    /// Parsed spans of the current page, in reverse (popped from the end).
+    page: Vec<SpanRecord>,
     last_ts: f64,
     exhausted: bool,
     pub skipped: u64,
@@ -232,7 +246,7 @@ impl<'a> FerretIoSpans<'a> {
             q: q.clone(),
             names: vec![],
             name_ids: FxHashMap::default(),
-            page: Vec::new().into_iter(),
+            page: Vec::new(),
             last_ts: f64::NEG_INFINITY,
             exhausted: false,
             skipped: 0,
@@ -249,21 +263,8 @@ impl<'a> FerretIoSpans<'a> {
         self.names.len()
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.into());
-        self.name_ids.insert(name.into(), id);
-        id
-    }
-
     fn fetch_page(&mut self) -> Result<()> {
-        let since = self
-            .q
-            .since_ns
-            .map_or(f64::NEG_INFINITY, |s| s as f64 / 1e9);
+        let since = self.q.since_ns.map_or(f64::NEG_INFINITY, |s| s as f64 / 1e9);
         let until = self.q.until_ns.map_or(f64::INFINITY, |s| s as f64 / 1e9);
         let lower = self.last_ts.max(since);
         let strict = self.last_ts >= since;
@@ -272,93 +273,124 @@ impl<'a> FerretIoSpans<'a> {
         } else {
             "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 AND instr(data, ?5) > 0 ORDER BY timestamp LIMIT ?4"
         };
-        let mut st = self.conn.prepare_cached(sql)?;
-        let mut rows = st.query(rusqlite::params![
-            self.ns, lower, until, PAGE_ROWS, self.run
-        ])?;
-        let mut page = Vec::with_capacity(PAGE_ROWS as usize);
-        while let Some(r) = rows.next()? {
-            self.last_ts = r.get(0)?;
-            match r.get_ref(1)? {
-                rusqlite::types::ValueRef::Text(t) => {
-                    self.bytes_read += t.len() as u64;
-                    match std::str::from_utf8(t) {
-                        Ok(s) => page.push(s.to_owned()),
-                        Err(_) => self.skipped += 1,
+        // The previous page is empty by now: reuse its allocation.
+        let mut page = std::mem::take(&mut self.page);
+        page.clear();
+        let mut any = false;
+        {
+            let mut st = self.conn.prepare_cached(sql)?;
+            let mut rows =
+                st.query(rusqlite::params![self.ns, lower, until, PAGE_ROWS, self.run])?;
+            while let Some(r) = rows.next()? {
+                any = true;
+                self.last_ts = r.get(0)?;
+                // Parse straight from SQLite's buffer: no copy of the text.
+                match r.get_ref(1)? {
+                    rusqlite::types::ValueRef::Text(t) => {
+                        self.bytes_read += t.len() as u64;
+                        let mut rec = SpanRecord::default();
+                        match parse_row(
+                            t,
+                            &self.run,
+                            self.q.with_tags,
+                            &mut self.names,
+                            &mut self.name_ids,
+                            &mut rec,
+                        ) {
+                            Row::Span => page.push(rec),
+                            Row::OtherRun => {}
+                            Row::Malformed => self.skipped += 1,
+                        }
                     }
+                    _ => self.skipped += 1,
                 }
-                _ => self.skipped += 1,
             }
         }
-        if page.is_empty() {
+        if !any {
             self.exhausted = true;
         }
-        self.page = page.into_iter();
+        page.reverse();
+        self.page = page;
         Ok(())
     }
 
     pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
         loop {
-            let Some(data) = self.page.next() else {
-                if self.exhausted {
-                    return false;
-                }
-                if let Err(e) = self.fetch_page() {
-                    self.error = Some(e);
-                    self.exhausted = true;
-                    return false;
-                }
-                continue;
-            };
-            let j: JsonSpan = match serde_json::from_str(&data) {
-                Ok(j) => j,
-                Err(_) => {
-                    self.skipped += 1;
-                    continue;
-                }
-            };
-            if j.run_id != self.run {
-                continue;
+            if let Some(rec) = self.page.pop() {
+                *out = rec;
+                return true;
             }
-            if !j.start_time.is_finite() {
-                self.skipped += 1;
-                continue;
+            if self.exhausted {
+                return false;
             }
-            let tags = if self.q.with_tags {
-                match j
-                    .tags
-                    .map(|t| serde_json::from_str::<serde_json::Value>(t.get()))
-                {
-                    None => Some(vec![]),
-                    Some(Ok(serde_json::Value::Object(m))) => {
-                        Some(m.into_iter().map(|(k, v)| (k, json_to_tag(v))).collect())
-                    }
-                    Some(Ok(serde_json::Value::Null)) => Some(vec![]),
-                    _ => None,
-                }
-            } else {
-                Some(vec![])
-            };
-            let Some(tags) = tags else {
-                self.skipped += 1;
-                continue;
-            };
-            out.span_id = span_key(&j.span_id);
-            out.parent_id = j.parent_id.as_deref().map(span_key);
-            out.trace_id = 0;
-            out.name = self.intern(&j.name);
-            out.path = None;
-            out.start_ns = secs_to_ns(j.start_time);
-            out.duration_ns = dur_to_ns(j.duration);
-            out.children_ns = None;
-            out.status = match j.status.as_deref() {
-                None | Some("ok") => Status::Ok,
-                Some(s) => Status::from_text(s),
-            };
-            out.tags = tags;
-            out.pid = 0;
-            out.tid = 0;
-            return true;
+            if let Err(e) = self.fetch_page() {
+                self.error = Some(e);
+                self.exhausted = true;
+                return false;
+            }
         }
     }
+}
+
+enum Row {
+    Span,
+    OtherRun,
+    Malformed,
+}
+
+fn intern(names: &mut Vec<Box<str>>, ids: &mut FxHashMap<Box<str>, u32>, name: &str) -> u32 {
+    if let Some(&id) = ids.get(name) {
+        return id;
+    }
+    let id = names.len() as u32;
+    names.push(name.into());
+    ids.insert(name.into(), id);
+    id
+}
+
+fn parse_row(
+    text: &[u8],
+    run: &str,
+    with_tags: bool,
+    names: &mut Vec<Box<str>>,
+    ids: &mut FxHashMap<Box<str>, u32>,
+    out: &mut SpanRecord,
+) -> Row {
+    let j: JsonSpan = match serde_json::from_slice(text) {
+        Ok(j) => j,
+        Err(_) => return Row::Malformed,
+    };
+    if j.run_id != run {
+        return Row::OtherRun;
+    }
+    if !j.start_time.is_finite() {
+        return Row::Malformed;
+    }
+    let tags = if with_tags {
+        match j.tags.map(|t| serde_json::from_str::<serde_json::Value>(t.get())) {
+            None | Some(Ok(serde_json::Value::Null)) => vec![],
+            Some(Ok(serde_json::Value::Object(m))) => {
+                m.into_iter().map(|(k, v)| (k, json_to_tag(v))).collect()
+            }
+            _ => return Row::Malformed,
+        }
+    } else {
+        vec![]
+    };
+    out.span_id = span_key(&j.span_id);
+    out.parent_id = j.parent_id.as_deref().map(span_key);
+    out.trace_id = 0;
+    out.name = intern(names, ids, &j.name);
+    out.path = None;
+    out.start_ns = secs_to_ns(j.start_time);
+    out.duration_ns = dur_to_ns(j.duration);
+    out.children_ns = None;
+    out.status = match j.status.as_deref() {
+        None | Some("ok") => Status::Ok,
+        Some(s) => Status::from_text(s),
+    };
+    out.tags = tags;
+    out.pid = 0;
+    out.tid = 0;
+    Row::Span
 }
