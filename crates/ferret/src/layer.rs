@@ -50,7 +50,8 @@ use tracing_subscriber::registry::LookupSpan;
 ///   `busy_ns` (see [`with_busy_time`](Self::with_busy_time));
 /// - **status**: error when a field named `error` is recorded (its value
 ///   becomes the tag `error`) or when an event of level `ERROR` happens inside
-///   the span (its message becomes the tag `error` if there is none yet).
+///   the span (the event's `error` field, or else its message, becomes the
+///   tag `error` if there is none yet; `#[instrument(err)]` works this way).
 ///
 /// The layer records into whichever profiler is installed when a span opens;
 /// [`FerretLayer::new`] installs the one it is given. Events other than
@@ -159,21 +160,34 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// Finds an event's `message` field.
+/// Finds an event's `error` and `message` fields.
 #[derive(Default)]
-struct Message(Option<String>);
+struct Message {
+    error: Option<String>,
+    message: Option<String>,
+}
+
+impl Message {
+    fn put(&mut self, field: &Field, value: impl FnOnce() -> String) {
+        match field.name() {
+            "error" => self.error = Some(value()),
+            "message" => self.message = Some(value()),
+            _ => {}
+        }
+    }
+}
 
 impl Visit for Message {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = Some(value.to_owned());
-        }
+        self.put(field, || value.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, || value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = Some(format!("{value:?}"));
-        }
+        self.put(field, || format!("{value:?}"));
     }
 }
 
@@ -247,7 +261,10 @@ where
         } else {
             let mut m = Message::default();
             event.record(&mut m);
-            let text = m.0.unwrap_or_else(|| "error event".to_owned());
+            let text = m
+                .error
+                .or(m.message)
+                .unwrap_or_else(|| "error event".to_owned());
             data.handle.set_error(text);
             data.has_error = true;
         }
