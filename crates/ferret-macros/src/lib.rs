@@ -149,7 +149,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 }
 
 fn is_measure_attr(a: &Attribute) -> bool {
-    a.path().segments.last().is_some_and(|s| s.ident == "measure")
+    a.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "measure")
 }
 
 fn type_label(ty: &Type) -> String {
@@ -224,13 +227,11 @@ fn wrap(sig: &Signature, block: &Block, args: &Args, default: TokenStream2) -> s
     let name = match &args.name {
         NameSpec::Default => default,
         NameSpec::Static(l) => quote!(#l),
-        NameSpec::Format(l) => quote!(
-            if ::ferret::__private::active() {
-                ::ferret::Name::Owned(::std::format!(#l))
-            } else {
-                ::ferret::Name::Static("")
-            }
-        ),
+        NameSpec::Format(l) => quote!(if ::ferret::__private::active() {
+            ::ferret::Name::Owned(::std::format!(#l))
+        } else {
+            ::ferret::Name::Static("")
+        }),
     };
     let body = if sig.asyncness.is_some() {
         let record_err = if args.err {

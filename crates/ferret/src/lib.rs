@@ -27,11 +27,11 @@ pub use intern::Name;
 #[cfg(feature = "tracing")]
 mod layer;
 
-#[cfg(feature = "tracing")]
-pub use layer::FerretLayer;
 /// The `#[ferret::measure]` attribute: records every call of a function as a
 /// span. See [the macro's documentation](macro@measure).
 pub use ferret_macros::measure;
+#[cfg(feature = "tracing")]
+pub use layer::FerretLayer;
 pub use recorder::future::{InSpan, InSpanExt, RecordErr};
 pub use recorder::span::{
     current, measure, span, start, start_root, start_with_parent, Entered, SpanContext, SpanGuard,

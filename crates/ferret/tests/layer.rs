@@ -61,10 +61,7 @@ fn record(f: impl FnOnce(&ferret::Profiler)) -> Vec<Rec> {
     init_global();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let p = ferret::Profiler::builder(&path)
-        .run_id("r")
-        .open()
-        .unwrap();
+    let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
     p.install();
     f(&p);
     p.close().unwrap();
@@ -270,7 +267,9 @@ fn instrument_attribute() {
     );
     let fails = all(&v, "instrumented_fails");
     assert_eq!(fails.len(), 2);
-    let bad = fails.iter().find(|r| r.tag("x") == Some(&TagValue::I64(-1)));
+    let bad = fails
+        .iter()
+        .find(|r| r.tag("x") == Some(&TagValue::I64(-1)));
     let bad = bad.unwrap();
     assert_eq!(bad.status, Status::Error);
     assert_eq!(bad.tag("error"), Some(&s("negative")));

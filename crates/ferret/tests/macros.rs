@@ -32,10 +32,7 @@ fn record(f: impl FnOnce()) -> Vec<Rec> {
     let _l = lock();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let p = ferret::Profiler::builder(&path)
-        .run_id("r")
-        .open()
-        .unwrap();
+    let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
     p.install();
     f();
     p.close().unwrap();
@@ -126,7 +123,9 @@ async fn async_parent() -> u64 {
     let a = async_child(5).await;
     tokio::task::yield_now().await;
     let b = async_child(1).await;
-    let spawned = tokio::spawn(async_child(2).in_span("spawned")).await.unwrap();
+    let spawned = tokio::spawn(async_child(2).in_span("spawned"))
+        .await
+        .unwrap();
     a + b + spawned
 }
 
@@ -247,7 +246,10 @@ fn err_records_status_and_message() {
     let e = all(&v, "early");
     assert_eq!(e.len(), 2);
     let bad = e.iter().find(|r| r.status == Status::Error).unwrap();
-    assert_eq!(bad.tag("error"), Some(&TagValue::Str("negative: -3".into())));
+    assert_eq!(
+        bad.tag("error"),
+        Some(&TagValue::Str("negative: -3".into()))
+    );
     assert!(e.iter().any(|r| r.status == Status::Ok));
 }
 
@@ -314,10 +316,7 @@ fn async_across_awaits_and_spawns() {
     assert_eq!(children.len(), 12);
     for p in &parents {
         // Two awaited directly, one inside the spawned "spawned" span.
-        let direct: Vec<_> = children
-            .iter()
-            .filter(|c| c.parent == Some(p.id))
-            .collect();
+        let direct: Vec<_> = children.iter().filter(|c| c.parent == Some(p.id)).collect();
         assert_eq!(direct.len(), 2);
         let spawned: Vec<_> = all(&v, "spawned")
             .into_iter()

@@ -451,6 +451,7 @@ impl SpanHandle {
 
     /// The id of the frame [`push_current`](Self::push_current) pushes: the
     /// span's id, 0 for a skipped span, `None` if it pushes nothing.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn frame_id(&self) -> Option<u64> {
         match &self.state {
             Some(s) => Some(s.id),
