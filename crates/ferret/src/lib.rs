@@ -25,10 +25,29 @@ mod types;
 
 pub use error::{Error, Result};
 pub use intern::Name;
-pub use recorder::future::{InSpan, InSpanExt};
+#[cfg(feature = "tracing")]
+mod layer;
+
+/// The `#[ferret::measure]` attribute: records every call of a function as a
+/// span. See [the macro's documentation](macro@measure).
+pub use ferret_macros::measure;
+#[cfg(feature = "tracing")]
+pub use layer::FerretLayer;
+pub use recorder::future::{InSpan, InSpanExt, RecordErr};
 pub use recorder::span::{
-    current, measure, span, start, start_with_parent, Entered, SpanContext, SpanGuard, SpanHandle,
+    current, measure, span, start, start_root, start_with_parent, Entered, SpanContext, SpanGuard,
+    SpanHandle,
 };
+
+/// Support code for `#[ferret::measure]`; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    /// True while a profiler is installed (lets dynamic names skip `format!`).
+    #[inline]
+    pub fn active() -> bool {
+        crate::recorder::context::ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
 pub use types::{Status, TagValue, Tags};
 

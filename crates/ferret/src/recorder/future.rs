@@ -47,12 +47,30 @@ impl<F> InSpan<F> {
     pub fn handle_mut(&mut self) -> Option<&mut SpanHandle> {
         self.handle.as_mut()
     }
+
+    /// Records an `Err` output as status error, with the error's `Display`
+    /// text as the tag `error`.
+    ///
+    /// ```no_run
+    /// use ferret::InSpanExt;
+    /// # async fn load() -> Result<u32, std::io::Error> { Ok(1) }
+    /// # async fn run() -> Result<u32, std::io::Error> {
+    /// let n = load().in_span("load").record_err().await?;
+    /// # Ok(n) }
+    /// ```
+    pub fn record_err(self) -> RecordErr<F> {
+        RecordErr { inner: self }
+    }
 }
 
-impl<F: Future> Future for InSpan<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+impl<F: Future> InSpan<F> {
+    /// Polls the future with the span current; on completion lets `inspect`
+    /// see the output and the handle, then ends the span.
+    fn poll_inspect(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        inspect: impl FnOnce(&F::Output, &mut SpanHandle),
+    ) -> Poll<F::Output> {
         // SAFETY: `fut` is structurally pinned; `handle` is never pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
@@ -63,12 +81,45 @@ impl<F: Future> Future for InSpan<F> {
             }
             None => fut.poll(cx),
         };
-        if res.is_ready() {
-            if let Some(h) = this.handle.take() {
+        if let Poll::Ready(out) = &res {
+            if let Some(mut h) = this.handle.take() {
+                inspect(out, &mut h);
                 h.end();
             }
         }
         res
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.poll_inspect(cx, |_, _| {})
+    }
+}
+
+/// A future in a span that records an `Err` output as an error; see
+/// [`InSpan::record_err`].
+pub struct RecordErr<F> {
+    inner: InSpan<F>,
+}
+
+impl<F, T, E> Future for RecordErr<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.inner) };
+        inner.poll_inspect(cx, |out, h| {
+            if let Err(e) = out {
+                h.set_error(e);
+            }
+        })
     }
 }
 

@@ -322,8 +322,37 @@ pub fn start_with_parent(name: impl Into<Name>, parent: &SpanContext) -> SpanHan
     start_handle(name.into(), Some(parent))
 }
 
+/// Starts a manual span as the root of a new trace, whatever span is
+/// current on this thread.
+///
+/// ```no_run
+/// let _outer = ferret::span("request");
+/// let job = ferret::start_root("background-job"); // not a child of "request"
+/// job.end();
+/// ```
+pub fn start_root(name: impl Into<Name>) -> SpanHandle {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return SpanHandle::noop();
+    }
+    start_under(name.into(), Under::Root)
+}
+
+/// Where a new manual span goes.
+pub(crate) enum Under<'a> {
+    /// Under the current span of this thread (a root if there is none).
+    Current,
+    /// At the root of a new trace.
+    Root,
+    /// Under this span.
+    Span(&'a SpanContext),
+}
+
 pub(crate) fn start_handle(name: Name, parent: Option<&SpanContext>) -> SpanHandle {
-    if parent.is_some_and(|p| p.is_skipped()) {
+    start_under(name, parent.map_or(Under::Current, Under::Span))
+}
+
+pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
+    if matches!(parent, Under::Span(p) if p.is_skipped()) {
         with_local(|l| l.count_skip());
         return SpanHandle {
             state: None,
@@ -332,8 +361,9 @@ pub(crate) fn start_handle(name: Name, parent: Option<&SpanContext>) -> SpanHand
     }
     with_local(|l| {
         let (explicit, parent_shared) = match parent {
-            Some(p) => (Some((p.id, p.trace, p.path)), p.shared.clone()),
-            None => (None, l.capture().and_then(|c| c.shared)),
+            Under::Span(p) => (Some((p.id, p.trace, p.path)), p.shared.clone()),
+            Under::Root => (Some((0, 0, 0)), None),
+            Under::Current => (None, l.capture().and_then(|c| c.shared)),
         };
         match l.begin(&name, explicit) {
             Decision::Off => SpanHandle::noop(),
@@ -434,7 +464,27 @@ impl SpanHandle {
     /// Makes this span the current span of this thread until the returned
     /// guard drops: spans started meanwhile become its children.
     pub fn enter(&self) -> Entered<'_> {
-        let pushed = if let Some(s) = &self.state {
+        Entered {
+            pushed: self.push_current(),
+            _handle: PhantomData,
+        }
+    }
+
+    /// The id of the frame [`push_current`](Self::push_current) pushes: the
+    /// span's id, 0 for a skipped span, `None` if it pushes nothing.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn frame_id(&self) -> Option<u64> {
+        match &self.state {
+            Some(s) => Some(s.id),
+            None if self.skipped => Some(0),
+            None => None,
+        }
+    }
+
+    /// Pushes this span on this thread's stack of current spans; returns the
+    /// id to give [`pop_current`] (`None` if nothing was pushed).
+    pub(crate) fn push_current(&self) -> Option<u64> {
+        if let Some(s) = &self.state {
             with_local(|l| {
                 l.stack.push(Frame {
                     id: s.id,
@@ -462,10 +512,6 @@ impl SpanHandle {
             .flatten()
         } else {
             None
-        };
-        Entered {
-            pushed,
-            _handle: PhantomData,
         }
     }
 
@@ -516,16 +562,22 @@ pub struct Entered<'a> {
     _handle: PhantomData<(&'a SpanHandle, *const ())>,
 }
 
+/// Undoes [`SpanHandle::push_current`]: pops the frame of span `id` from this
+/// thread's stack and credits its children's time to the span.
+pub(crate) fn pop_current(id: u64) {
+    with_local(|l| {
+        if let Some(f) = l.pop(id) {
+            if let Some(sh) = &f.shared {
+                sh.fetch_add(f.child_ns, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.pushed {
-            with_local(|l| {
-                if let Some(f) = l.pop(id) {
-                    if let Some(sh) = &f.shared {
-                        sh.fetch_add(f.child_ns, Ordering::Relaxed);
-                    }
-                }
-            });
+            pop_current(id);
         }
     }
 }

@@ -1,0 +1,66 @@
+//! `tracing` + FerretLayer against `tracing` + tracing-chrome's layer, per
+//! span: create a span with one field, enter it, exit it, close it.
+//!
+//! ```text
+//! cargo bench -p ferret --bench layer
+//! ```
+//!
+//! `tracing_chrome` records span fields (`include_args(true)`) as
+//! FerretLayer does (fields, target and busy time as tags);
+//! `tracing_chrome_default` is tracing-chrome as built by default (no
+//! fields). Both layers hand the work off to a writer thread; what is timed
+//! is the cost on the instrumented thread.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use tracing_subscriber::prelude::*;
+
+fn one_span(i: u64) {
+    let span = tracing::info_span!("work", i);
+    let _e = span.enter();
+    black_box(&span);
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("layer");
+
+    let profiler = ferret::Profiler::open(dir.path().join("ferret.db")).unwrap();
+    let sub = tracing_subscriber::registry().with(ferret::FerretLayer::new(&profiler));
+    tracing::subscriber::with_default(sub, || {
+        let mut i = 0u64;
+        g.bench_function("ferret_layer", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+    let stats = profiler.close().unwrap();
+    eprintln!(
+        "ferret: {} spans written, {} dropped",
+        stats.accepted,
+        stats.dropped_queue + stats.dropped_write
+    );
+
+    for (id, args) in [("tracing_chrome", true), ("tracing_chrome_default", false)] {
+        let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
+            .file(dir.path().join(format!("{id}.json")))
+            .include_args(args)
+            .build();
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            let mut i = 0u64;
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    i += 1;
+                    one_span(i)
+                })
+            });
+        });
+        drop(guard);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,398 @@
+//! `ferret::FerretLayer`: tracing spans recorded into a Ferret file.
+#![cfg(feature = "tracing")]
+
+use ferret::store::{SpanQuery, Store};
+use ferret::{FerretLayer, Status, TagValue};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+use tracing::{field, Instrument};
+use tracing_subscriber::prelude::*;
+
+/// The installed profiler is process-global: one test at a time.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A global subscriber (so that tokio's worker threads see it too) whose
+/// layer records into whichever profiler the running test installed.
+fn init_global() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(FerretLayer::default()),
+        )
+        .unwrap();
+    });
+}
+
+#[derive(Debug)]
+struct Rec {
+    name: String,
+    id: u64,
+    parent: Option<u64>,
+    status: Status,
+    tags: Vec<(String, TagValue)>,
+    dur: u64,
+}
+
+impl Rec {
+    fn tag(&self, k: &str) -> Option<&TagValue> {
+        self.tags.iter().find(|(key, _)| key == k).map(|(_, v)| v)
+    }
+
+    fn busy(&self) -> u64 {
+        match self.tag("busy_ns") {
+            Some(TagValue::I64(n)) => *n as u64,
+            other => panic!("busy_ns of {}: {other:?}", self.name),
+        }
+    }
+}
+
+fn s(x: &str) -> TagValue {
+    TagValue::Str(x.into())
+}
+
+/// Opens a profiler on a fresh file, lets `f` record with it, closes it and
+/// reads the spans back.
+fn record(f: impl FnOnce(&ferret::Profiler)) -> Vec<Rec> {
+    let _l = lock();
+    init_global();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
+    p.install();
+    f(&p);
+    p.close().unwrap();
+    let store = Store::open(&path).unwrap();
+    let mut spans = store
+        .spans(
+            "r",
+            &SpanQuery {
+                with_tags: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut v = vec![];
+    while let Some(r) = spans.next() {
+        v.push(Rec {
+            name: spans.name(r.name).to_string(),
+            id: r.span_id,
+            parent: r.parent_id,
+            status: r.status.clone(),
+            tags: r.tags.clone(),
+            dur: r.duration_ns.unwrap_or(0),
+        });
+    }
+    v
+}
+
+fn find<'a>(v: &'a [Rec], name: &str) -> &'a Rec {
+    v.iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no span {name} in {v:#?}"))
+}
+
+fn all<'a>(v: &'a [Rec], name: &str) -> Vec<&'a Rec> {
+    v.iter().filter(|r| r.name == name).collect()
+}
+
+#[test]
+fn fields_target_and_parents_with_new() {
+    let v = record(|p| {
+        let sub = tracing_subscriber::registry().with(FerretLayer::new(p));
+        tracing::subscriber::with_default(sub, || {
+            let outer = tracing::info_span!(
+                "outer",
+                user = 7,
+                big = u64::MAX,
+                neg = -3i64,
+                flag = true,
+                ratio = 0.5,
+                label = "x",
+                list = ?vec![1, 2],
+            );
+            let _e = outer.enter();
+            let inner = tracing::debug_span!(target: "my_target", "inner", late = field::Empty);
+            inner.in_scope(|| {});
+            inner.record("late", 42);
+            inner.record("late", 43);
+            drop(inner);
+        });
+    });
+    assert_eq!(v.len(), 2);
+    let o = find(&v, "outer");
+    assert_eq!(o.parent, None);
+    assert_eq!(o.tag("target"), Some(&s("layer")));
+    assert_eq!(o.tag("user"), Some(&TagValue::I64(7)));
+    assert_eq!(o.tag("big"), Some(&TagValue::U64(u64::MAX)));
+    assert_eq!(o.tag("neg"), Some(&TagValue::I64(-3)));
+    assert_eq!(o.tag("flag"), Some(&TagValue::Bool(true)));
+    assert_eq!(o.tag("ratio"), Some(&TagValue::F64(0.5)));
+    assert_eq!(o.tag("label"), Some(&s("x")));
+    assert_eq!(o.tag("list"), Some(&s("[1, 2]")));
+    assert_eq!(o.status, Status::Ok);
+    let i = find(&v, "inner");
+    assert_eq!(i.parent, Some(o.id));
+    assert_eq!(i.tag("target"), Some(&s("my_target")));
+    // Recorded after creation; the last value wins.
+    assert_eq!(i.tag("late"), Some(&TagValue::I64(43)));
+    assert!(i.dur <= o.dur);
+}
+
+#[test]
+fn explicit_parent_and_explicit_root() {
+    let v = record(|_| {
+        let a = tracing::info_span!("a");
+        // Created outside `a`, with `a` as explicit parent.
+        let b = tracing::info_span!(parent: &a, "b");
+        let other = tracing::info_span!("other");
+        other.in_scope(|| {
+            // Explicit parent wins over the current span.
+            let c = tracing::info_span!(parent: &b, "c");
+            drop(c);
+            // Explicit root even though `other` is current.
+            let r = tracing::info_span!(parent: None, "root");
+            drop(r);
+            // Contextual: under `other`.
+            let d = tracing::info_span!("d");
+            drop(d);
+        });
+        drop((a, b, other));
+    });
+    assert_eq!(v.len(), 6);
+    let a = find(&v, "a");
+    let b = find(&v, "b");
+    let other = find(&v, "other");
+    assert_eq!(a.parent, None);
+    assert_eq!(b.parent, Some(a.id));
+    assert_eq!(find(&v, "c").parent, Some(b.id));
+    assert_eq!(find(&v, "root").parent, None);
+    assert_eq!(find(&v, "d").parent, Some(other.id));
+    assert_eq!(other.parent, None);
+}
+
+#[test]
+fn error_field_and_error_events() {
+    let v = record(|_| {
+        tracing::info_span!("field_err", error = "boom").in_scope(|| {});
+        let late = tracing::info_span!("late_err", error = field::Empty);
+        late.record("error", "late boom");
+        drop(late);
+        tracing::info_span!("event_err").in_scope(|| {
+            tracing::info!("fine");
+            tracing::error!(code = 5, "disk full");
+            tracing::error!("second");
+        });
+        tracing::info_span!("warn_only").in_scope(|| {
+            tracing::warn!("just a warning");
+        });
+        tracing::info_span!("no_error", error = false).in_scope(|| {});
+        let io = std::io::Error::other("io failed");
+        tracing::info_span!("dyn_err", error = &io as &(dyn std::error::Error + 'static))
+            .in_scope(|| {});
+        // An error event in a child marks the child only.
+        tracing::info_span!("parent_ok").in_scope(|| {
+            tracing::info_span!("child_err").in_scope(|| tracing::error!("child failed"));
+        });
+    });
+    let f = find(&v, "field_err");
+    assert_eq!(f.status, Status::Error);
+    assert_eq!(f.tag("error"), Some(&s("boom")));
+    let l = find(&v, "late_err");
+    assert_eq!(l.status, Status::Error);
+    assert_eq!(l.tag("error"), Some(&s("late boom")));
+    let e = find(&v, "event_err");
+    assert_eq!(e.status, Status::Error);
+    assert_eq!(e.tag("error"), Some(&s("disk full")), "first message kept");
+    assert_eq!(find(&v, "warn_only").status, Status::Ok);
+    assert_eq!(find(&v, "warn_only").tag("error"), None);
+    let n = find(&v, "no_error");
+    assert_eq!(n.status, Status::Ok);
+    assert_eq!(n.tag("error"), Some(&TagValue::Bool(false)));
+    let d = find(&v, "dyn_err");
+    assert_eq!(d.status, Status::Error);
+    assert_eq!(d.tag("error"), Some(&s("io failed")));
+    assert_eq!(find(&v, "parent_ok").status, Status::Ok);
+    let c = find(&v, "child_err");
+    assert_eq!(c.status, Status::Error);
+    assert_eq!(c.parent, Some(find(&v, "parent_ok").id));
+}
+
+#[tracing::instrument]
+fn instrumented_outer(n: u32) -> u32 {
+    (0..n).map(instrumented_inner).sum()
+}
+
+#[tracing::instrument(skip_all, fields(doubled))]
+fn instrumented_inner(i: u32) -> u32 {
+    tracing::Span::current().record("doubled", i * 2);
+    i * 2
+}
+
+#[tracing::instrument(err)]
+fn instrumented_fails(x: i32) -> Result<i32, String> {
+    if x < 0 {
+        Err("negative".into())
+    } else {
+        Ok(x)
+    }
+}
+
+#[test]
+fn instrument_attribute() {
+    let v = record(|_| {
+        assert_eq!(instrumented_outer(3), 6);
+        assert!(instrumented_fails(-1).is_err());
+        assert_eq!(instrumented_fails(1), Ok(1));
+    });
+    let o = find(&v, "instrumented_outer");
+    assert_eq!(o.tag("n"), Some(&TagValue::I64(3)));
+    assert_eq!(o.tag("target"), Some(&s("layer")));
+    let inner = all(&v, "instrumented_inner");
+    assert_eq!(inner.len(), 3);
+    let mut doubled: Vec<_> = inner
+        .iter()
+        .map(|r| {
+            assert_eq!(r.parent, Some(o.id));
+            r.tag("doubled").cloned().unwrap()
+        })
+        .collect();
+    doubled.sort_by_key(|t| t.to_string());
+    assert_eq!(
+        doubled,
+        vec![TagValue::I64(0), TagValue::I64(2), TagValue::I64(4)]
+    );
+    let fails = all(&v, "instrumented_fails");
+    assert_eq!(fails.len(), 2);
+    let bad = fails
+        .iter()
+        .find(|r| r.tag("x") == Some(&TagValue::I64(-1)));
+    let bad = bad.unwrap();
+    assert_eq!(bad.status, Status::Error);
+    assert_eq!(bad.tag("error"), Some(&s("negative")));
+    let good = fails.iter().find(|r| r.tag("x") == Some(&TagValue::I64(1)));
+    assert_eq!(good.unwrap().status, Status::Ok);
+}
+
+async fn job(i: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let part = async {
+        tokio::task::yield_now().await;
+        i
+    }
+    .instrument(tracing::info_span!("part"))
+    .await;
+    let child = tokio::spawn(
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            i * 10
+        }
+        .instrument(tracing::info_span!("spawned", i)),
+    );
+    part + child.await.unwrap()
+}
+
+#[test]
+fn async_instrument_on_multi_thread_tokio() {
+    let v = record(|_| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let total = rt.block_on(async {
+            let hs: Vec<_> = (0..8)
+                .map(|i| tokio::spawn(job(i).instrument(tracing::info_span!("task", i))))
+                .collect();
+            let mut t = 0;
+            for h in hs {
+                t += h.await.unwrap();
+            }
+            t
+        });
+        assert_eq!(total, (0..8).map(|i| i * 11).sum::<u64>());
+    });
+    let tasks = all(&v, "task");
+    assert_eq!(tasks.len(), 8, "entered on many polls, recorded once");
+    let mut seen: Vec<_> = tasks.iter().map(|t| t.tag("i").cloned().unwrap()).collect();
+    seen.sort_by_key(|t| t.to_string());
+    assert_eq!(seen, (0..8).map(TagValue::I64).collect::<Vec<_>>());
+    for t in &tasks {
+        assert_eq!(t.parent, None);
+        // Sleeping is not busy time.
+        assert!(t.dur >= 10_000_000, "duration {}", t.dur);
+        assert!(t.busy() < t.dur, "busy {} dur {}", t.busy(), t.dur);
+        let parts: Vec<_> = all(&v, "part")
+            .into_iter()
+            .filter(|p| p.parent == Some(t.id))
+            .collect();
+        assert_eq!(parts.len(), 1);
+        let spawned: Vec<_> = all(&v, "spawned")
+            .into_iter()
+            .filter(|p| p.parent == Some(t.id))
+            .collect();
+        assert_eq!(spawned.len(), 1);
+        assert_eq!(spawned[0].tag("i"), t.tag("i"));
+    }
+    assert_eq!(v.len(), 24);
+}
+
+#[test]
+fn busy_time_counts_entered_time_only() {
+    let v = record(|_| {
+        let sp = tracing::info_span!("busy");
+        sp.in_scope(|| std::thread::sleep(Duration::from_millis(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        sp.in_scope(|| std::thread::sleep(Duration::from_millis(5)));
+        drop(sp);
+    });
+    let b = find(&v, "busy");
+    assert!(b.busy() >= 10_000_000, "busy {}", b.busy());
+    assert!(b.busy() < 20_000_000, "busy {}", b.busy());
+    assert!(b.dur >= 30_000_000, "dur {}", b.dur);
+}
+
+#[test]
+fn ferret_and_tracing_spans_nest_both_ways() {
+    let v = record(|_| {
+        tracing::info_span!("t_outer").in_scope(|| {
+            let _g = ferret::span("f_mid");
+            tracing::info_span!("t_inner").in_scope(|| {
+                ferret::measure("f_leaf", || {});
+            });
+        });
+    });
+    let t_outer = find(&v, "t_outer");
+    let f_mid = find(&v, "f_mid");
+    let t_inner = find(&v, "t_inner");
+    assert_eq!(f_mid.parent, Some(t_outer.id));
+    assert_eq!(t_inner.parent, Some(f_mid.id));
+    assert_eq!(find(&v, "f_leaf").parent, Some(t_inner.id));
+}
+
+#[test]
+fn layer_options_turn_off_target_and_busy_tags() {
+    let v = record(|_| {
+        let layer = FerretLayer::default()
+            .with_target_tag(false)
+            .with_busy_time(false);
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            tracing::info_span!("plain", k = 1).in_scope(|| {});
+        });
+    });
+    let p = find(&v, "plain");
+    assert_eq!(p.tags, vec![("k".to_string(), TagValue::I64(1))]);
+}
+
+#[test]
+fn nothing_recorded_without_profiler() {
+    let _l = lock();
+    init_global();
+    // No profiler is installed: spans go through the layer without effect.
+    tracing::info_span!("unrecorded", error = "x").in_scope(|| tracing::error!("e"));
+    assert!(ferret::current().is_none());
+}
