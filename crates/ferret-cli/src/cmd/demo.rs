@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value = "ferret.db")]
     pub db: PathBuf,
     /// Spans to record.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     pub spans: u64,
     /// Recording threads.
     #[arg(long, default_value_t = 2)]
