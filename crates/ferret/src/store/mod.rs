@@ -193,6 +193,34 @@ fn open_ro(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens a read-only connection, falling back to an immutable read when the
+/// directory is not writable (and no -wal file waits to be replayed).
+pub(crate) fn connect(path: &Path) -> Result<Connection> {
+    let conn = match open_ro(path, false) {
+        Ok(c) => c,
+        Err(e) if not_sqlite(path, &e) => return Err(Error::NotSqlite(path.to_path_buf())),
+        Err(first) => {
+            // A reader that cannot create the -shm/-wal files (read-only
+            // directory or filesystem): read the file as immutable, which
+            // is exact when no -wal file is waiting to be replayed.
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+            if wal_pending {
+                return Err(Error::Sqlite(first));
+            }
+            open_ro(path, true).map_err(|e| {
+                if not_sqlite(path, &e) {
+                    Error::NotSqlite(path.to_path_buf())
+                } else {
+                    Error::Sqlite(e)
+                }
+            })?
+        }
+    };
+    Ok(conn)
+}
+
 impl Store {
     /// Opens a native or ferret-io file for reading, detecting its kind.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
@@ -215,28 +243,7 @@ impl Store {
         if meta.len() == 0 {
             return Err(Error::EmptyFile(path.to_path_buf()));
         }
-        let conn = match open_ro(path, false) {
-            Ok(c) => c,
-            Err(e) if not_sqlite(path, &e) => return Err(Error::NotSqlite(path.to_path_buf())),
-            Err(first) => {
-                // A reader that cannot create the -shm/-wal files (read-only
-                // directory or filesystem): read the file as immutable, which
-                // is exact when no -wal file is waiting to be replayed.
-                let mut wal = path.as_os_str().to_owned();
-                wal.push("-wal");
-                let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-                if wal_pending {
-                    return Err(Error::Sqlite(first));
-                }
-                open_ro(path, true).map_err(|e| {
-                    if not_sqlite(path, &e) {
-                        Error::NotSqlite(path.to_path_buf())
-                    } else {
-                        Error::Sqlite(e)
-                    }
-                })?
-            }
-        };
+        let conn = connect(path)?;
         let has = |t: &str| -> Result<bool> {
             Ok(conn
                 .query_row(
@@ -339,7 +346,7 @@ impl Store {
         let inner = match self.kind {
             FileKind::Native => SpansInner::Native(native::NativeSpans::new(&self.conn, run, q)?),
             FileKind::FerretIo => SpansInner::FerretIo(ferret_io::FerretIoSpans::new(
-                &self.conn,
+                &self.path,
                 &self.namespace,
                 run,
                 q,
@@ -377,7 +384,7 @@ impl Store {
 #[allow(clippy::large_enum_variant)] // one per stream, never moved in a hot loop
 enum SpansInner<'a> {
     Native(native::NativeSpans<'a>),
-    FerretIo(ferret_io::FerretIoSpans<'a>),
+    FerretIo(ferret_io::FerretIoSpans),
 }
 
 /// A lazy stream of the spans of one run. Malformed rows are skipped and
