@@ -7,6 +7,11 @@
 //!   admitted trace may overdraw it (they are never cut off mid-trace), so the
 //!   long-run rate stays at the budget.
 //! - `sample_rate`: the probability that a root is admitted.
+//!
+//! Buckets start full and hold at most a tenth of a second of budget, so
+//! over any window of T seconds at most `rate × (T + 0.1)` roots start, plus
+//! the spans of traces already admitted (a long trace can overdraw the span
+//! bucket; the debt delays the next admissions).
 
 use crate::clock;
 use std::cell::Cell;
@@ -21,7 +26,9 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: f64) -> Bucket {
-        let burst = rate.max(1.0);
+        // A tenth of a second of budget: enough to absorb jitter, small
+        // enough that a burst cannot exceed the budget by more than that.
+        let burst = (rate / 10.0).max(1.0);
         Bucket {
             rate,
             burst,

@@ -353,7 +353,11 @@ pub(crate) fn start_handle(name: Name, parent: Option<&SpanContext>) -> SpanHand
 
 pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
     if matches!(parent, Under::Span(p) if p.is_skipped()) {
-        with_local(|l| l.count_skip());
+        with_local(|l| {
+            if l.refresh() {
+                l.count_skip();
+            }
+        });
         return SpanHandle {
             state: None,
             skipped: true,
