@@ -339,13 +339,16 @@ fn summary_line(
         Some(c) => {
             parts.push(format!("{} dropped by the recorder", c.dropped()));
             if c.sampled_out > 0 {
-                parts.push(format!("{} sampled out", c.sampled_out));
+                parts.push(format!(
+                    "{} sampled out (counts and totals cover recorded traces only)",
+                    c.sampled_out
+                ));
             }
         }
         None => parts.push("recorder drops unknown (ferret-io)".into()),
     }
     let line = parts.join(" · ");
-    if s.skipped_rows > 0 || counters.is_some_and(|c| c.dropped() > 0) {
+    if s.skipped_rows > 0 || counters.is_some_and(|c| c.dropped() + c.sampled_out > 0) {
         fmt::paint(&line, Style::Yellow, color)
     } else {
         fmt::paint(&line, Style::Dim, color)
