@@ -178,12 +178,11 @@ pub fn summarize(
     let mut resolver = (format == FileKind::FerretIo).then(PathResolver::default);
     let mut pending_self: Vec<(u32, u64)> = Vec::new();
     if spans.is_native() {
-        // Fast path: fixed fields only, no record built per span.
-        while let Some((h, name)) = spans.next_head() {
+        // Fast path: fixed fields only, no record built per span, a block
+        // at a time; progress between blocks.
+        let mut next_report = 1u64 << 16;
+        while spans.block_heads(|h, name| {
             n += 1;
-            if n & 0xFFFF == 0 {
-                progress(n, spans.bytes_read());
-            }
             let i = name as usize;
             if i >= accs.len() {
                 accs.resize_with(i + 1, Acc::new);
@@ -197,6 +196,11 @@ pub fn summarize(
                 .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
             first = first.min(h.start_ns);
             last = last.max(h.start_ns.saturating_add(h.dur_ns as i64));
+        }) {
+            if n >= next_report {
+                next_report = n + (1 << 16);
+                progress(n, spans.bytes_read());
+            }
         }
     }
     while spans.next_into(&mut rec) {

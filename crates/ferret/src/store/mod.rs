@@ -458,6 +458,17 @@ impl Spans<'_> {
         }
     }
 
+    /// Native files only: calls `f` with the fixed fields and name id of
+    /// every span of the next block, in a tight loop (faster than
+    /// [`Spans::next_head`]). Returns false at the end of the stream, and
+    /// always for ferret-io files.
+    pub fn block_heads(&mut self, f: impl FnMut(&codec::SpanHead, u32)) -> bool {
+        match &mut self.inner {
+            SpansInner::Native(n) => n.block_heads(f),
+            SpansInner::FerretIo(_) => false,
+        }
+    }
+
     /// True for a native stream (where [`Spans::next_head`] works).
     pub fn is_native(&self) -> bool {
         matches!(self.inner, SpansInner::Native(_))

@@ -319,6 +319,41 @@ impl<'a> NativeSpans<'a> {
         }
     }
 
+    /// Calls `f` with the fixed fields and name id of every span of the next
+    /// block (or what remains of the current one), decoding in a tight loop
+    /// with the decoder in locals. Returns false at the end of the stream.
+    pub(super) fn block_heads(&mut self, mut f: impl FnMut(&SpanHead, u32)) -> bool {
+        if self.dec_state.is_none() && !self.next_block() {
+            return false;
+        }
+        let (since, until) = (
+            self.q.since_ns.unwrap_or(i64::MIN),
+            self.q.until_ns.unwrap_or(i64::MAX),
+        );
+        if let Some(mut st) = self.dec_state.take() {
+            let names = &self.path_names;
+            loop {
+                match st.decoder.next_head() {
+                    Ok(Some(h)) => {
+                        if h.start_ns < since || h.start_ns >= until {
+                            continue;
+                        }
+                        f(&h, names.get(h.path as usize).copied().unwrap_or(0));
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.skipped += 1;
+                        break;
+                    }
+                }
+            }
+            // Recycle the buffer and move on.
+            self.dec_state = Some(st);
+            self.next_block();
+        }
+        true
+    }
+
     /// The next span's fixed fields and name id, without building a record.
     #[inline]
     pub(super) fn next_head(&mut self) -> Option<(SpanHead, u32)> {
