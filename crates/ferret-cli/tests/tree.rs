@@ -57,7 +57,13 @@ fn trees_match_ferret_io_on_the_samples() {
 #[test]
 fn json_schema() {
     let db = fixture("simple.db");
-    let v = json(&["analyze", db.to_str().unwrap(), "--tree", "--format", "json"]);
+    let v = json(&[
+        "analyze",
+        db.to_str().unwrap(),
+        "--tree",
+        "--format",
+        "json",
+    ]);
     assert_eq!(v["run_id"], "semantic_demo_v1");
     let roots = v["roots"].as_array().unwrap();
     assert_eq!(roots.len(), 2);
@@ -119,8 +125,14 @@ fn calltree_on_the_samples() {
     assert_eq!(pb["children"][0]["count"], 9);
     assert_eq!(main["children"][1]["name"], "heavy_computation");
     let text = ferret(&["calltree", db.to_str().unwrap(), "--depth", "2"]);
-    assert!(text.starts_with("main ×1  total 130.13ms (100.0%)"), "{text}");
-    assert!(!text.contains("fetch_database_item"), "depth 2 hides level 3");
+    assert!(
+        text.starts_with("main ×1  total 130.13ms (100.0%)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("fetch_database_item"),
+        "depth 2 hides level 3"
+    );
     let text = ferret(&["calltree", db.to_str().unwrap(), "--min-percent", "5"]);
     assert!(!text.contains("└── heavy_computation ×1"), "{text}");
 }
@@ -158,14 +170,30 @@ fn siblings_merge_past_max_children() {
     // 14 distinct lines, 5 shown, then the rest.
     assert!(text.contains("└── … 9 more (9 spans, total "), "{text}");
     assert!(!text.contains("db"), "merged siblings drop their subtrees");
-    let v = json(&["analyze", db, "--tree", "--max-children", "5", "--format", "json"]);
+    let v = json(&[
+        "analyze",
+        db,
+        "--tree",
+        "--max-children",
+        "5",
+        "--format",
+        "json",
+    ]);
     let kids = v["roots"][0]["children"].as_array().unwrap();
     assert_eq!(kids.len(), 6);
     assert_eq!(kids[0]["name"], "read");
     assert_eq!(kids[0]["merged"]["count"], 200);
     assert_eq!(kids[5]["name"], "… 9 more");
     // Under the limit: plain children in start order.
-    let v = json(&["analyze", db, "--tree", "--max-children", "1000", "--format", "json"]);
+    let v = json(&[
+        "analyze",
+        db,
+        "--tree",
+        "--max-children",
+        "1000",
+        "--format",
+        "json",
+    ]);
     let kids = v["roots"][0]["children"].as_array().unwrap();
     assert_eq!(kids.len(), 312);
     assert_eq!(kids[0]["name"], "write");
@@ -191,11 +219,13 @@ fn deep_chains_do_not_overflow() {
         while guards.pop().is_some() {}
     });
     let db = path.to_str().unwrap();
-    // Every level is nested in the one above: DEPTH openings, then DEPTH closings.
+    // Every level nested in the one above: DEPTH openings, then each node's
+    // `]}` and the document's.
     let nested = |out: &str| {
-        let opens = out.matches("{\"name\":\"level\"").count();
-        let tail = "]}".repeat(DEPTH);
-        (opens, out.trim_end().trim_end_matches("]}").len() + 2 * DEPTH <= out.trim_end().len() && out.contains(&tail))
+        (
+            out.matches("{\"name\":\"level\"").count(),
+            out.trim_end().ends_with(&"]}".repeat(DEPTH + 1)),
+        )
     };
     let out = ferret(&["analyze", db, "--tree", "--format", "json"]);
     assert_eq!(nested(&out), (DEPTH, true));

@@ -69,7 +69,11 @@ fn pct(t: &CallTree, ns: u64) -> f64 {
 }
 
 /// The visible children of a node (or the roots).
-fn visible<'a>(t: &'a CallTree, kids: &'a [usize], a: &'a Args) -> impl Iterator<Item = usize> + 'a {
+fn visible<'a>(
+    t: &'a CallTree,
+    kids: &'a [usize],
+    a: &'a Args,
+) -> impl Iterator<Item = usize> + 'a {
     kids.iter()
         .copied()
         .filter(move |&c| pct(t, t.nodes[c].total_ns) >= a.min_percent)
@@ -133,7 +137,10 @@ fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliR
         t.nodes.len(),
         fmt::dur(t.total_ns as f64),
         if t.evicted_early > 0 {
-            format!(" · {} spans finished early (too many open)", t.evicted_early)
+            format!(
+                " · {} spans finished early (too many open)",
+                t.evicted_early
+            )
         } else {
             String::new()
         }

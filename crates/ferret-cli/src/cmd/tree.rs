@@ -34,9 +34,11 @@ pub fn run(store: &Store, run: &str, by_default: bool, a: &Args) -> CliResult {
     Ok(())
 }
 
-/// `12.34ms`, as ferret-io prints span durations.
+/// `12.34ms`, as ferret-io prints span durations; below 10µs (which
+/// ferret-io would print as `0.00ms`) the unit fits the size: `812ns`.
 fn ms(ns: Option<u64>) -> String {
     match ns {
+        Some(n) if n < 10_000 => fmt::dur(n as f64),
         Some(n) => format!("{:.2}ms", n as f64 / 1e6),
         None => "?".to_owned(),
     }
@@ -64,7 +66,10 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         );
     }
     let d = ms(n.duration_ns);
-    let d = match n.duration_ns.and_then(|v| fmt::heat(v as f64, root_ns as f64)) {
+    let d = match n
+        .duration_ns
+        .and_then(|v| fmt::heat(v as f64, root_ns as f64))
+    {
         Some(st) => fmt::paint(&d, st, color),
         None => d,
     };

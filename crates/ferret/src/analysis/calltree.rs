@@ -151,8 +151,8 @@ pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
         known[id as usize] = true;
     }
     let mut keep = vec![false; max_id + 1];
-    for id in 1..=max_id {
-        if known[id] && accs.get(id).is_some_and(|a| a.count > 0) {
+    for (id, _) in known.iter().enumerate().filter(|(_, &k)| k) {
+        if accs.get(id).is_some_and(|a| a.count > 0) {
             let mut c = id;
             while c != 0 && c <= max_id && !keep[c] {
                 keep[c] = true;

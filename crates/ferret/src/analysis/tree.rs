@@ -399,7 +399,7 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
                 while spans.next_into(&mut rec) {
                     spans_read += 1;
                     let p = r.push(&rec, &mut |_| {});
-                    if r.path(p).map_or(true, |(pp, _)| pp == 0) {
+                    if r.path(p).is_none_or(|(pp, _)| pp == 0) {
                         roots_top.offer(&rec);
                     }
                 }
