@@ -1,9 +1,249 @@
 //! `ferret analyze --tree`: the slowest call trees of a run.
 
-use super::analyze::Args;
+use super::analyze::{Args, Format};
 use crate::error::{CliError, CliResult};
+use crate::fmt::{self, Style};
+use ferret::analysis::{slowest_trees, Tree, TreeNode, TreeOptions};
 use ferret::store::Store;
+use std::io::Write;
 
-pub fn run(_store: &Store, _run: &str, _by_default: bool, _a: &Args) -> CliResult {
-    Err(CliError::user("--tree is not implemented yet"))
+pub fn run(store: &Store, run: &str, by_default: bool, a: &Args) -> CliResult {
+    if a.since.is_some() || a.until.is_some() || !a.names.is_empty() {
+        return Err(CliError::user(
+            "--tree does not take --since, --until or --name",
+        ));
+    }
+    let opts = TreeOptions {
+        top: a.top,
+        max_children: a.max_children.max(1),
+    };
+    let tree = slowest_trees(store, run, &opts)?;
+    let out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(out);
+    match a.format {
+        Format::Json => write_json(&mut out, &tree)?,
+        Format::Csv => return Err(CliError::user("--tree supports --format text or json")),
+        Format::Table | Format::Text => {
+            let how = if by_default { " (latest)" } else { "" };
+            eprintln!("Analyzing run {run}{how}");
+            writeln!(out, "Top {} Slowest Traces", a.top)?;
+            write_text(&mut out, &tree, fmt::color_stdout())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `12.34ms`, as ferret-io prints span durations; below 10µs (which
+/// ferret-io would print as `0.00ms`) the unit fits the size: `812ns`.
+fn ms(ns: Option<u64>) -> String {
+    match ns {
+        Some(n) if n < 10_000 => fmt::dur(n as f64),
+        Some(n) => format!("{:.2}ms", n as f64 / 1e6),
+        None => "?".to_owned(),
+    }
+}
+
+/// The text of one line (without its branch).
+pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
+    if let Some(m) = &n.merged {
+        let total = fmt::dur(m.total_ns as f64);
+        let total = match fmt::heat(m.total_ns as f64, root_ns as f64) {
+            Some(st) => fmt::paint(&total, st, color),
+            None => total,
+        };
+        let errors = match m.error_count {
+            0 => "0 errors".to_owned(),
+            1 => fmt::paint("1 error", Style::Red, color),
+            e => fmt::paint(&format!("{e} errors"), Style::Red, color),
+        };
+        return format!(
+            "{} ×{}  total {total}, avg {}, max {}, {errors}",
+            n.name,
+            m.count,
+            fmt::dur(m.avg_ns()),
+            fmt::dur(m.max_ns as f64)
+        );
+    }
+    let d = ms(n.duration_ns);
+    let d = match n
+        .duration_ns
+        .and_then(|v| fmt::heat(v as f64, root_ns as f64))
+    {
+        Some(st) => fmt::paint(&d, st, color),
+        None => d,
+    };
+    let mut s = format!("{} - {d}", n.name);
+    if let Some(sn) = n.self_ns {
+        if !n.children.is_empty() || n.more.is_some() {
+            s.push_str(&fmt::paint(
+                &format!(" [self {}]", fmt::dur(sn as f64)),
+                Style::Dim,
+                color,
+            ));
+        }
+    }
+    if !n.tags.is_empty() {
+        let t: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!(" ({})", t.join(", ")));
+    }
+    if n.status.is_error() {
+        s.push_str(&fmt::paint(
+            &format!(" ✗ {}", n.status.as_str()),
+            Style::Red,
+            color,
+        ));
+    }
+    s
+}
+
+enum Item {
+    Node(usize),
+    More(usize),
+}
+
+/// Box-drawing rendering like ferret-io's `--tree`; a blank line after each tree.
+pub fn write_text(out: &mut impl Write, t: &Tree, color: bool) -> std::io::Result<()> {
+    for &root in &t.roots {
+        let root_ns = t.nodes[root].duration_ns.unwrap_or(0);
+        // (item, prefix of its children's lines' parent, is_last, is_root)
+        let mut stack: Vec<(Item, String, bool, bool)> =
+            vec![(Item::Node(root), String::new(), true, true)];
+        while let Some((item, prefix, last, is_root)) = stack.pop() {
+            let branch = if is_root {
+                ""
+            } else if last {
+                "└── "
+            } else {
+                "├── "
+            };
+            match item {
+                Item::More(p) => {
+                    let m = t.nodes[p].more.unwrap_or_default();
+                    writeln!(
+                        out,
+                        "{prefix}{branch}{}",
+                        fmt::paint(
+                            &format!(
+                                "… {} more ({} spans, total {})",
+                                m.lines,
+                                m.agg.count,
+                                fmt::dur(m.agg.total_ns as f64)
+                            ),
+                            Style::Dim,
+                            color
+                        )
+                    )?;
+                }
+                Item::Node(i) => {
+                    let n = &t.nodes[i];
+                    writeln!(out, "{prefix}{branch}{}", label(n, root_ns, color))?;
+                    let child_prefix = if is_root {
+                        String::new()
+                    } else if last {
+                        format!("{prefix}    ")
+                    } else {
+                        format!("{prefix}│   ")
+                    };
+                    let mut items: Vec<Item> = n.children.iter().map(|&c| Item::Node(c)).collect();
+                    if n.more.is_some() {
+                        items.push(Item::More(i));
+                    }
+                    let len = items.len();
+                    for (k, it) in items.into_iter().enumerate().rev() {
+                        stack.push((it, child_prefix.clone(), k + 1 == len, false));
+                    }
+                }
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn open_node(out: &mut impl Write, n: &TreeNode) -> CliResult {
+    let num = |v: Option<u64>| v.map_or("null".to_owned(), |x| secs(x).to_string());
+    write!(
+        out,
+        "{{\"name\":{},\"duration_s\":{},\"self_s\":{},\"status\":{},\"tags\":{{",
+        json_str(&n.name),
+        num(n.duration_ns),
+        num(n.self_ns),
+        json_str(n.status.as_str())
+    )?;
+    for (k, (key, v)) in n.tags.iter().enumerate() {
+        if k > 0 {
+            write!(out, ",")?;
+        }
+        write!(out, "{}:{}", json_str(key), serde_json::to_string(v)?)?;
+    }
+    write!(out, "}},\"merged\":")?;
+    match &n.merged {
+        None => write!(out, "null")?,
+        Some(m) => write!(
+            out,
+            "{{\"count\":{},\"total_s\":{},\"max_s\":{},\"error_count\":{}}}",
+            m.count,
+            secs(m.total_ns),
+            secs(m.max_ns),
+            m.error_count
+        )?,
+    }
+    write!(out, ",\"children\":[")?;
+    Ok(())
+}
+
+/// The JSON document, written without recursion (deep chains are fine).
+/// Lines left out appear as a last merged child named `… N more`.
+pub fn write_json(out: &mut impl Write, t: &Tree) -> CliResult {
+    write!(out, "{{\"run_id\":{},\"roots\":[", json_str(&t.run_id))?;
+    for (ri, &root) in t.roots.iter().enumerate() {
+        if ri > 0 {
+            write!(out, ",")?;
+        }
+        open_node(out, &t.nodes[root])?;
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        while let Some(top) = stack.last_mut() {
+            let n = &t.nodes[top.0];
+            if top.1 < n.children.len() {
+                if top.1 > 0 {
+                    write!(out, ",")?;
+                }
+                let c = n.children[top.1];
+                top.1 += 1;
+                open_node(out, &t.nodes[c])?;
+                stack.push((c, 0));
+                continue;
+            }
+            if let Some(m) = &n.more {
+                if !n.children.is_empty() {
+                    write!(out, ",")?;
+                }
+                write!(
+                    out,
+                    "{{\"name\":{},\"duration_s\":{},\"self_s\":{},\"status\":\"ok\",\"tags\":{{}},\
+                     \"merged\":{{\"count\":{},\"total_s\":{},\"max_s\":{},\"error_count\":{}}},\"children\":[]}}",
+                    json_str(&format!("… {} more", m.lines)),
+                    secs(m.agg.total_ns),
+                    secs(m.agg.self_ns),
+                    m.agg.count,
+                    secs(m.agg.total_ns),
+                    secs(m.agg.max_ns),
+                    m.agg.error_count
+                )?;
+            }
+            write!(out, "]}}")?;
+            stack.pop();
+        }
+    }
+    writeln!(out, "]}}")?;
+    Ok(())
 }

@@ -2,10 +2,14 @@
 //! stream whose state grows with distinct names or call paths, never with
 //! the number of spans.
 
+pub mod calltree;
 pub mod resolve;
 pub mod sketch;
 pub mod summary;
+pub mod tree;
 
+pub use calltree::{call_tree, CallNode, CallTree};
 pub use resolve::{Finished, PathResolver};
 pub use sketch::LatencySketch;
 pub use summary::{summarize, NameSummary, SortKey, Summary};
+pub use tree::{slowest_trees, Merged, More, Tree, TreeNode, TreeOptions};

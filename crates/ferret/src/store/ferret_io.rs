@@ -419,12 +419,13 @@ fn parse_row(
         return Row::Malformed;
     }
     let tags = if with_tags {
+        // Keep the tags in the file's order (ferret-io prints them so).
         match j
             .tags
-            .map(|t| serde_json::from_str::<serde_json::Value>(t.get()))
+            .map(|t| serde_json::from_str::<Option<OrderedTags>>(t.get()))
         {
-            None | Some(Ok(serde_json::Value::Null)) => vec![],
-            Some(Ok(serde_json::Value::Object(m))) => {
+            None | Some(Ok(None)) => vec![],
+            Some(Ok(Some(OrderedTags(m)))) => {
                 m.into_iter().map(|(k, v)| (k, json_to_tag(v))).collect()
             }
             _ => return Row::Malformed,
@@ -448,4 +449,30 @@ fn parse_row(
     out.pid = 0;
     out.tid = 0;
     Row::Span
+}
+
+/// A JSON object's entries in document order.
+struct OrderedTags(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedTags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedTags;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<OrderedTags, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_entry::<String, serde_json::Value>()? {
+                    v.push(e);
+                }
+                Ok(OrderedTags(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
