@@ -2,8 +2,10 @@
 //! stream whose state grows with distinct names or call paths, never with
 //! the number of spans.
 
+pub mod paths;
 pub mod resolve;
 pub mod summary;
 
+pub use paths::{fold_paths, folded_frame, FoldedPath};
 pub use resolve::{Finished, PathResolver};
 pub use summary::{summarize, NameSummary, SortKey, Summary};
