@@ -2,6 +2,7 @@
 
 mod cmd;
 mod error;
+mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};

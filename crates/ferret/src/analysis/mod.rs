@@ -3,12 +3,14 @@
 //! the number of spans.
 
 pub mod calltree;
+pub mod paths;
 pub mod resolve;
 pub mod sketch;
 pub mod summary;
 pub mod tree;
 
 pub use calltree::{call_tree, CallNode, CallTree};
+pub use paths::{fold_paths, folded_frame, FoldedPath};
 pub use resolve::{Finished, PathResolver};
 pub use sketch::LatencySketch;
 pub use summary::{summarize, NameSummary, SortKey, Summary};
