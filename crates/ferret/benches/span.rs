@@ -5,6 +5,11 @@
 //! given a new frame between chunks, outside the timed region, so that its
 //! memory does not grow).
 //!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so
+//! that other processes on a busy machine (and ferret's own writer thread
+//! when cores are scarce) do not count as span cost; set
+//! `FERRET_BENCH_WALL=1` to measure wall time instead.
+//!
 //! `cargo bench -p ferret --bench span -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -13,6 +18,26 @@ use std::time::{Duration, Instant};
 
 const CHUNK: u64 = 1024;
 
+/// A timestamp of the clock the benchmarks use.
+fn now() -> Duration {
+    static WALL: std::sync::OnceLock<Option<Instant>> = std::sync::OnceLock::new();
+    if let Some(t0) = WALL.get_or_init(|| {
+        std::env::var_os("FERRET_BENCH_WALL")
+            .filter(|v| v != "0")
+            .map(|_| Instant::now())
+    }) {
+        return t0.elapsed();
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Runs `iters` inner spans in chunks; `chunk(n)` runs `n` of them under an
 /// outer span, `between()` runs untimed after each chunk.
 fn chunked(iters: u64, mut chunk: impl FnMut(u64), mut between: impl FnMut()) -> Duration {
@@ -20,9 +45,9 @@ fn chunked(iters: u64, mut chunk: impl FnMut(u64), mut between: impl FnMut()) ->
     let mut left = iters;
     while left > 0 {
         let n = left.min(CHUNK);
-        let t = Instant::now();
+        let t = now();
         chunk(n);
-        total += t.elapsed();
+        total += now() - t;
         between();
         left -= n;
     }

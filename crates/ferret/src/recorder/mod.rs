@@ -12,13 +12,16 @@ use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
 use crate::store::schema;
 use buffer::{RawSpan, ThreadBuf};
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use writer::{Msg, Writer};
+
+/// Emptied batches kept for reuse.
+const RECYCLED_BATCHES: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -39,11 +42,16 @@ pub(crate) struct Inner {
     pub next_id: AtomicU64,
     pub batch_size: usize,
     pub flush_interval_ns: u64,
+    /// The flush interval in raw clock ticks.
+    pub flush_interval_raw: u64,
     pub anchor: Anchor,
     pub counters: Counters,
     pub sampler: Option<sampler::Sampler>,
     pub reported: AtomicBool,
     tx: Sender<Msg>,
+    /// Emptied batches the writer hands back, so that recording threads do
+    /// not allocate (and fault in) a fresh batch each time.
+    pub recycled: (Sender<Vec<RawSpan>>, Receiver<Vec<RawSpan>>),
     bufs: Mutex<Vec<Arc<ThreadBuf>>>,
     /// Spans skipped by threads whose buffers were retired.
     retired_skips: AtomicU64,
@@ -63,6 +71,22 @@ impl Inner {
                 self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed)
             }
         };
+    }
+
+    /// An empty batch with room for `batch_size` spans, recycled if possible.
+    pub(crate) fn fresh_batch(&self) -> Vec<RawSpan> {
+        match self.recycled.1.try_recv() {
+            Ok(v) => v,
+            Err(_) => Vec::with_capacity(self.batch_size),
+        }
+    }
+
+    /// Returns an emptied batch for reuse (dropped if the pool is full).
+    pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
+        if v.capacity() == self.batch_size {
+            v.clear();
+            let _ = self.recycled.0.try_send(v);
+        }
     }
 
     /// Hands a batch to the writer, waiting for room (used by `flush`).
@@ -243,7 +267,10 @@ impl ProfilerBuilder {
             id_base: (proc_db_id as u64) << 40,
             next_id: AtomicU64::new(1),
             batch_size: self.batch_size,
-            flush_interval_ns: self.flush_interval.as_nanos() as u64,
+            flush_interval_ns: self.flush_interval.as_nanos().min(u64::MAX as u128) as u64,
+            flush_interval_raw: clock::ns_to_raw(
+                self.flush_interval.as_nanos().min(u64::MAX as u128) as u64,
+            ),
             anchor,
             counters: Counters::default(),
             sampler: sampler::Sampler::new(
@@ -253,6 +280,7 @@ impl ProfilerBuilder {
             ),
             reported: AtomicBool::new(false),
             tx,
+            recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),

@@ -130,7 +130,11 @@ impl Writer {
         }
         let batches = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_spans);
-        if let Err(e) = self.write(&batches, counters) {
+        let r = self.write(&batches, counters);
+        for b in batches {
+            self.inner.recycle(b);
+        }
+        if let Err(e) = r {
             let _ = self.conn.execute_batch("ROLLBACK");
             // Ids handed out inside the failed transaction are gone.
             self.names.clear();
@@ -157,15 +161,22 @@ impl Writer {
     fn write(&mut self, batches: &[Vec<RawSpan>], counters: [u64; 4]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
-        let mut spans: Vec<(i64, u32, &RawSpan)> =
+        // (start, id, path, span): the sort key inline, so that sorting
+        // does not chase a pointer per comparison.
+        let mut spans: Vec<(i64, u64, u32, &RawSpan)> =
             Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        let mut last_local = u32::MAX;
+        let mut last_db = 0;
         for b in batches {
             for s in b {
-                let path = self.db_path(s.path)?;
-                spans.push((self.inner.anchor.wall_ns(s.start), path, s));
+                if s.path != last_local {
+                    last_db = self.db_path(s.path)?;
+                    last_local = s.path;
+                }
+                spans.push((self.inner.anchor.wall_ns(s.start), s.id, last_db, s));
             }
         }
-        spans.sort_unstable_by_key(|(start, _, s)| (*start, s.id));
+        spans.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         {
             let mut ins = self.conn.prepare_cached(
                 "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -173,7 +184,7 @@ impl Writer {
             for chunk in spans.chunks(BLOCK_SPANS) {
                 let mut enc = BlockEncoder::new();
                 let mut max_end = i64::MIN;
-                for (start, path, s) in chunk {
+                for (start, _, path, s) in chunk {
                     let (status, tags) = match &s.extra {
                         Some(e) => (&e.status, &e.tags[..]),
                         None => (&crate::types::Status::Ok, &[][..]),
