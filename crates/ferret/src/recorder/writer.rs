@@ -176,7 +176,7 @@ impl Writer {
                 spans.push((self.inner.anchor.wall_ns(s.start), s.id, last_db, s));
             }
         }
-        spans.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        spans.sort_unstable_by_key(|s| (s.0, s.1));
         {
             let mut ins = self.conn.prepare_cached(
                 "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
