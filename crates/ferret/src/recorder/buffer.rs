@@ -38,8 +38,8 @@ pub(crate) struct RawSpan {
 pub(crate) struct ThreadBuf {
     locked: AtomicBool,
     spans: UnsafeCell<Vec<RawSpan>>,
-    /// Raw ticks when this buffer was last handed over.
-    last_send: UnsafeCell<u64>,
+    /// Raw ticks after which the buffer is handed over even if not full.
+    deadline: UnsafeCell<u64>,
     /// Spans this thread skipped by sampling (written by the owning thread only).
     skipped: AtomicU64,
 }
@@ -49,11 +49,11 @@ unsafe impl Sync for ThreadBuf {}
 unsafe impl Send for ThreadBuf {}
 
 impl ThreadBuf {
-    pub(crate) fn new(now: u64) -> ThreadBuf {
+    pub(crate) fn new(deadline: u64) -> ThreadBuf {
         ThreadBuf {
             locked: AtomicBool::new(false),
             spans: UnsafeCell::new(Vec::new()),
-            last_send: UnsafeCell::new(now),
+            deadline: UnsafeCell::new(deadline),
             skipped: AtomicU64::new(0),
         }
     }
@@ -76,7 +76,7 @@ impl ThreadBuf {
         }
         let _u = Unlock(&self.locked);
         // SAFETY: the lock is held until `_u` drops.
-        unsafe { f(&mut *self.spans.get(), &mut *self.last_send.get()) }
+        unsafe { f(&mut *self.spans.get(), &mut *self.deadline.get()) }
     }
 
     /// Counts one span skipped by sampling. Only the owning thread calls

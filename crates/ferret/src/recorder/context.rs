@@ -60,6 +60,8 @@ pub(crate) struct Local {
     pub inner: Option<Arc<Inner>>,
     buf: Option<Arc<ThreadBuf>>,
     pub thread_idx: u32,
+    /// The attached profiler's `id_base`.
+    id_base: u64,
     next_id: u64,
     id_end: u64,
     pub stack: Vec<Frame>,
@@ -119,6 +121,7 @@ impl Local {
             inner: None,
             buf: None,
             thread_idx: 0,
+            id_base: 0,
             next_id: 0,
             id_end: 0,
             stack: Vec::with_capacity(32),
@@ -142,11 +145,13 @@ impl Local {
         self.gen = g;
         let inner = global().clone();
         if let Some(inner) = inner {
-            let buf = Arc::new(ThreadBuf::new(clock::now_raw()));
+            let deadline = clock::now_raw().saturating_add(inner.flush_interval_raw);
+            let buf = Arc::new(ThreadBuf::new(deadline));
             inner.register_buf(buf.clone());
             self.thread_idx =
                 inner.register_thread(os_tid(), std::thread::current().name().map(str::to_owned));
             self.buf = Some(buf);
+            self.id_base = inner.id_base;
             self.inner = Some(inner);
             self.next_id = 0;
             self.id_end = 0;
@@ -163,16 +168,24 @@ impl Local {
         }
     }
 
+    /// A new span id (a profiler must be attached).
     #[inline]
-    fn alloc_id(&mut self, inner: &Inner) -> u64 {
+    fn alloc_id(&mut self) -> u64 {
         if self.next_id == self.id_end {
+            self.refill_ids();
+        }
+        let id = self.id_base | self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    #[cold]
+    fn refill_ids(&mut self) {
+        if let Some(inner) = &self.inner {
             let b = inner.next_id.fetch_add(4096, Ordering::Relaxed);
             self.next_id = b;
             self.id_end = b + 4096;
         }
-        let id = inner.id_base | self.next_id;
-        self.next_id += 1;
-        id
     }
 
     /// Decides whether a new span is recorded and, if so, allocates its id
@@ -203,9 +216,8 @@ impl Local {
                 return Decision::Skip;
             }
         }
-        let inner = inner.clone();
         let path = self.cache.path(ppath, name);
-        let id = self.alloc_id(&inner);
+        let id = self.alloc_id();
         let trace = if parent == 0 { id } else { trace };
         Decision::Record(Begun {
             id,
@@ -250,14 +262,13 @@ impl Local {
             }
         };
         let batch = inner.batch_size;
-        let interval = inner.flush_interval_ns;
-        let full = buf.with(|v, last| {
+        let full = buf.with(|v, deadline| {
             if v.capacity() == 0 {
                 v.reserve_exact(batch);
             }
             v.push(span);
-            if v.len() >= batch || clock::delta_ns(*last, end_raw) >= interval {
-                *last = end_raw;
+            if v.len() >= batch || end_raw >= *deadline {
+                *deadline = end_raw.saturating_add(inner.flush_interval_raw);
                 Some(std::mem::take(v))
             } else {
                 None
@@ -265,7 +276,7 @@ impl Local {
         });
         if let Some(spans) = full {
             inner.submit(spans);
-            // Refill outside the lock with a recycled vector.
+            // Refill outside the lock, from the writer's recycled batches.
             let fresh = inner.fresh_batch();
             buf.with(|v, _| {
                 if v.capacity() == 0 {

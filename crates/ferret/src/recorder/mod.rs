@@ -20,6 +20,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use writer::{Msg, Writer};
 
+/// Emptied batches kept for reuse.
+const RECYCLED_BATCHES: usize = 64;
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub accepted: AtomicU64,
@@ -39,15 +42,16 @@ pub(crate) struct Inner {
     pub next_id: AtomicU64,
     pub batch_size: usize,
     pub flush_interval_ns: u64,
+    /// The flush interval in raw clock ticks.
+    pub flush_interval_raw: u64,
     pub anchor: Anchor,
     pub counters: Counters,
     pub sampler: Option<sampler::Sampler>,
     pub reported: AtomicBool,
     tx: Sender<Msg>,
-    /// Emptied batch vectors on their way back to the recording threads, so
-    /// that the hot path reuses warm memory instead of allocating.
-    pool_tx: Sender<Vec<RawSpan>>,
-    pool_rx: Receiver<Vec<RawSpan>>,
+    /// Emptied batches the writer hands back, so that recording threads do
+    /// not allocate (and fault in) a fresh batch each time.
+    pub recycled: (Sender<Vec<RawSpan>>, Receiver<Vec<RawSpan>>),
     bufs: Mutex<Vec<Arc<ThreadBuf>>>,
     /// Spans skipped by threads whose buffers were retired.
     retired_skips: AtomicU64,
@@ -69,6 +73,22 @@ impl Inner {
         };
     }
 
+    /// An empty batch with room for `batch_size` spans, recycled if possible.
+    pub(crate) fn fresh_batch(&self) -> Vec<RawSpan> {
+        match self.recycled.1.try_recv() {
+            Ok(v) => v,
+            Err(_) => Vec::with_capacity(self.batch_size),
+        }
+    }
+
+    /// Returns an emptied batch for reuse (dropped if the pool is full).
+    pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
+        if v.capacity() == self.batch_size {
+            v.clear();
+            let _ = self.recycled.0.try_send(v);
+        }
+    }
+
     /// Hands a batch to the writer, waiting for room (used by `flush`).
     fn submit_waiting(&self, spans: Vec<RawSpan>) {
         let n = spans.len() as u64;
@@ -79,28 +99,6 @@ impl Inner {
             Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
             Err(_) => self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed),
         };
-    }
-
-    /// An empty batch vector, recycled when one is available. Recycled
-    /// vectors are cleared here, on a recording thread: their tags were
-    /// allocated by recording threads, and freeing them there is much cheaper
-    /// for the allocator than freeing them all on the writer thread.
-    #[inline]
-    pub(crate) fn fresh_batch(&self) -> Vec<RawSpan> {
-        match self.pool_rx.try_recv() {
-            Ok(mut v) => {
-                v.clear();
-                v
-            }
-            Err(_) => Vec::with_capacity(self.batch_size),
-        }
-    }
-
-    /// Returns a persisted batch vector to the pool (dropped if the pool is full).
-    pub(crate) fn recycle(&self, v: Vec<RawSpan>) {
-        if v.capacity() >= self.batch_size {
-            let _ = self.pool_tx.try_send(v);
-        }
     }
 
     pub(crate) fn register_buf(&self, buf: Arc<ThreadBuf>) {
@@ -261,7 +259,6 @@ impl ProfilerBuilder {
         )?;
         let batches = self.queue_capacity.div_ceil(self.batch_size).max(1);
         let (tx, rx) = bounded(batches);
-        let (pool_tx, pool_rx) = bounded(64);
         let inner = Arc::new(Inner {
             path: self.path.clone(),
             run_key,
@@ -270,7 +267,10 @@ impl ProfilerBuilder {
             id_base: (proc_db_id as u64) << 40,
             next_id: AtomicU64::new(1),
             batch_size: self.batch_size,
-            flush_interval_ns: self.flush_interval.as_nanos() as u64,
+            flush_interval_ns: self.flush_interval.as_nanos().min(u64::MAX as u128) as u64,
+            flush_interval_raw: clock::ns_to_raw(
+                self.flush_interval.as_nanos().min(u64::MAX as u128) as u64,
+            ),
             anchor,
             counters: Counters::default(),
             sampler: sampler::Sampler::new(
@@ -280,8 +280,7 @@ impl ProfilerBuilder {
             ),
             reported: AtomicBool::new(false),
             tx,
-            pool_tx,
-            pool_rx,
+            recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),

@@ -36,8 +36,16 @@ fn set_error(extra: &mut Option<Box<Extra>>, message: impl std::fmt::Display) {
 }
 
 /// Marks a span that a panic is unwinding through as an error.
+#[inline]
 fn mark_panic(extra: &mut Option<Box<Extra>>) {
     if std::thread::panicking() {
+        mark_panic_slow(extra);
+    }
+}
+
+#[cold]
+fn mark_panic_slow(extra: &mut Option<Box<Extra>>) {
+    {
         let had_error = extra
             .as_ref()
             .is_some_and(|e| e.tags.iter().any(|(k, _)| k == "error"));

@@ -130,11 +130,11 @@ impl Writer {
         }
         let batches = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_spans);
-        let result = self.write(&batches, counters);
+        let r = self.write(&batches, counters);
         for b in batches {
             self.inner.recycle(b);
         }
-        if let Err(e) = result {
+        if let Err(e) = r {
             let _ = self.conn.execute_batch("ROLLBACK");
             // Ids handed out inside the failed transaction are gone.
             self.names.clear();
@@ -161,39 +161,48 @@ impl Writer {
     fn write(&mut self, batches: &[Vec<RawSpan>], counters: [u64; 4]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
+        // (start, id, path, span): the sort key inline, so that sorting
+        // does not chase a pointer per comparison.
+        let mut spans: Vec<(i64, u64, u32, &RawSpan)> =
+            Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        let mut last_local = u32::MAX;
+        let mut last_db = 0;
+        for b in batches {
+            for s in b {
+                if s.path != last_local {
+                    last_db = self.db_path(s.path)?;
+                    last_local = s.path;
+                }
+                spans.push((self.inner.anchor.wall_ns(s.start), s.id, last_db, s));
+            }
+        }
+        spans.sort_unstable_by_key(|s| (s.0, s.1));
         {
-            // Spans are encoded in arrival order: each thread's batch is
-            // contiguous and nearly start-ordered already, and sorting cost
-            // more writer time than the few bytes it saved.
-            let mut enc = BlockEncoder::new();
-            let mut min_start = i64::MAX;
-            let mut max_end = i64::MIN;
-            for b in batches {
-                for s in b {
-                    let path = self.db_path(s.path)?;
-                    let start = self.inner.anchor.wall_ns(s.start);
-                    const NO_TAGS: &[(std::borrow::Cow<'static, str>, crate::types::TagValue)] =
-                        &[];
+            let mut ins = self.conn.prepare_cached(
+                "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for chunk in spans.chunks(BLOCK_SPANS) {
+                let mut enc = BlockEncoder::new();
+                let mut max_end = i64::MIN;
+                for (start, _, path, s) in chunk {
                     let (status, tags) = match &s.extra {
                         Some(e) => (&e.status, &e.tags[..]),
-                        None => (&crate::types::Status::Ok, NO_TAGS),
+                        None => (&crate::types::Status::Ok, &[][..]),
                     };
                     enc.push(
-                        s.id, s.parent, s.trace, path, start, s.dur_ns, s.child_ns, s.thread,
+                        s.id, s.parent, s.trace, *path, *start, s.dur_ns, s.child_ns, s.thread,
                         status, tags,
                     );
-                    min_start = min_start.min(start);
                     max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
-                    if enc.len() as usize >= BLOCK_SPANS {
-                        let full = std::mem::take(&mut enc);
-                        self.insert_block(full, min_start, max_end)?;
-                        min_start = i64::MAX;
-                        max_end = i64::MIN;
-                    }
                 }
-            }
-            if !enc.is_empty() {
-                self.insert_block(enc, min_start, max_end)?;
+                ins.execute(rusqlite::params![
+                    self.inner.run_db_id,
+                    self.inner.proc_db_id,
+                    chunk[0].0,
+                    max_end,
+                    chunk.len() as i64,
+                    enc.finish()
+                ])?;
             }
         }
         let d: Vec<i64> = counters
@@ -209,28 +218,6 @@ impl Writer {
         }
         self.conn.execute_batch("COMMIT")?;
         self.persisted = counters;
-        Ok(())
-    }
-
-    fn insert_block(
-        &self,
-        enc: BlockEncoder,
-        min_start: i64,
-        max_end: i64,
-    ) -> rusqlite::Result<()> {
-        let count = enc.len() as i64;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(rusqlite::params![
-                self.inner.run_db_id,
-                self.inner.proc_db_id,
-                min_start,
-                max_end,
-                count,
-                enc.finish()
-            ])?;
         Ok(())
     }
 

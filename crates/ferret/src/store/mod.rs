@@ -384,7 +384,8 @@ impl Store {
     }
 }
 
-#[allow(clippy::large_enum_variant)] // one per stream, never moved in a hot loop
+// One per stream, never moved in a hot loop: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 enum SpansInner<'a> {
     Native(native::NativeSpans<'a>),
     FerretIo(ferret_io::FerretIoSpans),

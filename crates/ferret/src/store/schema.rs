@@ -66,13 +66,30 @@ fn classify_open_error(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
-/// Applies the connection settings every writer uses: WAL, a busy timeout.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    let _ = mode;
-    conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
-    Ok(())
+/// How long a writer waits for other connections (other threads or
+/// processes writing the same file) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// Switches the file to WAL. Changing the journal mode needs an exclusive
+/// lock, and SQLite reports a conflict with another process doing the same
+/// (or reading) as SQLITE_BUSY without always consulting the busy handler:
+/// retry until the busy timeout.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Opens (creating if needed) a native trace file for writing.
@@ -84,12 +101,15 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| classify_open_error(path, e))?;
+    // Before the first statement: another process may be creating the
+    // same file right now.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Touch the file header: a garbage file fails here.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })
     .map_err(|e| classify_open_error(path, e))?;
-    configure(&conn).map_err(|e| classify_open_error(path, e))?;
+    // Refuse a ferret-io file before changing anything in it (its journal mode).
     let has_logs: bool = conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='beaver_logs'",
@@ -101,6 +121,8 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
     if has_logs {
         return Err(Error::WrongKind(path.to_path_buf()));
     }
+    enable_wal(&conn).map_err(|e| classify_open_error(path, e))?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = (|| -> Result<()> {
         conn.execute_batch(SCHEMA)?;
