@@ -1,7 +1,17 @@
 //! `ferret::FerretLayer`: tracing spans recorded into a Ferret file.
 #![cfg(feature = "tracing")]
 
-use ferret::store::{SpanQuery, Store};
+mod common;
+
+use common::{all, find, read_back, Rec};
+
+/// The `busy_ns` tag the layer records.
+fn busy(r: &Rec) -> u64 {
+    match r.tag("busy_ns") {
+        Some(TagValue::I64(n)) => *n as u64,
+        other => panic!("busy_ns of {}: {other:?}", r.name),
+    }
+}
 use ferret::{FerretLayer, Status, TagValue};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
@@ -27,29 +37,6 @@ fn init_global() {
     });
 }
 
-#[derive(Debug)]
-struct Rec {
-    name: String,
-    id: u64,
-    parent: Option<u64>,
-    status: Status,
-    tags: Vec<(String, TagValue)>,
-    dur: u64,
-}
-
-impl Rec {
-    fn tag(&self, k: &str) -> Option<&TagValue> {
-        self.tags.iter().find(|(key, _)| key == k).map(|(_, v)| v)
-    }
-
-    fn busy(&self) -> u64 {
-        match self.tag("busy_ns") {
-            Some(TagValue::I64(n)) => *n as u64,
-            other => panic!("busy_ns of {}: {other:?}", self.name),
-        }
-    }
-}
-
 fn s(x: &str) -> TagValue {
     TagValue::Str(x.into())
 }
@@ -65,38 +52,7 @@ fn record(f: impl FnOnce(&ferret::Profiler)) -> Vec<Rec> {
     p.install();
     f(&p);
     p.close().unwrap();
-    let store = Store::open(&path).unwrap();
-    let mut spans = store
-        .spans(
-            "r",
-            &SpanQuery {
-                with_tags: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let mut v = vec![];
-    while let Some(r) = spans.next() {
-        v.push(Rec {
-            name: spans.name(r.name).to_string(),
-            id: r.span_id,
-            parent: r.parent_id,
-            status: r.status.clone(),
-            tags: r.tags.clone(),
-            dur: r.duration_ns.unwrap_or(0),
-        });
-    }
-    v
-}
-
-fn find<'a>(v: &'a [Rec], name: &str) -> &'a Rec {
-    v.iter()
-        .find(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no span {name} in {v:#?}"))
-}
-
-fn all<'a>(v: &'a [Rec], name: &str) -> Vec<&'a Rec> {
-    v.iter().filter(|r| r.name == name).collect()
+    read_back(&path, "r")
 }
 
 #[test]
@@ -324,7 +280,7 @@ fn async_instrument_on_multi_thread_tokio() {
         assert_eq!(t.parent, None);
         // Sleeping is not busy time.
         assert!(t.dur >= 10_000_000, "duration {}", t.dur);
-        assert!(t.busy() < t.dur, "busy {} dur {}", t.busy(), t.dur);
+        assert!(busy(t) < t.dur, "busy {} dur {}", busy(t), t.dur);
         let parts: Vec<_> = all(&v, "part")
             .into_iter()
             .filter(|p| p.parent == Some(t.id))
@@ -350,8 +306,8 @@ fn busy_time_counts_entered_time_only() {
         drop(sp);
     });
     let b = find(&v, "busy");
-    assert!(b.busy() >= 10_000_000, "busy {}", b.busy());
-    assert!(b.busy() < 20_000_000, "busy {}", b.busy());
+    assert!(busy(b) >= 10_000_000, "busy {}", busy(b));
+    assert!(busy(b) < 20_000_000, "busy {}", busy(b));
     assert!(b.dur >= 30_000_000, "dur {}", b.dur);
 }
 

@@ -1,6 +1,8 @@
 //! `#[ferret::measure]`: names, parents, async, errors, dynamic names.
 
-use ferret::store::{SpanQuery, Store};
+mod common;
+
+use common::{all, find, read_back, Rec};
 use ferret::{InSpanExt, Status, TagValue};
 use std::sync::{Mutex, MutexGuard};
 
@@ -9,22 +11,6 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 fn lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[derive(Debug)]
-struct Rec {
-    name: String,
-    id: u64,
-    parent: Option<u64>,
-    status: Status,
-    tags: Vec<(String, TagValue)>,
-    dur: u64,
-}
-
-impl Rec {
-    fn tag(&self, k: &str) -> Option<&TagValue> {
-        self.tags.iter().find(|(key, _)| key == k).map(|(_, v)| v)
-    }
 }
 
 /// Runs `f` with a fresh profiler installed and returns what it recorded.
@@ -36,38 +22,7 @@ fn record(f: impl FnOnce()) -> Vec<Rec> {
     p.install();
     f();
     p.close().unwrap();
-    let s = Store::open(&path).unwrap();
-    let mut spans = s
-        .spans(
-            "r",
-            &SpanQuery {
-                with_tags: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let mut v = vec![];
-    while let Some(r) = spans.next() {
-        v.push(Rec {
-            name: spans.name(r.name).to_string(),
-            id: r.span_id,
-            parent: r.parent_id,
-            status: r.status.clone(),
-            tags: r.tags.clone(),
-            dur: r.duration_ns.unwrap_or(0),
-        });
-    }
-    v
-}
-
-fn find<'a>(v: &'a [Rec], name: &str) -> &'a Rec {
-    v.iter()
-        .find(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no span {name} in {v:#?}"))
-}
-
-fn all<'a>(v: &'a [Rec], name: &str) -> Vec<&'a Rec> {
-    v.iter().filter(|r| r.name == name).collect()
+    read_back(&path, "r")
 }
 
 #[ferret::measure]
