@@ -67,6 +67,18 @@ struct Acc {
     errors: u64,
 }
 
+impl Acc {
+    /// Counts one span of this path (self time is added by the caller,
+    /// which knows it either from the record or from the resolver).
+    fn add(&mut self, rec: &SpanRecord) {
+        let d = rec.duration_ns.unwrap_or(0);
+        self.count += 1;
+        self.total += d;
+        self.max = self.max.max(d);
+        self.errors += rec.status.is_error() as u64;
+    }
+}
+
 /// Folds every span of `run` into its call tree.
 pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
     let mut spans = store.spans(run, &SpanQuery::default())?;
@@ -101,13 +113,12 @@ pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
                     }),
                 };
                 let i = acc(&mut accs, p);
-                let d = rec.duration_ns.unwrap_or(0);
                 let a = &mut accs[i];
-                a.count += 1;
-                a.total += d;
-                a.max = a.max.max(d);
-                a.self_ns += d.saturating_sub(rec.children_ns.unwrap_or(0));
-                a.errors += rec.status.is_error() as u64;
+                a.add(&rec);
+                a.self_ns += rec
+                    .duration_ns
+                    .unwrap_or(0)
+                    .saturating_sub(rec.children_ns.unwrap_or(0));
             }
         }
         FileKind::FerretIo => {
@@ -119,12 +130,7 @@ pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
                     accs[i].self_ns += f.self_ns.unwrap_or(0);
                 });
                 let i = acc(&mut accs, p);
-                let d = rec.duration_ns.unwrap_or(0);
-                let a = &mut accs[i];
-                a.count += 1;
-                a.total += d;
-                a.max = a.max.max(d);
-                a.errors += rec.status.is_error() as u64;
+                accs[i].add(&rec);
             }
             r.finish(&mut |f| {
                 let i = acc(&mut accs, f.path);
