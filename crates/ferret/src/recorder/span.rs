@@ -143,6 +143,66 @@ pub fn measure<R>(name: impl Into<Name>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The annotation methods shared by [`SpanGuard`] and [`SpanHandle`]: both
+/// keep an `Option` state (None when not recorded) with an `id` and `extra`.
+macro_rules! annotation_methods {
+    ($ty:ident) => {
+        impl $ty {
+            /// True if this span will be recorded (a profiler is installed
+            /// and sampling kept its trace).
+            pub fn is_recording(&self) -> bool {
+                self.state.is_some()
+            }
+
+            /// The span's id, if it is recorded.
+            pub fn id(&self) -> Option<u64> {
+                self.state.as_ref().map(|s| s.id)
+            }
+
+            /// Adds or replaces a tag.
+            pub fn tag(
+                &mut self,
+                key: impl Into<Cow<'static, str>>,
+                value: impl Into<TagValue>,
+            ) -> &mut Self {
+                if let Some(s) = &mut self.state {
+                    set_tag(&mut s.extra, key, value);
+                }
+                self
+            }
+
+            /// Adds a tag, builder style: `ferret::span("q").with_tag("table", "users")`.
+            pub fn with_tag(
+                mut self,
+                key: impl Into<Cow<'static, str>>,
+                value: impl Into<TagValue>,
+            ) -> Self {
+                self.tag(key, value);
+                self
+            }
+
+            /// Sets the status (ok, error, or custom text).
+            pub fn set_status(&mut self, status: Status) -> &mut Self {
+                if let Some(s) = &mut self.state {
+                    set_status(&mut s.extra, status);
+                }
+                self
+            }
+
+            /// Sets status error with a message (stored as the tag `error`).
+            pub fn set_error(&mut self, message: impl std::fmt::Display) -> &mut Self {
+                if let Some(s) = &mut self.state {
+                    set_error(&mut s.extra, message);
+                }
+                self
+            }
+        }
+    };
+}
+
+annotation_methods!(SpanGuard);
+annotation_methods!(SpanHandle);
+
 impl SpanGuard {
     /// A guard that records nothing.
     pub fn noop() -> SpanGuard {
@@ -151,55 +211,6 @@ impl SpanGuard {
             skipped: false,
             _not_send: PhantomData,
         }
-    }
-
-    /// True if this span will be recorded (a profiler is installed and
-    /// sampling kept its trace).
-    pub fn is_recording(&self) -> bool {
-        self.state.is_some()
-    }
-
-    /// The span's id, if it is recorded.
-    pub fn id(&self) -> Option<u64> {
-        self.state.as_ref().map(|s| s.id)
-    }
-
-    /// Adds or replaces a tag.
-    pub fn tag(
-        &mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<TagValue>,
-    ) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_tag(&mut s.extra, key, value);
-        }
-        self
-    }
-
-    /// Adds a tag, builder style: `ferret::span("q").with_tag("table", "users")`.
-    pub fn with_tag(
-        mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<TagValue>,
-    ) -> Self {
-        self.tag(key, value);
-        self
-    }
-
-    /// Sets the status (ok, error, or custom text).
-    pub fn set_status(&mut self, status: Status) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_status(&mut s.extra, status);
-        }
-        self
-    }
-
-    /// Sets status error with a message (stored as the tag `error`).
-    pub fn set_error(&mut self, message: impl std::fmt::Display) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_error(&mut s.extra, message);
-        }
-        self
     }
 }
 
@@ -410,54 +421,6 @@ impl SpanHandle {
             state: None,
             skipped: false,
         }
-    }
-
-    /// True if this span will be recorded.
-    pub fn is_recording(&self) -> bool {
-        self.state.is_some()
-    }
-
-    /// The span's id, if it is recorded.
-    pub fn id(&self) -> Option<u64> {
-        self.state.as_ref().map(|s| s.id)
-    }
-
-    /// Adds or replaces a tag.
-    pub fn tag(
-        &mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<TagValue>,
-    ) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_tag(&mut s.extra, key, value);
-        }
-        self
-    }
-
-    /// Adds a tag, builder style.
-    pub fn with_tag(
-        mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<TagValue>,
-    ) -> Self {
-        self.tag(key, value);
-        self
-    }
-
-    /// Sets the status.
-    pub fn set_status(&mut self, status: Status) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_status(&mut s.extra, status);
-        }
-        self
-    }
-
-    /// Sets status error with a message (stored as the tag `error`).
-    pub fn set_error(&mut self, message: impl std::fmt::Display) -> &mut Self {
-        if let Some(s) = &mut self.state {
-            set_error(&mut s.extra, message);
-        }
-        self
     }
 
     /// This span's context, to parent spans on other threads or tasks.
