@@ -214,6 +214,7 @@ fn json_to_tag(v: serde_json::Value) -> TagValue {
 }
 
 /// Raw rows of one page, handed from the reader thread to the parser.
+#[derive(Default)]
 struct RawPage {
     text: Vec<u8>,
     ends: Vec<usize>,
@@ -292,14 +293,16 @@ fn read_pages(
 const QUEUE_PAGES: usize = 2;
 
 /// Lazy span stream over the rows of one run: a reader thread steps SQLite
-/// while this side parses JSON, so the two overlap on two cores.
+/// while this side parses JSON, so the two overlap on two cores. Rows are
+/// parsed one at a time, straight into the caller's record.
 pub(super) struct FerretIoSpans {
     names: Vec<Box<str>>,
     name_ids: FxHashMap<Box<str>, u32>,
     with_tags: bool,
     run: String,
-    /// Parsed spans of the current page, in reverse (popped from the end).
-    page: Vec<SpanRecord>,
+    /// The page being read, and the index of its next row.
+    page: RawPage,
+    row: usize,
     rx: crossbeam_channel::Receiver<Feed>,
     exhausted: bool,
     pub skipped: u64,
@@ -319,7 +322,8 @@ impl FerretIoSpans {
             name_ids: FxHashMap::default(),
             with_tags: q.with_tags,
             run: run.to_owned(),
-            page: Vec::new(),
+            page: RawPage::default(),
+            row: 0,
             rx,
             exhausted: false,
             skipped: 0,
@@ -336,44 +340,35 @@ impl FerretIoSpans {
         self.names.len()
     }
 
-    fn parse_page(&mut self, raw: RawPage) {
-        self.skipped += raw.not_text;
-        self.bytes_read += raw.text.len() as u64;
-        let mut page = std::mem::take(&mut self.page);
-        page.clear();
-        let mut start = 0;
-        for &end in &raw.ends {
-            let t = &raw.text[start..end];
-            start = end;
-            let mut rec = SpanRecord::default();
-            match parse_row(
-                t,
-                &self.run,
-                self.with_tags,
-                &mut self.names,
-                &mut self.name_ids,
-                &mut rec,
-            ) {
-                Row::Span => page.push(rec),
-                Row::OtherRun => {}
-                Row::Malformed => self.skipped += 1,
-            }
-        }
-        page.reverse();
-        self.page = page;
-    }
-
     pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
         loop {
-            if let Some(rec) = self.page.pop() {
-                *out = rec;
-                return true;
+            while self.row < self.page.ends.len() {
+                let start = match self.row {
+                    0 => 0,
+                    r => self.page.ends[r - 1],
+                };
+                let text = &self.page.text[start..self.page.ends[self.row]];
+                self.row += 1;
+                let mut names = Interner {
+                    names: &mut self.names,
+                    ids: &mut self.name_ids,
+                };
+                match parse_row(text, &self.run, self.with_tags, &mut names, out) {
+                    Row::Span => return true,
+                    Row::OtherRun => {}
+                    Row::Malformed => self.skipped += 1,
+                }
             }
             if self.exhausted {
                 return false;
             }
             match self.rx.recv() {
-                Ok(Feed::Page(raw)) => self.parse_page(raw),
+                Ok(Feed::Page(raw)) => {
+                    self.skipped += raw.not_text;
+                    self.bytes_read += raw.text.len() as u64;
+                    self.page = raw;
+                    self.row = 0;
+                }
                 Ok(Feed::Failed(e)) => {
                     self.error = Some(e);
                     self.exhausted = true;
@@ -384,28 +379,96 @@ impl FerretIoSpans {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Row {
     Span,
     OtherRun,
     Malformed,
 }
 
-fn intern(names: &mut Vec<Box<str>>, ids: &mut FxHashMap<Box<str>, u32>, name: &str) -> u32 {
-    if let Some(&id) = ids.get(name) {
-        return id;
-    }
-    let id = names.len() as u32;
-    names.push(name.into());
-    ids.insert(name.into(), id);
-    id
+/// Span names seen so far, by id.
+struct Interner<'a> {
+    names: &'a mut Vec<Box<str>>,
+    ids: &'a mut FxHashMap<Box<str>, u32>,
 }
 
+impl Interner<'_> {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+}
+
+/// Parses one row into `out`: through the fast path when tags are not
+/// wanted and the row has the common shape, else through serde_json.
 fn parse_row(
     text: &[u8],
     run: &str,
     with_tags: bool,
-    names: &mut Vec<Box<str>>,
-    ids: &mut FxHashMap<Box<str>, u32>,
+    names: &mut Interner<'_>,
+    out: &mut SpanRecord,
+) -> Row {
+    if !with_tags {
+        if let Some(r) = super::fio_fast::parse(text) {
+            if r.run_id != run {
+                return Row::OtherRun;
+            }
+            fill(
+                out,
+                names,
+                Fields {
+                    span_id: r.span_id,
+                    parent_id: r.parent_id,
+                    name: r.name,
+                    start_time: r.start_time,
+                    duration: r.duration,
+                    status: r.status,
+                },
+            );
+            out.tags.clear();
+            return Row::Span;
+        }
+    }
+    parse_row_serde(text, run, with_tags, names, out)
+}
+
+/// The fields of a span row, however it was parsed.
+struct Fields<'a> {
+    span_id: &'a str,
+    parent_id: Option<&'a str>,
+    name: &'a str,
+    start_time: f64,
+    duration: Option<f64>,
+    status: Option<&'a str>,
+}
+
+fn fill(out: &mut SpanRecord, names: &mut Interner<'_>, f: Fields<'_>) {
+    out.span_id = span_key(f.span_id);
+    out.parent_id = f.parent_id.map(span_key);
+    out.trace_id = 0;
+    out.name = names.intern(f.name);
+    out.path = None;
+    out.start_ns = secs_to_ns(f.start_time);
+    out.duration_ns = dur_to_ns(f.duration);
+    out.children_ns = None;
+    out.status = match f.status {
+        None | Some("ok") => Status::Ok,
+        Some(s) => Status::from_text(s),
+    };
+    out.pid = 0;
+    out.tid = 0;
+}
+
+fn parse_row_serde(
+    text: &[u8],
+    run: &str,
+    with_tags: bool,
+    names: &mut Interner<'_>,
     out: &mut SpanRecord,
 ) -> Row {
     let j: JsonSpan = match serde_json::from_slice(text) {
@@ -433,21 +496,19 @@ fn parse_row(
     } else {
         vec![]
     };
-    out.span_id = span_key(&j.span_id);
-    out.parent_id = j.parent_id.as_deref().map(span_key);
-    out.trace_id = 0;
-    out.name = intern(names, ids, &j.name);
-    out.path = None;
-    out.start_ns = secs_to_ns(j.start_time);
-    out.duration_ns = dur_to_ns(j.duration);
-    out.children_ns = None;
-    out.status = match j.status.as_deref() {
-        None | Some("ok") => Status::Ok,
-        Some(s) => Status::from_text(s),
-    };
+    fill(
+        out,
+        names,
+        Fields {
+            span_id: &j.span_id,
+            parent_id: j.parent_id.as_deref(),
+            name: &j.name,
+            start_time: j.start_time,
+            duration: j.duration,
+            status: j.status.as_deref(),
+        },
+    );
     out.tags = tags;
-    out.pid = 0;
-    out.tid = 0;
     Row::Span
 }
 
@@ -474,5 +535,83 @@ impl<'de> serde::Deserialize<'de> for OrderedTags {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROWS: [&str; 3] = [
+        r#"{"span_id":"53a9c414e1294eb2ad8d78d077247b29","parent_id":"6e9d4c2b5af445709d62b161d6b08beb","run_id":"r1","name":"db_fetch","start_time":1795711277.765459,"end_time":1795711277.7798543,"duration":0.01439523696899414,"tags":{"table":"users","shard_id":1,"cache_hit":true},"status":"ok"}"#,
+        r#"{"span_id": "81a8cc7702994de2", "parent_id": null, "run_id": "r1", "name": "boot", "start_time": 1795711277.664244, "end_time": null, "duration": null, "tags": {}, "status": "warning"}"#,
+        r#"{"span_id":"x","run_id":"r1","name":"n","start_time":17957112,"duration":1e-3,"tags":{"a":[1,{"b":null}],"c":-0.5E+2},"status":"error","extra":[]}"#,
+    ];
+
+    /// Both paths' verdict on a row, and the record they fill.
+    fn both(row: &[u8]) -> ((Row, SpanRecord, String), (Row, SpanRecord, String)) {
+        let run = |fast: bool| {
+            let (mut names, mut ids) = (vec![], FxHashMap::default());
+            let mut rec = SpanRecord::default();
+            let mut i = Interner {
+                names: &mut names,
+                ids: &mut ids,
+            };
+            let row_kind = if fast {
+                parse_row(row, "r1", false, &mut i, &mut rec)
+            } else {
+                parse_row_serde(row, "r1", false, &mut i, &mut rec)
+            };
+            let name = names.first().map(|s| s.to_string()).unwrap_or_default();
+            (row_kind, rec, name)
+        };
+        (run(true), run(false))
+    }
+
+    #[test]
+    fn fast_path_reads_rows_exactly_as_serde_json() {
+        for row in ROWS {
+            assert!(
+                super::super::fio_fast::parse(row.as_bytes()).is_some(),
+                "{row}"
+            );
+            let (fast, serde) = both(row.as_bytes());
+            assert_eq!(fast.0, Row::Span);
+            assert_eq!(fast, serde, "{row}");
+        }
+    }
+
+    #[test]
+    fn fast_path_and_serde_json_agree_on_damaged_rows() {
+        // Every single-byte deletion, and replacements with bytes that
+        // matter to JSON, of each row: the verdict and the record must not
+        // depend on the path.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut checked = 0;
+        for row in ROWS {
+            let b = row.as_bytes();
+            for i in 0..b.len() {
+                let mut cut = b.to_vec();
+                cut.remove(i);
+                let mut variants = vec![cut, b[..i].to_vec()];
+                for &c in b"\"\\{}[],:0.e-n \x01\xc3" {
+                    let mut v = b.to_vec();
+                    v[i] = c;
+                    variants.push(v);
+                }
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mut v = b.to_vec();
+                v.insert(i, (seed >> 24) as u8);
+                variants.push(v);
+                for v in variants {
+                    let (fast, serde) = both(&v);
+                    assert_eq!(fast, serde, "{}", String::from_utf8_lossy(&v));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 5000);
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod codec;
 mod ferret_io;
+mod fio_fast;
 mod native;
 pub mod schema;
 
