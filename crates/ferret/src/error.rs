@@ -16,6 +16,9 @@ pub enum Error {
     NoSpanTables(PathBuf),
     /// A ferret-io file: the recorder writes native files only.
     WrongKind(PathBuf),
+    /// An SQLite database of some other program: the recorder will not add
+    /// its tables to it.
+    ForeignDatabase(PathBuf),
     /// The file was written by a newer ferret (format version).
     UnsupportedVersion(i64),
     /// The file holds no runs.
@@ -49,6 +52,12 @@ impl fmt::Display for Error {
             Error::WrongKind(p) => write!(
                 f,
                 "{}: a ferret-io (Python) trace file; ferret records into native files only",
+                p.display()
+            ),
+            Error::ForeignDatabase(p) => write!(
+                f,
+                "{}: an SQLite database with tables of its own, not a ferret trace file; \
+                 record into a new file instead",
                 p.display()
             ),
             Error::UnsupportedVersion(v) => write!(

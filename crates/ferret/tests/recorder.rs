@@ -684,6 +684,36 @@ fn bad_paths_are_errors_not_panics() {
         );
     }
 
+    // Another program's database is refused and left as it was.
+    let foreign = dir.path().join("app.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let err = Profiler::open(&foreign)
+        .err()
+        .expect("a foreign database is refused");
+    assert!(matches!(err, Error::ForeignDatabase(_)), "{err:?}");
+    assert!(err.is_user_error());
+    assert!(err.to_string().contains("not a ferret trace file"), "{err}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "foreign database modified"
+    );
+
+    // An empty SQLite file (no tables yet) is fine to record into, and
+    // reopening a ferret file is too.
+    let fresh = dir.path().join("fresh.db");
+    rusqlite::Connection::open(&fresh)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0")
+        .unwrap();
+    Profiler::open(&fresh).unwrap().close().unwrap();
+    Profiler::open(&fresh).unwrap().close().unwrap();
+
     // A profiler that fails to open leaves no global state behind.
     assert!(!ferret::span("x").is_recording());
 }

@@ -121,6 +121,18 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
     if has_logs {
         return Err(Error::WrongKind(path.to_path_buf()));
     }
+    // Nor add tables to another program's database. (Another process that
+    // is creating this trace file right now creates all tables in one
+    // transaction, so a ferret file never shows tables without ferret_meta.)
+    let (tables, ours): (i64, i64) = conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE name = 'ferret_meta') FROM sqlite_master \
+         WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if tables > 0 && ours == 0 {
+        return Err(Error::ForeignDatabase(path.to_path_buf()));
+    }
     enable_wal(&conn).map_err(|e| classify_open_error(path, e))?;
     conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
