@@ -692,9 +692,9 @@ fn bad_paths_are_errors_not_panics() {
             .unwrap();
     }
     let before = std::fs::read(&foreign).unwrap();
-    let err = Profiler::open(&foreign)
-        .err()
-        .expect("a foreign database is refused");
+    let Err(err) = Profiler::open(&foreign) else {
+        panic!("a foreign database is refused")
+    };
     assert!(matches!(err, Error::ForeignDatabase(_)), "{err:?}");
     assert!(err.is_user_error());
     assert!(err.to_string().contains("not a ferret trace file"), "{err}");

@@ -220,6 +220,57 @@ struct RawPage {
     ends: Vec<usize>,
     /// Rows whose `data` was not text.
     not_text: u64,
+    /// Empty, or one entry per row when the reader thread parsed the page
+    /// itself (see [`pre_parse`]).
+    pre: Vec<Pre>,
+}
+
+/// A row the reader thread already read with the fast path.
+enum Pre {
+    Span(PreSpan),
+    /// Another run's span.
+    OtherRun,
+    /// Not the common shape: the consumer parses it with serde_json.
+    Declined,
+}
+
+/// The parsed fields of a span row; strings are byte ranges of the page.
+struct PreSpan {
+    span_key: u64,
+    parent_key: Option<u64>,
+    name: (u32, u32),
+    start_ns: i64,
+    duration_ns: Option<u64>,
+    status: Option<(u32, u32)>,
+}
+
+/// Parses a page on the reader thread. The reader does this only when the
+/// consumer is behind (the channel is full), so that parsing spreads over
+/// both cores without the reader ever being the one that waits.
+fn pre_parse(page: &mut RawPage, run: &str) {
+    let base = page.text.as_ptr() as usize;
+    let range = |s: &str| -> (u32, u32) {
+        let at = (s.as_ptr() as usize - base) as u32;
+        (at, at + s.len() as u32)
+    };
+    let mut start = 0;
+    page.pre.reserve(page.ends.len());
+    for &end in &page.ends {
+        let text = &page.text[start..end];
+        start = end;
+        page.pre.push(match super::fio_fast::parse(text) {
+            Some(r) if r.run_id != run => Pre::OtherRun,
+            Some(r) => Pre::Span(PreSpan {
+                span_key: span_key(r.span_id),
+                parent_key: r.parent_id.map(span_key),
+                name: range(r.name),
+                start_ns: secs_to_ns(r.start_time),
+                duration_ns: dur_to_ns(r.duration),
+                status: r.status.map(range),
+            }),
+            None => Pre::Declined,
+        });
+    }
 }
 
 enum Feed {
@@ -257,6 +308,7 @@ fn read_pages(
                 text: Vec::with_capacity(1 << 20),
                 ends: Vec::with_capacity(PAGE_ROWS as usize),
                 not_text: 0,
+                pre: Vec::new(),
             };
             let mut any = false;
             {
@@ -278,6 +330,9 @@ fn read_pages(
             }
             if !any {
                 return Ok(());
+            }
+            if !q.with_tags && tx.is_full() {
+                pre_parse(&mut page, &run);
             }
             if tx.send(Feed::Page(page)).is_err() {
                 return Ok(()); // the consumer is gone
@@ -348,12 +403,40 @@ impl FerretIoSpans {
                     r => self.page.ends[r - 1],
                 };
                 let text = &self.page.text[start..self.page.ends[self.row]];
-                self.row += 1;
                 let mut names = Interner {
                     names: &mut self.names,
                     ids: &mut self.name_ids,
                 };
-                match parse_row(text, &self.run, self.with_tags, &mut names, out) {
+                let row = match self.page.pre.get(self.row) {
+                    None => parse_row(text, &self.run, self.with_tags, &mut names, out),
+                    Some(Pre::Span(p)) => {
+                        let at = |(a, b): (u32, u32)| {
+                            // The ranges lie in an ASCII row (checked by the fast path).
+                            std::str::from_utf8(&self.page.text[a as usize..b as usize])
+                                .unwrap_or("")
+                        };
+                        fill(
+                            out,
+                            &mut names,
+                            Fields {
+                                span_key: p.span_key,
+                                parent_key: p.parent_key,
+                                name: at(p.name),
+                                start_ns: p.start_ns,
+                                duration_ns: p.duration_ns,
+                                status: p.status.map(at),
+                            },
+                        );
+                        out.tags.clear();
+                        Row::Span
+                    }
+                    Some(Pre::OtherRun) => Row::OtherRun,
+                    Some(Pre::Declined) => {
+                        parse_row_serde(text, &self.run, self.with_tags, &mut names, out)
+                    }
+                };
+                self.row += 1;
+                match row {
                     Row::Span => return true,
                     Row::OtherRun => {}
                     Row::Malformed => self.skipped += 1,
@@ -422,11 +505,11 @@ fn parse_row(
                 out,
                 names,
                 Fields {
-                    span_id: r.span_id,
-                    parent_id: r.parent_id,
+                    span_key: span_key(r.span_id),
+                    parent_key: r.parent_id.map(span_key),
                     name: r.name,
-                    start_time: r.start_time,
-                    duration: r.duration,
+                    start_ns: secs_to_ns(r.start_time),
+                    duration_ns: dur_to_ns(r.duration),
                     status: r.status,
                 },
             );
@@ -439,22 +522,22 @@ fn parse_row(
 
 /// The fields of a span row, however it was parsed.
 struct Fields<'a> {
-    span_id: &'a str,
-    parent_id: Option<&'a str>,
+    span_key: u64,
+    parent_key: Option<u64>,
     name: &'a str,
-    start_time: f64,
-    duration: Option<f64>,
+    start_ns: i64,
+    duration_ns: Option<u64>,
     status: Option<&'a str>,
 }
 
 fn fill(out: &mut SpanRecord, names: &mut Interner<'_>, f: Fields<'_>) {
-    out.span_id = span_key(f.span_id);
-    out.parent_id = f.parent_id.map(span_key);
+    out.span_id = f.span_key;
+    out.parent_id = f.parent_key;
     out.trace_id = 0;
     out.name = names.intern(f.name);
     out.path = None;
-    out.start_ns = secs_to_ns(f.start_time);
-    out.duration_ns = dur_to_ns(f.duration);
+    out.start_ns = f.start_ns;
+    out.duration_ns = f.duration_ns;
     out.children_ns = None;
     out.status = match f.status {
         None | Some("ok") => Status::Ok,
@@ -500,11 +583,11 @@ fn parse_row_serde(
         out,
         names,
         Fields {
-            span_id: &j.span_id,
-            parent_id: j.parent_id.as_deref(),
+            span_key: span_key(&j.span_id),
+            parent_key: j.parent_id.as_deref().map(span_key),
             name: &j.name,
-            start_time: j.start_time,
-            duration: j.duration,
+            start_ns: secs_to_ns(j.start_time),
+            duration_ns: dur_to_ns(j.duration),
             status: j.status.as_deref(),
         },
     );
