@@ -161,54 +161,41 @@ impl Writer {
     fn write(&mut self, batches: &[Vec<RawSpan>], counters: [u64; 4]) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
-        // (start, id, path, span): the sort key inline, so that sorting
-        // does not chase a pointer per comparison.
-        let mut spans: Vec<(i64, u64, u32, &RawSpan)> =
-            Vec::with_capacity(batches.iter().map(Vec::len).sum());
-        let mut last_local = u32::MAX;
-        let mut last_db = 0;
-        for b in batches {
-            for s in b {
-                if s.path != last_local {
-                    last_db = self.db_path(s.path)?;
-                    last_local = s.path;
-                }
-                spans.push((self.inner.anchor.wall_ns(s.start), s.id, last_db, s));
-            }
-        }
         // No sort: each thread's batch is contiguous and nearly start
         // ordered already; sorting cost more writer time (and queue drops
         // under load) than the byte or so per span it saved.
-        {
-            let mut ins = self.conn.prepare_cached(
-                "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for chunk in spans.chunks(BLOCK_SPANS) {
-                let mut enc = BlockEncoder::new();
-                let mut max_end = i64::MIN;
-                let mut min_start = i64::MAX;
-                for (start, _, path, s) in chunk {
-                    min_start = min_start.min(*start);
-                    let (status, tags) = match &s.extra {
-                        Some(e) => (&e.status, &e.tags[..]),
-                        None => (&crate::types::Status::Ok, &[][..]),
-                    };
-                    enc.push(
-                        s.id, s.parent, s.trace, *path, *start, s.dur_ns, s.child_ns, s.thread,
-                        status, tags,
-                    );
-                    max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
-                }
-                ins.execute(rusqlite::params![
-                    self.inner.run_db_id,
-                    self.inner.proc_db_id,
-                    min_start,
-                    max_end,
-                    chunk.len() as i64,
-                    enc.finish()
-                ])?;
+        let mut ins = self.conn.prepare_cached(
+            "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut enc = BlockEncoder::new();
+        let (mut min_start, mut max_end) = (i64::MAX, i64::MIN);
+        let (mut last_local, mut last_db) = (u32::MAX, 0);
+        for s in batches.iter().flatten() {
+            if s.path != last_local {
+                last_db = db_path(&self.conn, &mut self.names, &mut self.paths, s.path)?;
+                last_local = s.path;
+            }
+            let start = self.inner.anchor.wall_ns(s.start);
+            let (status, tags) = match &s.extra {
+                Some(e) => (&e.status, &e.tags[..]),
+                None => (&crate::types::Status::Ok, &[][..]),
+            };
+            enc.push(
+                s.id, s.parent, s.trace, last_db, start, s.dur_ns, s.child_ns, s.thread, status,
+                tags,
+            );
+            min_start = min_start.min(start);
+            max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
+            if enc.len() == BLOCK_SPANS as u64 {
+                let full = std::mem::take(&mut enc);
+                insert_block(&mut ins, &self.inner, min_start, max_end, full)?;
+                (min_start, max_end) = (i64::MAX, i64::MIN);
             }
         }
+        if !enc.is_empty() {
+            insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
+        }
+        drop(ins);
         let d: Vec<i64> = counters
             .iter()
             .zip(self.persisted.iter())
@@ -249,65 +236,85 @@ impl Writer {
         self.threads_synced = threads.len();
         Ok(())
     }
+}
 
-    fn db_name(&mut self, local: u32) -> rusqlite::Result<i64> {
-        let i = local as usize;
-        if let Some(&id) = self.names.get(i) {
-            if id != 0 {
-                return Ok(id);
-            }
-        }
-        let text = intern::name_text(local);
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO ferret_names (name) VALUES (?1)")?
-            .execute([&*text])?;
-        let id: i64 = self
-            .conn
-            .prepare_cached("SELECT id FROM ferret_names WHERE name = ?1")?
-            .query_row([&*text], |r| r.get(0))?;
-        if self.names.len() <= i {
-            self.names.resize(i + 1, 0);
-        }
-        self.names[i] = id;
-        Ok(id)
-    }
+/// Stores a finished block.
+fn insert_block(
+    ins: &mut rusqlite::CachedStatement<'_>,
+    inner: &Inner,
+    min_start: i64,
+    max_end: i64,
+    enc: BlockEncoder,
+) -> rusqlite::Result<()> {
+    let count = enc.len() as i64;
+    ins.execute(rusqlite::params![
+        inner.run_db_id,
+        inner.proc_db_id,
+        min_start,
+        max_end,
+        count,
+        enc.finish()
+    ])?;
+    Ok(())
+}
 
-    /// The database id of a local path, registering it (and its unknown
-    /// ancestors, iteratively: chains can be very deep) if needed.
-    fn db_path(&mut self, local: u32) -> rusqlite::Result<u32> {
-        if let Some(&id) = self.paths.get(local as usize) {
-            if id != 0 || local == 0 {
-                return Ok(id as u32);
-            }
+/// The database id of a local name id, registering the name if needed.
+fn db_name(conn: &Connection, names: &mut Vec<i64>, local: u32) -> rusqlite::Result<i64> {
+    let i = local as usize;
+    if let Some(&id) = names.get(i) {
+        if id != 0 {
+            return Ok(id);
         }
-        let mut chain = vec![];
-        let mut cur = local;
-        while cur != 0 && self.paths.get(cur as usize).is_none_or(|&id| id == 0) {
-            let (parent, name) = intern::path_entry(cur);
-            chain.push((cur, parent, name));
-            cur = parent;
-        }
-        for (local, parent, name) in chain.into_iter().rev() {
-            let parent_db = if parent == 0 {
-                0
-            } else {
-                self.paths[parent as usize]
-            };
-            let name_db = self.db_name(name)?;
-            self.conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO ferret_paths (parent, name) VALUES (?1, ?2)",
-                )?
-                .execute([parent_db, name_db])?;
-            let id: i64 = self
-                .conn
-                .prepare_cached("SELECT id FROM ferret_paths WHERE parent = ?1 AND name = ?2")?
-                .query_row([parent_db, name_db], |r| r.get(0))?;
-            if self.paths.len() <= local as usize {
-                self.paths.resize(local as usize + 1, 0);
-            }
-            self.paths[local as usize] = id;
-        }
-        Ok(self.paths[local as usize] as u32)
     }
+    let text = intern::name_text(local);
+    conn.prepare_cached("INSERT OR IGNORE INTO ferret_names (name) VALUES (?1)")?
+        .execute([&*text])?;
+    let id: i64 = conn
+        .prepare_cached("SELECT id FROM ferret_names WHERE name = ?1")?
+        .query_row([&*text], |r| r.get(0))?;
+    if names.len() <= i {
+        names.resize(i + 1, 0);
+    }
+    names[i] = id;
+    Ok(id)
+}
+
+/// The database id of a local path, registering it (and its unknown
+/// ancestors, iteratively: chains can be very deep) if needed.
+fn db_path(
+    conn: &Connection,
+    names: &mut Vec<i64>,
+    paths: &mut Vec<i64>,
+    local: u32,
+) -> rusqlite::Result<u32> {
+    if let Some(&id) = paths.get(local as usize) {
+        if id != 0 || local == 0 {
+            return Ok(id as u32);
+        }
+    }
+    let mut chain = vec![];
+    let mut cur = local;
+    while cur != 0 && paths.get(cur as usize).is_none_or(|&id| id == 0) {
+        let (parent, name) = intern::path_entry(cur);
+        chain.push((cur, parent, name));
+        cur = parent;
+    }
+    for (local, parent, name) in chain.into_iter().rev() {
+        let parent_db = if parent == 0 {
+            0
+        } else {
+            paths[parent as usize]
+        };
+        let name_db = db_name(conn, names, name)?;
+        conn.prepare_cached("INSERT OR IGNORE INTO ferret_paths (parent, name) VALUES (?1, ?2)")?
+            .execute([parent_db, name_db])?;
+        let id: i64 = conn
+            .prepare_cached("SELECT id FROM ferret_paths WHERE parent = ?1 AND name = ?2")?
+            .query_row([parent_db, name_db], |r| r.get(0))?;
+        if paths.len() <= local as usize {
+            paths.resize(local as usize + 1, 0);
+        }
+        paths[local as usize] = id;
+    }
+    Ok(paths[local as usize] as u32)
 }

@@ -55,6 +55,29 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// A span's fixed fields, encoded on the stack.
+struct Head {
+    buf: [u8; 72],
+    len: usize,
+}
+
+impl Head {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+}
+
 #[inline]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -145,24 +168,31 @@ impl BlockEncoder {
         if !tags.is_empty() {
             flags |= F_TAGS;
         }
-        let out = &mut self.out;
-        out.push(flags);
-        put_varint(out, zigzag(id.wrapping_sub(self.prev_id) as i64));
+        // The fixed part (at most 1 + 7 varints of 10 bytes) goes through a
+        // stack buffer: one capacity check per span instead of one per byte.
+        let mut head = Head {
+            buf: [0; 72],
+            len: 0,
+        };
+        head.byte(flags);
+        head.varint(zigzag(id.wrapping_sub(self.prev_id) as i64));
         if parent != 0 {
-            put_varint(out, zigzag(id.wrapping_sub(parent) as i64));
+            head.varint(zigzag(id.wrapping_sub(parent) as i64));
         }
         if trace != self.prev_trace {
-            put_varint(out, zigzag(trace.wrapping_sub(self.prev_trace) as i64));
+            head.varint(zigzag(trace.wrapping_sub(self.prev_trace) as i64));
         }
-        put_varint(out, path as u64);
-        put_varint(out, zigzag(start_ns.wrapping_sub(self.prev_start)));
-        put_varint(out, dur_ns);
+        head.varint(path as u64);
+        head.varint(zigzag(start_ns.wrapping_sub(self.prev_start)));
+        head.varint(dur_ns);
         if child_ns != 0 {
-            put_varint(out, child_ns);
+            head.varint(child_ns);
         }
         if thread != self.prev_thread {
-            put_varint(out, thread as u64);
+            head.varint(thread as u64);
         }
+        let out = &mut self.out;
+        out.extend_from_slice(&head.buf[..head.len]);
         if let Status::Custom(s) = status {
             put_str(out, s);
         }
