@@ -372,10 +372,15 @@ impl FerretIoSpans {
         std::thread::Builder::new()
             .name("ferret-io-reader".into())
             .spawn(move || read_pages(path, ns2, run2, q2, tx))?;
-        Ok(FerretIoSpans {
+        Ok(FerretIoSpans::from_feed(rx, run, q.with_tags))
+    }
+
+    /// The consumer side alone, reading pages from `rx`.
+    fn from_feed(rx: crossbeam_channel::Receiver<Feed>, run: &str, with_tags: bool) -> Self {
+        FerretIoSpans {
             names: vec![],
             name_ids: FxHashMap::default(),
-            with_tags: q.with_tags,
+            with_tags,
             run: run.to_owned(),
             page: RawPage::default(),
             row: 0,
@@ -384,7 +389,7 @@ impl FerretIoSpans {
             skipped: 0,
             bytes_read: 0,
             error: None,
-        })
+        }
     }
 
     pub(super) fn name(&self, id: u32) -> &str {
@@ -662,6 +667,48 @@ mod tests {
             assert_eq!(fast.0, Row::Span);
             assert_eq!(fast, serde, "{row}");
         }
+    }
+
+    /// Every record a consumer yields from `pages`, with the names and the
+    /// skipped count.
+    fn consume(pages: Vec<RawPage>) -> (Vec<SpanRecord>, Vec<String>, u64) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for p in pages {
+            tx.send(Feed::Page(p)).unwrap();
+        }
+        drop(tx);
+        let mut spans = FerretIoSpans::from_feed(rx, "r1", false);
+        let mut out = vec![];
+        let mut rec = SpanRecord::default();
+        while spans.next_into(&mut rec) {
+            out.push(rec.clone());
+        }
+        let names = spans.names.iter().map(|n| n.to_string()).collect();
+        (out, names, spans.skipped)
+    }
+
+    #[test]
+    fn pages_parsed_by_the_reader_give_the_same_spans() {
+        let other = ROWS[0].replace("\"r1\"", "\"r2\"");
+        let escaped = ROWS[1].replace("boot", "bo\\u006ft");
+        let rows: Vec<&str> = vec![ROWS[0], &other, "{not json", ROWS[1], &escaped, ROWS[2]];
+        let page = || {
+            let mut p = RawPage::default();
+            for r in &rows {
+                p.text.extend_from_slice(r.as_bytes());
+                p.ends.push(p.text.len());
+            }
+            p
+        };
+        let mut pre = page();
+        pre_parse(&mut pre, "r1");
+        assert!(matches!(pre.pre[1], Pre::OtherRun));
+        assert!(matches!(pre.pre[4], Pre::Declined));
+        let raw = consume(vec![page()]);
+        assert_eq!(raw.0.len(), 4, "4 spans of run r1");
+        assert_eq!(raw.2, 1, "one malformed row");
+        assert_eq!(raw.1, ["db_fetch", "boot", "n"]);
+        assert_eq!(consume(vec![pre]), raw);
     }
 
     #[test]
