@@ -219,3 +219,41 @@ fn time_window_filters_by_start() {
     let n = store.spans("r", &q).unwrap().count();
     assert_eq!(n, 1);
 }
+
+/// A native run whose recorder lost spans: a span whose parent is absent
+/// from the file is the root of its own tree (found through pass 1's Bloom
+/// filter of span ids), with its descendants under it.
+#[test]
+fn native_orphans_of_a_lossy_run_are_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lossy.db");
+    native_file(
+        &f,
+        "r",
+        &[
+            s(1, 0, "root", 1_000, 100, 40),
+            s(2, 1, "child", 1_010, 40, 0),
+            // The parent (id 999) was dropped at the queue.
+            s(3, 999, "orphan", 2_000, 300, 50),
+            s(4, 3, "leaf", 2_100, 50, 0),
+        ],
+    );
+    let conn = rusqlite::Connection::open(&f).unwrap();
+    conn.execute("UPDATE ferret_runs SET dropped_queue = 1", [])
+        .unwrap();
+    drop(conn);
+    let store = Store::open(&f).unwrap();
+    let t = ferret::analysis::slowest_trees(&store, "r", &Default::default()).unwrap();
+    let roots: Vec<&str> = t.roots.iter().map(|&i| t.nodes[i].name.as_str()).collect();
+    assert_eq!(roots, ["orphan", "root"], "slowest first, orphan included");
+    let orphan = &t.nodes[t.roots[0]];
+    assert_eq!(orphan.duration_ns, Some(300));
+    assert_eq!(orphan.self_ns, Some(250));
+    let kids: Vec<&str> = orphan
+        .children
+        .iter()
+        .map(|&i| t.nodes[i].name.as_str())
+        .collect();
+    assert_eq!(kids, ["leaf"]);
+    assert_eq!(t.passes, 3, "a lossy run takes the extra orphan pass");
+}
