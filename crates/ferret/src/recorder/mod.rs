@@ -138,8 +138,7 @@ impl Inner {
     /// writer has committed them.
     fn flush(&self) -> Result<()> {
         let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for b in bufs {
-            let spans = b.take();
+        for spans in ThreadBuf::drain_all(&bufs) {
             if !spans.is_empty() {
                 self.submit_waiting(spans);
             }
