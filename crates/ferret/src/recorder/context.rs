@@ -2,7 +2,7 @@
 //! the thread's span buffer, its id range and its path cache; and the global
 //! "installed profiler" slot the hot path checks.
 
-use super::buffer::{RawSpan, ThreadBuf};
+use super::buffer::{Extra, RawSpan, ThreadBuf};
 use super::Inner;
 use crate::clock;
 use crate::intern::{Name, PathCache};
@@ -246,6 +246,59 @@ impl Local {
                 Some(self.stack.remove(pos))
             }
         }
+    }
+
+    /// Ends the span `id` guarded on this thread: pops its frame, credits
+    /// its duration to its parent and records it.
+    #[inline]
+    pub(crate) fn end_span(
+        &mut self,
+        id: u64,
+        parent: u64,
+        start: u64,
+        end: u64,
+        extra: Option<Box<Extra>>,
+    ) {
+        // The common case: the span's frame is on top and has no shared
+        // accumulator; read it in place rather than moving it out.
+        let (trace, path, child) = match self.stack.last() {
+            Some(f) if f.id == id && f.shared.is_none() => {
+                let r = (f.trace, f.path, f.child_ns);
+                self.stack.truncate(self.stack.len() - 1);
+                r
+            }
+            _ => {
+                let Some(frame) = self.pop(id) else { return };
+                let child = frame.child_ns
+                    + frame
+                        .shared
+                        .as_ref()
+                        .map_or(0, |a| a.load(Ordering::Relaxed));
+                (frame.trace, frame.path, child)
+            }
+        };
+        let dur = clock::delta_ns(start, end);
+        if let Some(top) = self.stack.last_mut() {
+            if top.id == parent {
+                top.child_ns += dur;
+            }
+        }
+        let thread = self.thread_idx;
+        self.record(
+            RawSpan {
+                id,
+                parent,
+                trace,
+                start,
+                dur_ns: dur,
+                child_ns: child,
+                path,
+                thread,
+                extra,
+            },
+            end,
+            None,
+        );
     }
 
     /// Hands a finished span to this thread's buffer (or straight to `inner`
