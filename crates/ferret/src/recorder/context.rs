@@ -320,22 +320,10 @@ impl Local {
                 v.reserve_exact(batch);
             }
             v.push(span);
-            if v.len() >= batch || end_raw >= *deadline {
-                *deadline = end_raw.saturating_add(inner.flush_interval_raw);
-                Some(std::mem::take(v))
-            } else {
-                None
-            }
+            v.len() >= batch || end_raw >= *deadline
         });
-        if let Some(spans) = full {
-            inner.submit(spans);
-            // Refill outside the lock, from the writer's recycled batches.
-            let fresh = inner.fresh_batch();
-            buf.with(|v, _| {
-                if v.capacity() == 0 {
-                    *v = fresh;
-                }
-            });
+        if full {
+            hand_over(inner, buf, end_raw);
         }
     }
 
@@ -356,6 +344,27 @@ impl Local {
             shared: Some(shared),
         })
     }
+}
+
+/// Hands a full (or due) buffer to the writer and refills it; kept out of
+/// line so that the hot path stays small.
+#[cold]
+#[inline(never)]
+fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
+    let spans = buf.with(|v, deadline| {
+        *deadline = end_raw.saturating_add(inner.flush_interval_raw);
+        std::mem::take(v)
+    });
+    if !spans.is_empty() {
+        inner.submit(spans);
+    }
+    // Refill outside the lock, from the writer's recycled batches.
+    let fresh = inner.fresh_batch();
+    buf.with(|v, _| {
+        if v.capacity() == 0 {
+            *v = fresh;
+        }
+    });
 }
 
 impl Drop for Local {
