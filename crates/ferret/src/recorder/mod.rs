@@ -88,9 +88,18 @@ impl Inner {
         }
     }
 
-    /// Returns a persisted batch for reuse, uncleared (dropped if the pool is full).
-    pub(crate) fn recycle(&self, v: Vec<RawSpan>) {
+    /// Returns a persisted batch for reuse (dropped if the pool is full).
+    /// A batch with tags is left uncleared, for `fresh_batch`; one without
+    /// is emptied here, where it is still in cache: clearing it on the
+    /// recording thread cost a cold pass calling the drop of every span's
+    /// (empty) `extra`, about 2 ns per span.
+    pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
         if v.capacity() == self.batch_size {
+            if v.iter().all(|s| s.extra.is_none()) {
+                // SAFETY: 0 is within capacity, and the spans own nothing
+                // (forgetting them would be safe anyway).
+                unsafe { v.set_len(0) };
+            }
             let _ = self.recycled.0.try_send(v);
         }
     }
