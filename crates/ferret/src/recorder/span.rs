@@ -227,6 +227,9 @@ impl Drop for SpanGuard {
             mark_panic(&mut extra);
             let (id, parent, start) = (s.id, s.parent, s.start);
             with_local(|l| l.end_span(id, parent, start, end, extra));
+            // Known empty now: spares the drop glue an out-of-line call to
+            // drop `extra` again.
+            std::mem::forget(self.state.take());
         } else if self.skipped {
             with_local(|l| l.pop(0));
         }
