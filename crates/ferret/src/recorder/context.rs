@@ -355,11 +355,14 @@ fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
         *deadline = end_raw.saturating_add(inner.flush_interval_raw);
         std::mem::take(v)
     });
-    if !spans.is_empty() {
-        inner.submit(spans);
-    }
-    // Refill outside the lock, from the writer's recycled batches.
-    let fresh = inner.fresh_batch();
+    let rejected = if spans.is_empty() {
+        None
+    } else {
+        inner.submit_or_return(spans)
+    };
+    // Refill outside the lock: with the batch the queue rejected, else
+    // from the writer's recycled batches.
+    let fresh = rejected.unwrap_or_else(|| inner.fresh_batch());
     buf.with(|v, _| {
         if v.capacity() == 0 {
             *v = fresh;
