@@ -69,7 +69,7 @@ pub(crate) struct Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::new());
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local::new()) };
 }
 
 /// Runs `f` with this thread's state, or returns `None` during thread teardown.
@@ -115,7 +115,7 @@ pub(crate) struct Begun {
 }
 
 impl Local {
-    fn new() -> Local {
+    const fn new() -> Local {
         Local {
             gen: 0,
             inner: None,
@@ -124,7 +124,7 @@ impl Local {
             id_base: 0,
             next_id: 0,
             id_end: 0,
-            stack: Vec::with_capacity(32),
+            stack: Vec::new(),
             cache: PathCache::new(),
         }
     }
