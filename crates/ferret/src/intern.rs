@@ -119,26 +119,19 @@ struct Slot {
 
 /// Per-thread cache in front of the global table.
 pub(crate) struct PathCache {
-    statics: Box<[Slot]>,
+    /// Direct-mapped slots for static names; allocated on the first miss so
+    /// that the cache (and the thread-local holding it) starts out const.
+    statics: Vec<Slot>,
     owned_names: FxHashMap<Box<str>, u32>,
     paths: FxHashMap<(u32, u32), u32>,
 }
 
 impl PathCache {
-    pub(crate) fn new() -> PathCache {
+    pub(crate) const fn new() -> PathCache {
         PathCache {
-            statics: vec![
-                Slot {
-                    parent: u32::MAX,
-                    path: 0,
-                    ptr: 0,
-                    len: 0
-                };
-                CACHE_SLOTS
-            ]
-            .into_boxed_slice(),
-            owned_names: FxHashMap::default(),
-            paths: FxHashMap::default(),
+            statics: Vec::new(),
+            owned_names: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            paths: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
         }
     }
 
@@ -151,21 +144,38 @@ impl PathCache {
                 let h = (ptr ^ (parent as usize).wrapping_mul(0x9E37_79B9))
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
                 let idx = (h >> 23) % CACHE_SLOTS;
-                let slot = self.statics[idx];
-                if slot.parent == parent && slot.ptr == ptr && slot.len == s.len() {
-                    return slot.path;
+                if let Some(slot) = self.statics.get(idx) {
+                    if slot.parent == parent && slot.ptr == ptr && slot.len == s.len() {
+                        return slot.path;
+                    }
                 }
-                let path = self.slow_path(parent, s);
-                self.statics[idx] = Slot {
-                    parent,
-                    path,
-                    ptr,
-                    len: s.len(),
-                };
-                path
+                self.miss_static(idx, parent, s)
             }
             Name::Owned(s) => self.slow_path(parent, s),
         }
+    }
+
+    #[cold]
+    fn miss_static(&mut self, idx: usize, parent: u32, s: &'static str) -> u32 {
+        if self.statics.is_empty() {
+            self.statics = vec![
+                Slot {
+                    parent: u32::MAX,
+                    path: 0,
+                    ptr: 0,
+                    len: 0
+                };
+                CACHE_SLOTS
+            ];
+        }
+        let path = self.slow_path(parent, s);
+        self.statics[idx] = Slot {
+            parent,
+            path,
+            ptr: s.as_ptr() as usize,
+            len: s.len(),
+        };
+        path
     }
 
     fn slow_path(&mut self, parent: u32, s: &str) -> u32 {

@@ -1,11 +1,12 @@
 //! Finished spans on their way to the writer: the raw record, the per-thread
-//! buffer (a tiny spin lock so that `flush()` on one thread can drain the
-//! buffers of all others), and the batch handed over the bounded queue.
+//! buffer (an asymmetric lock so that `flush()` on one thread can drain
+//! the buffers of all others), and the batch handed over the bounded queue.
 
 use crate::types::{Status, TagValue};
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Rarely present parts of a span: a status other than ok, and tags.
 #[derive(Debug, Default, Clone)]
@@ -35,8 +36,23 @@ pub(crate) struct RawSpan {
 }
 
 /// A thread's buffer of finished spans.
+///
+/// Only the owning thread records into it ([`with`](Self::with)); other
+/// threads (`flush()`) empty it with [`drain_all`](Self::drain_all). The two
+/// sides exclude each other with an asymmetric lock where the OS allows: the
+/// owner only stores `busy`, then loads `drain` (no locked instruction on the
+/// hot path), and a drainer stores `drain`, then forces a full barrier on
+/// every thread of the process with `membarrier(2)` before reading `busy` —
+/// so either the drainer sees the owner busy and waits, or the owner sees the
+/// drain request and steps aside. Without `membarrier`, both sides take a
+/// spin lock (`busy` set by compare-and-swap).
 pub(crate) struct ThreadBuf {
-    locked: AtomicBool,
+    /// Asymmetric mode: the owner is inside `with`. Fallback mode: the lock.
+    busy: AtomicBool,
+    /// Asymmetric mode: a drainer wants the buffer.
+    drain: AtomicBool,
+    /// Whether this buffer uses the asymmetric lock.
+    asym: bool,
     spans: UnsafeCell<Vec<RawSpan>>,
     /// Raw ticks after which the buffer is handed over even if not full.
     deadline: UnsafeCell<u64>,
@@ -44,39 +60,119 @@ pub(crate) struct ThreadBuf {
     skipped: AtomicU64,
 }
 
-// SAFETY: every access to the cells goes through `with`, which holds the lock.
+// SAFETY: every access to the cells goes through `with` (owner) or
+// `drain_all` (others), which exclude each other.
 unsafe impl Sync for ThreadBuf {}
 unsafe impl Send for ThreadBuf {}
 
+/// Serializes drainers: each sets and clears `drain` flags.
+static DRAINERS: Mutex<()> = Mutex::new(());
+
 impl ThreadBuf {
     pub(crate) fn new(deadline: u64) -> ThreadBuf {
+        ThreadBuf::with_mode(deadline, membarrier::available())
+    }
+
+    pub(crate) fn with_mode(deadline: u64, asym: bool) -> ThreadBuf {
         ThreadBuf {
-            locked: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
+            asym,
             spans: UnsafeCell::new(Vec::new()),
             deadline: UnsafeCell::new(deadline),
             skipped: AtomicU64::new(0),
         }
     }
 
-    /// Runs `f` with the buffer locked.
+    /// Runs `f` with the buffer held. Only the owning thread calls this.
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Vec<RawSpan>, &mut u64) -> R) -> R {
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
+        if self.asym {
+            self.busy.store(true, Ordering::Relaxed);
+            // With the drainer's membarrier, a full fence between the store
+            // above and the load below.
+            compiler_fence(Ordering::SeqCst);
+            if self.drain.load(Ordering::Acquire) {
+                self.wait_drainer();
+            }
+        } else {
+            self.lock();
         }
-        struct Unlock<'a>(&'a AtomicBool);
-        impl Drop for Unlock<'_> {
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            #[inline(always)]
             fn drop(&mut self) {
                 self.0.store(false, Ordering::Release);
             }
         }
-        let _u = Unlock(&self.locked);
-        // SAFETY: the lock is held until `_u` drops.
+        let _r = Release(&self.busy);
+        // SAFETY: held until `_r` drops.
         unsafe { f(&mut *self.spans.get(), &mut *self.deadline.get()) }
+    }
+
+    /// Owner side, asymmetric mode: a drainer is at work; step aside until
+    /// it is done, then take the buffer.
+    #[cold]
+    #[inline(never)]
+    fn wait_drainer(&self) {
+        loop {
+            self.busy.store(false, Ordering::Release);
+            let mut spins = 0u32;
+            while self.drain.load(Ordering::Acquire) {
+                backoff(&mut spins);
+            }
+            self.busy.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if !self.drain.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) {
+        let mut spins = 0u32;
+        while self
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff(&mut spins);
+        }
+    }
+
+    /// Takes everything buffered in each of `bufs` (from any thread but
+    /// their owners, which use `with`).
+    pub(crate) fn drain_all(bufs: &[Arc<ThreadBuf>]) -> Vec<Vec<RawSpan>> {
+        let _d = DRAINERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut asym = false;
+        for b in bufs.iter().filter(|b| b.asym) {
+            b.drain.store(true, Ordering::Relaxed);
+            asym = true;
+        }
+        if asym {
+            // One barrier for all: after it, every owner either shows busy
+            // or will see its drain flag.
+            membarrier::barrier();
+        }
+        let mut out = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if b.asym {
+                let mut spins = 0u32;
+                while b.busy.load(Ordering::Acquire) {
+                    backoff(&mut spins);
+                }
+                // SAFETY: the owner is outside `with` and stays out until
+                // `drain` is cleared.
+                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                b.drain.store(false, Ordering::Release);
+            } else {
+                b.lock();
+                // SAFETY: the lock is held.
+                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                b.busy.store(false, Ordering::Release);
+            }
+        }
+        out
     }
 
     /// Counts one span skipped by sampling. Only the owning thread calls
@@ -92,8 +188,139 @@ impl ThreadBuf {
         self.skipped.load(Ordering::Relaxed)
     }
 
-    /// Takes everything buffered.
+    /// Takes everything buffered (owning thread only).
     pub(crate) fn take(&self) -> Vec<RawSpan> {
         self.with(|v, _| std::mem::take(v))
+    }
+}
+
+/// Spins a little, then yields: the other side may be descheduled.
+#[inline]
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Process-wide memory barriers (`membarrier(2)`, private expedited).
+mod membarrier {
+    #[cfg(target_os = "linux")]
+    mod imp {
+        use std::sync::OnceLock;
+
+        const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+        const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+        fn membarrier(cmd: libc::c_int) -> bool {
+            // SAFETY: membarrier takes no pointers.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    cmd,
+                    0 as libc::c_uint,
+                    0 as libc::c_int,
+                ) == 0
+            }
+        }
+
+        /// Registers the process once; true if expedited barriers work.
+        pub(crate) fn available() -> bool {
+            static OK: OnceLock<bool> = OnceLock::new();
+            *OK.get_or_init(|| {
+                std::env::var_os("FERRET_NO_MEMBARRIER").is_none()
+                    && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED)
+                    && membarrier(CMD_PRIVATE_EXPEDITED)
+            })
+        }
+
+        pub(crate) fn barrier() {
+            if !membarrier(CMD_PRIVATE_EXPEDITED) {
+                // Registered at startup, so this does not fail; if it ever
+                // did, owners would be unprotected: stop rather than race.
+                std::process::abort();
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    mod imp {
+        pub(crate) fn available() -> bool {
+            false
+        }
+
+        pub(crate) fn barrier() {
+            unreachable!("no asymmetric buffers without membarrier")
+        }
+    }
+
+    pub(crate) use imp::{available, barrier};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn raw(id: u64) -> RawSpan {
+        RawSpan {
+            id,
+            parent: 0,
+            trace: id,
+            start: 0,
+            dur_ns: 0,
+            child_ns: 0,
+            path: 0,
+            thread: 0,
+            extra: None,
+        }
+    }
+
+    /// The owner records while another thread drains: every span comes out
+    /// exactly once.
+    fn owner_and_drainer(asym: bool) {
+        const N: u64 = 200_000;
+        let buf = Arc::new(ThreadBuf::with_mode(0, asym));
+        let done = Arc::new(AtomicBool::new(false));
+        let owner = {
+            let (buf, done) = (buf.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut own = Vec::new();
+                for i in 0..N {
+                    let full = buf.with(|v, _| {
+                        v.push(raw(i));
+                        (v.len() >= 512).then(|| std::mem::take(v))
+                    });
+                    own.extend(full.into_iter().flatten().map(|s| s.id));
+                }
+                own.extend(buf.take().into_iter().map(|s| s.id));
+                done.store(true, Ordering::Release);
+                own
+            })
+        };
+        let mut drained = Vec::new();
+        while !done.load(Ordering::Acquire) {
+            for v in ThreadBuf::drain_all(std::slice::from_ref(&buf)) {
+                drained.extend(v.into_iter().map(|s| s.id));
+            }
+        }
+        let mut all = owner.join().unwrap();
+        all.extend(drained);
+        all.sort_unstable();
+        assert_eq!(all, (0..N).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn drain_races_owner_asymmetric() {
+        if membarrier::available() {
+            owner_and_drainer(true);
+        }
+    }
+
+    #[test]
+    fn drain_races_owner_spin_lock() {
+        owner_and_drainer(false);
     }
 }

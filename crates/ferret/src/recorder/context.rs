@@ -2,7 +2,7 @@
 //! the thread's span buffer, its id range and its path cache; and the global
 //! "installed profiler" slot the hot path checks.
 
-use super::buffer::{RawSpan, ThreadBuf};
+use super::buffer::{Extra, RawSpan, ThreadBuf};
 use super::Inner;
 use crate::clock;
 use crate::intern::{Name, PathCache};
@@ -69,7 +69,7 @@ pub(crate) struct Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::new());
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local::new()) };
 }
 
 /// Runs `f` with this thread's state, or returns `None` during thread teardown.
@@ -115,7 +115,7 @@ pub(crate) struct Begun {
 }
 
 impl Local {
-    fn new() -> Local {
+    const fn new() -> Local {
         Local {
             gen: 0,
             inner: None,
@@ -124,7 +124,7 @@ impl Local {
             id_base: 0,
             next_id: 0,
             id_end: 0,
-            stack: Vec::with_capacity(32),
+            stack: Vec::new(),
             cache: PathCache::new(),
         }
     }
@@ -248,6 +248,59 @@ impl Local {
         }
     }
 
+    /// Ends the span `id` guarded on this thread: pops its frame, credits
+    /// its duration to its parent and records it.
+    #[inline]
+    pub(crate) fn end_span(
+        &mut self,
+        id: u64,
+        parent: u64,
+        start: u64,
+        end: u64,
+        extra: Option<Box<Extra>>,
+    ) {
+        // The common case: the span's frame is on top and has no shared
+        // accumulator; read it in place rather than moving it out.
+        let (trace, path, child) = match self.stack.last() {
+            Some(f) if f.id == id && f.shared.is_none() => {
+                let r = (f.trace, f.path, f.child_ns);
+                self.stack.truncate(self.stack.len() - 1);
+                r
+            }
+            _ => {
+                let Some(frame) = self.pop(id) else { return };
+                let child = frame.child_ns
+                    + frame
+                        .shared
+                        .as_ref()
+                        .map_or(0, |a| a.load(Ordering::Relaxed));
+                (frame.trace, frame.path, child)
+            }
+        };
+        let dur = clock::delta_ns(start, end);
+        if let Some(top) = self.stack.last_mut() {
+            if top.id == parent {
+                top.child_ns += dur;
+            }
+        }
+        let thread = self.thread_idx;
+        self.record(
+            RawSpan {
+                id,
+                parent,
+                trace,
+                start,
+                dur_ns: dur,
+                child_ns: child,
+                path,
+                thread,
+                extra,
+            },
+            end,
+            None,
+        );
+    }
+
     /// Hands a finished span to this thread's buffer (or straight to `inner`
     /// when the span belongs to another profiler than this thread's).
     #[inline]
@@ -267,22 +320,10 @@ impl Local {
                 v.reserve_exact(batch);
             }
             v.push(span);
-            if v.len() >= batch || end_raw >= *deadline {
-                *deadline = end_raw.saturating_add(inner.flush_interval_raw);
-                Some(std::mem::take(v))
-            } else {
-                None
-            }
+            v.len() >= batch || end_raw >= *deadline
         });
-        if let Some(spans) = full {
-            inner.submit(spans);
-            // Refill outside the lock, from the writer's recycled batches.
-            let fresh = inner.fresh_batch();
-            buf.with(|v, _| {
-                if v.capacity() == 0 {
-                    *v = fresh;
-                }
-            });
+        if full {
+            hand_over(inner, buf, end_raw);
         }
     }
 
@@ -303,6 +344,30 @@ impl Local {
             shared: Some(shared),
         })
     }
+}
+
+/// Hands a full (or due) buffer to the writer and refills it; kept out of
+/// line so that the hot path stays small.
+#[cold]
+#[inline(never)]
+fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
+    let spans = buf.with(|v, deadline| {
+        *deadline = end_raw.saturating_add(inner.flush_interval_raw);
+        std::mem::take(v)
+    });
+    let rejected = if spans.is_empty() {
+        None
+    } else {
+        inner.submit_or_return(spans)
+    };
+    // Refill outside the lock: with the batch the queue rejected, else
+    // from the writer's recycled batches.
+    let fresh = rejected.unwrap_or_else(|| inner.fresh_batch());
+    buf.with(|v, _| {
+        if v.capacity() == 0 {
+            *v = fresh;
+        }
+    });
 }
 
 impl Drop for Local {

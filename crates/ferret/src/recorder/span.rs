@@ -217,39 +217,19 @@ impl SpanGuard {
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(mut s) = self.state.take() {
+        if let Some(s) = &mut self.state {
             let end = clock::now_raw();
-            mark_panic(&mut s.extra);
-            with_local(|l| {
-                let Some(frame) = l.pop(s.id) else { return };
-                let dur = clock::delta_ns(s.start, end);
-                let child = frame.child_ns
-                    + frame
-                        .shared
-                        .as_ref()
-                        .map_or(0, |a| a.load(Ordering::Relaxed));
-                if let Some(top) = l.stack.last_mut() {
-                    if top.id == s.parent {
-                        top.child_ns += dur;
-                    }
-                }
-                let thread = l.thread_idx;
-                l.record(
-                    RawSpan {
-                        id: s.id,
-                        parent: s.parent,
-                        trace: frame.trace,
-                        start: s.start,
-                        dur_ns: dur,
-                        child_ns: child,
-                        path: frame.path,
-                        thread,
-                        extra: s.extra,
-                    },
-                    end,
-                    None,
-                );
-            });
+            // Field by field, not a copy of the whole state: `span()` has
+            // just stored these one word at a time, and a wider load
+            // spanning two of those stores cannot be forwarded from them
+            // (it waits for the stores to commit).
+            let mut extra = s.extra.take();
+            mark_panic(&mut extra);
+            let (id, parent, start) = (s.id, s.parent, s.start);
+            with_local(|l| l.end_span(id, parent, start, end, extra));
+            // Known empty now: spares the drop glue an out-of-line call to
+            // drop `extra` again.
+            std::mem::forget(self.state.take());
         } else if self.skipped {
             with_local(|l| l.pop(0));
         }
