@@ -287,6 +287,7 @@ fn read_pages(
     run: String,
     q: SpanQuery,
     tx: crossbeam_channel::Sender<Feed>,
+    back: crossbeam_channel::Receiver<RawPage>,
 ) {
     let result = (|| -> Result<()> {
         let conn = super::connect(&path)?;
@@ -304,19 +305,33 @@ fn read_pages(
             } else {
                 "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4"
             };
-            let mut page = RawPage {
-                text: Vec::with_capacity(1 << 20),
-                ends: Vec::with_capacity(PAGE_ROWS as usize),
-                not_text: 0,
-                pre: Vec::new(),
+            // A page the consumer is done with, or a new one: reusing
+            // pages spares a fresh multi-megabyte allocation (page faults,
+            // and copies as it grows) per page.
+            let mut page = match back.try_recv() {
+                Ok(mut p) => {
+                    p.text.clear();
+                    p.ends.clear();
+                    p.pre.clear();
+                    p.not_text = 0;
+                    p
+                }
+                Err(_) => RawPage {
+                    text: Vec::with_capacity(2 << 20),
+                    ends: Vec::with_capacity(PAGE_ROWS as usize),
+                    not_text: 0,
+                    pre: Vec::new(),
+                },
             };
-            let mut any = false;
+            let mut n = 0;
             {
                 let mut st = conn.prepare_cached(sql)?;
                 let mut rows = st.query(rusqlite::params![ns, lower, until, PAGE_ROWS])?;
                 while let Some(r) = rows.next()? {
-                    any = true;
-                    last_ts = r.get(0)?;
+                    n += 1;
+                    if n == PAGE_ROWS {
+                        last_ts = r.get(0)?; // where the next page starts
+                    }
                     match r.get_ref(1)? {
                         rusqlite::types::ValueRef::Text(t) => {
                             if finder.find(t).is_some() {
@@ -328,7 +343,7 @@ fn read_pages(
                     }
                 }
             }
-            if !any {
+            if n == 0 {
                 return Ok(());
             }
             if !q.with_tags && tx.is_full() {
@@ -336,6 +351,9 @@ fn read_pages(
             }
             if tx.send(Feed::Page(page)).is_err() {
                 return Ok(()); // the consumer is gone
+            }
+            if n < PAGE_ROWS {
+                return Ok(()); // a short page is the last
             }
         }
     })();
@@ -359,6 +377,8 @@ pub(super) struct FerretIoSpans {
     page: RawPage,
     row: usize,
     rx: crossbeam_channel::Receiver<Feed>,
+    /// Pages read, back to the reader for reuse.
+    back: crossbeam_channel::Sender<RawPage>,
     exhausted: bool,
     pub skipped: u64,
     pub bytes_read: u64,
@@ -368,16 +388,24 @@ pub(super) struct FerretIoSpans {
 impl FerretIoSpans {
     pub(super) fn new(path: &Path, ns: &str, run: &str, q: &SpanQuery) -> Result<FerretIoSpans> {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_PAGES);
+        let (back_tx, back) = crossbeam_channel::bounded(QUEUE_PAGES + 1);
         let (path, ns2, run2, q2) = (path.to_path_buf(), ns.to_owned(), run.to_owned(), q.clone());
         std::thread::Builder::new()
             .name("ferret-io-reader".into())
-            .spawn(move || read_pages(path, ns2, run2, q2, tx))?;
-        Ok(FerretIoSpans::from_feed(rx, run, q.with_tags))
+            .spawn(move || read_pages(path, ns2, run2, q2, tx, back))?;
+        Ok(FerretIoSpans::from_feed(rx, back_tx, run, q.with_tags))
     }
 
-    /// The consumer side alone, reading pages from `rx`.
-    fn from_feed(rx: crossbeam_channel::Receiver<Feed>, run: &str, with_tags: bool) -> Self {
+    /// The consumer side alone, reading pages from `rx` and returning
+    /// them through `back`.
+    fn from_feed(
+        rx: crossbeam_channel::Receiver<Feed>,
+        back: crossbeam_channel::Sender<RawPage>,
+        run: &str,
+        with_tags: bool,
+    ) -> Self {
         FerretIoSpans {
+            back,
             names: vec![],
             name_ids: FxHashMap::default(),
             with_tags,
@@ -454,7 +482,8 @@ impl FerretIoSpans {
                 Ok(Feed::Page(raw)) => {
                     self.skipped += raw.not_text;
                     self.bytes_read += raw.text.len() as u64;
-                    self.page = raw;
+                    let done = std::mem::replace(&mut self.page, raw);
+                    let _ = self.back.try_send(done);
                     self.row = 0;
                 }
                 Ok(Feed::Failed(e)) => {
@@ -677,7 +706,8 @@ mod tests {
             tx.send(Feed::Page(p)).unwrap();
         }
         drop(tx);
-        let mut spans = FerretIoSpans::from_feed(rx, "r1", false);
+        let (back, _back_rx) = crossbeam_channel::unbounded();
+        let mut spans = FerretIoSpans::from_feed(rx, back, "r1", false);
         let mut out = vec![];
         let mut rec = SpanRecord::default();
         while spans.next_into(&mut rec) {

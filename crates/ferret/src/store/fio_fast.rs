@@ -26,15 +26,20 @@ pub(super) struct FastRow<'a> {
     pub status: Option<&'a str>,
 }
 
+/// Powers of ten exact in an f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// Deepest nesting the scanner follows inside a value (serde_json allows
 /// 128; deeper rows are left to it).
 const MAX_DEPTH: u32 = 16;
 
 /// Reads `row` if it has the common shape; `None` means "ask serde_json".
 pub(super) fn parse(row: &[u8]) -> Option<FastRow<'_>> {
-    if !row.is_ascii() {
-        return None;
-    }
+    // Outside strings the grammar admits only ASCII, and `string` declines
+    // any byte above 0x7f: an accepted row is all ASCII.
     let mut c = Cursor { b: row, i: 0 };
     let mut seen = 0u8;
     let mut once = |bit: u8| -> Option<()> {
@@ -115,7 +120,8 @@ pub(super) fn parse(row: &[u8]) -> Option<FastRow<'_>> {
 #[inline(always)]
 fn ascii(b: &[u8]) -> &str {
     debug_assert!(b.is_ascii());
-    // SAFETY: `parse` only reads rows that are all ASCII, which is UTF-8.
+    // SAFETY: callers pass only bytes the scanner checked to be ASCII
+    // (string contents below 0x80, number digits), which is UTF-8.
     unsafe { std::str::from_utf8_unchecked(b) }
 }
 
@@ -166,20 +172,22 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         let b = self.b;
         let mut i = start;
-        // Eight bytes at a time: stop at a quote, a backslash or a control
-        // character (the row is ASCII, so "below 0x20" is a plain borrow test).
+        // Eight bytes at a time: stop at a quote, a backslash, a control
+        // character or a byte above 0x7f. (Each test flags its lowest
+        // matching byte exactly; false flags only ever lie above a true one.)
         while i + 8 <= b.len() {
             let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
             let m = zero_bytes(w ^ (LO * b'"' as u64))
                 | zero_bytes(w ^ (LO * b'\\' as u64))
-                | (w.wrapping_sub(LO * 0x20) & !w & HI);
+                | (w.wrapping_sub(LO * 0x20) & !w & HI)
+                | (w & HI);
             if m != 0 {
                 i += (m.trailing_zeros() / 8) as usize;
                 break;
             }
             i += 8;
         }
-        while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+        while i < b.len() && b[i] != b'"' && b[i] != b'\\' && (0x20..0x80).contains(&b[i]) {
             i += 1;
         }
         if b.get(i) != Some(&b'"') {
@@ -249,9 +257,55 @@ impl<'a> Cursor<'a> {
     }
 
     /// A finite number (serde_json rejects out-of-range numbers it decodes).
+    ///
+    /// Decimals of at most 15 significant digits without an exponent (what
+    /// Python's `repr` of a timestamp or a duration mostly is) take the
+    /// exact fast path: an integer below 2^53 divided by a power of ten
+    /// below 10^23, both exact in an f64, so the one rounding of the
+    /// division gives the correctly rounded value. Anything else goes to the
+    /// standard library's parser.
     #[inline]
     fn number(&mut self) -> Option<f64> {
-        let v: f64 = self.number_text()?.parse().ok()?;
+        let b = self.b;
+        let start = self.i;
+        let neg = b.get(start) == Some(&b'-');
+        let mut i = start + neg as usize;
+        let (mut m, mut digits, mut frac) = (0u64, 0u32, 0u32);
+        let int_start = i;
+        while let Some(d @ b'0'..=b'9') = b.get(i) {
+            m = m.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+            digits += 1;
+            i += 1;
+        }
+        // JSON: at least one integer digit, and no leading zero.
+        if digits == 0 || (b[int_start] == b'0' && digits > 1) {
+            return None;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while let Some(d @ b'0'..=b'9') = b.get(i) {
+                m = m.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+                digits += 1;
+                frac += 1;
+                i += 1;
+            }
+            if frac == 0 {
+                return None;
+            }
+        }
+        let v = if matches!(b.get(i), Some(b'e' | b'E')) || digits > 19 || m > 1 << 53 || frac > 22
+        {
+            self.i = start;
+            self.number_text()?.parse().ok()?
+        } else {
+            self.i = i;
+            let v = m as f64 / POW10[frac as usize];
+            if neg {
+                -v
+            } else {
+                v
+            }
+        };
         v.is_finite().then_some(v)
     }
 
@@ -356,6 +410,71 @@ mod tests {
         ];
         for row in declined {
             assert_eq!(parse(row.as_bytes()), None, "{row}");
+        }
+    }
+
+    #[test]
+    fn numbers_match_the_standard_parser_bit_for_bit() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "12.5",
+            "0.1",
+            "0.3",
+            "1795711277.664244",
+            "0.01439523696899414",
+            "0.10082197189331055",
+            "9007199254740993",
+            "9007199254740992.5",
+            "123456789012345678901234",
+            "1e3",
+            "-2.5E-3",
+            "1.5e+300",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let r = next();
+            let int = r % 10_000_000_000;
+            let frac_digits = (r >> 40) % 20;
+            let frac = next() % 10u64.pow(frac_digits as u32).max(1);
+            let sign = if r >> 63 == 1 { "-" } else { "" };
+            texts.push(if frac_digits == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{frac:0w$}", w = frac_digits as usize)
+            });
+        }
+        for t in texts {
+            let mut c = Cursor {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            let got = c.number().expect(&t);
+            assert_eq!(c.i, t.len(), "{t}");
+            let want: f64 = t.parse().unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+        }
+        for bad in ["01", "-", "1.", ".5", "-.5", "1e", "1e+", "--1", "1e999"] {
+            let mut c = Cursor {
+                b: bad.as_bytes(),
+                i: 0,
+            };
+            let ok = c.number().is_some() && c.i == bad.len();
+            assert!(!ok, "{bad}");
         }
     }
 
