@@ -282,16 +282,16 @@ fn prefetch_extras(batch: &[RawSpan], i: usize) {
             // SAFETY: a prefetch is only a hint; it never faults.
             unsafe { _mm_prefetch(p as *const i8, _MM_HINT_T0) }
         };
-        if let Some(s) = batch.get(i + 8) {
+        if let Some(s) = batch.get(i + 16) {
             fetch(std::ptr::from_ref(s).cast());
             if let Some(e) = &s.extra {
                 fetch(std::ptr::from_ref::<Extra>(e).cast());
             }
         }
-        if let Some(Some(e)) = batch.get(i + 4).map(|s| &s.extra) {
+        if let Some(Some(e)) = batch.get(i + 8).map(|s| &s.extra) {
             fetch(e.tags.as_ptr().cast());
         }
-        if let Some(Some(e)) = batch.get(i + 2).map(|s| &s.extra) {
+        if let Some(Some(e)) = batch.get(i + 4).map(|s| &s.extra) {
             for (_, v) in e.tags.iter().take(2) {
                 if let TagValue::Str(s) = v {
                     fetch(s.as_ptr());
