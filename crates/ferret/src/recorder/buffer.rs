@@ -16,6 +16,57 @@ pub(crate) struct Extra {
     pub tags: Vec<(Cow<'static, str>, TagValue)>,
 }
 
+/// A finished span's status and tags, encoded by the recording thread as a
+/// block stores them, so that the writer copies bytes instead of following
+/// the pointers of [`Extra`] (each a cache miss on the writer's core).
+/// Small tails (most) live inline: one allocation, one pointer to follow.
+#[derive(Debug)]
+pub(crate) enum Sealed {
+    Inline {
+        flags: u8,
+        len: u8,
+        buf: [u8; SEALED_INLINE],
+    },
+    Heap {
+        flags: u8,
+        bytes: Box<[u8]>,
+    },
+}
+
+/// Tail bytes kept inline (the box then takes 64 bytes).
+const SEALED_INLINE: usize = 54;
+
+impl Sealed {
+    /// Encodes `extra` (a status other than ok, and tags).
+    pub(crate) fn seal(extra: &Extra) -> Box<Sealed> {
+        let mut bytes = Vec::with_capacity(SEALED_INLINE);
+        let flags = crate::store::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
+        Box::new(if bytes.len() <= SEALED_INLINE {
+            let mut buf = [0; SEALED_INLINE];
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Sealed::Inline {
+                flags,
+                len: bytes.len() as u8,
+                buf,
+            }
+        } else {
+            Sealed::Heap {
+                flags,
+                bytes: bytes.into_boxed_slice(),
+            }
+        })
+    }
+
+    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](crate::store::codec::BlockEncoder).
+    #[inline]
+    pub(crate) fn tail(&self) -> (u8, &[u8]) {
+        match self {
+            Sealed::Inline { flags, len, buf } => (*flags, &buf[..*len as usize]),
+            Sealed::Heap { flags, bytes } => (*flags, bytes),
+        }
+    }
+}
+
 /// One finished span as the hot path records it: ids, raw clock ticks, a
 /// local path id. The writer turns it into the stored form.
 #[derive(Debug)]
@@ -32,7 +83,8 @@ pub(crate) struct RawSpan {
     pub path: u32,
     /// Local thread index.
     pub thread: u32,
-    pub extra: Option<Box<Extra>>,
+    /// Status and tags, if not plain ok without tags.
+    pub extra: Option<Box<Sealed>>,
 }
 
 /// A thread's buffer of finished spans.

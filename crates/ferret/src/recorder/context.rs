@@ -2,7 +2,7 @@
 //! the thread's span buffer, its id range and its path cache; and the global
 //! "installed profiler" slot the hot path checks.
 
-use super::buffer::{Extra, RawSpan, ThreadBuf};
+use super::buffer::{Extra, RawSpan, Sealed, ThreadBuf};
 use super::Inner;
 use crate::clock;
 use crate::intern::{Name, PathCache};
@@ -294,7 +294,7 @@ impl Local {
                 child_ns: child,
                 path,
                 thread,
-                extra,
+                extra: extra.map(|e| Sealed::seal(&e)),
             },
             end,
             None,

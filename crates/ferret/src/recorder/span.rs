@@ -1,6 +1,6 @@
 //! The span API: RAII guards, closures, manual handles and contexts.
 
-use super::buffer::{Extra, RawSpan};
+use super::buffer::{Extra, RawSpan, Sealed};
 use super::context::{with_local, Decision, Frame, ACTIVE};
 use super::Inner;
 use crate::clock;
@@ -494,7 +494,7 @@ impl SpanHandle {
             child_ns: s.shared.load(Ordering::Relaxed),
             path: s.path,
             thread: s.thread,
-            extra: s.extra.take(),
+            extra: s.extra.take().map(|e| Sealed::seal(&e)),
         };
         let inner = s.inner.clone();
         let mut span = Some(span);

@@ -2,11 +2,10 @@
 //! and path ids to the database's, encodes blocks and commits them, with the
 //! run's counters, in one transaction per round.
 
-use super::buffer::{Extra, RawSpan};
+use super::buffer::{RawSpan, Sealed};
 use super::Inner;
 use crate::intern;
 use crate::store::codec::BlockEncoder;
-use crate::types::TagValue;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rusqlite::Connection;
 use std::sync::atomic::Ordering;
@@ -206,13 +205,9 @@ impl Writer {
                     last_local = s.path;
                 }
                 let start = self.inner.anchor.wall_ns(s.start);
-                let (status, tags) = match &s.extra {
-                    Some(e) => (&e.status, &e.tags[..]),
-                    None => (&crate::types::Status::Ok, &[][..]),
-                };
-                enc.push(
-                    s.id, s.parent, s.trace, last_db, start, s.dur_ns, s.child_ns, s.thread,
-                    status, tags,
+                let tail = s.extra.as_ref().map_or((0, &[][..]), |e| e.tail());
+                enc.push_encoded(
+                    s.id, s.parent, s.trace, last_db, start, s.dur_ns, s.child_ns, s.thread, tail,
                 );
                 min_start = min_start.min(start);
                 max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
@@ -269,10 +264,9 @@ impl Writer {
     }
 }
 
-/// Spans arrive from other cores, and a tagged span's tags sit behind two
-/// or three pointers (the extra box, the tag vector, string values): each a
-/// dependent cache miss when the writer gets to it. Fetching them a few
-/// spans ahead overlaps those misses.
+/// Spans arrive from other cores, and a span's encoded status and tags sit
+/// behind a pointer: a dependent cache miss when the writer gets to it.
+/// Fetching spans and their tails ahead overlaps those misses.
 #[inline(always)]
 fn prefetch_extras(batch: &[RawSpan], i: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -284,19 +278,9 @@ fn prefetch_extras(batch: &[RawSpan], i: usize) {
         };
         if let Some(s) = batch.get(i + 16) {
             fetch(std::ptr::from_ref(s).cast());
-            if let Some(e) = &s.extra {
-                fetch(std::ptr::from_ref::<Extra>(e).cast());
-            }
         }
         if let Some(Some(e)) = batch.get(i + 8).map(|s| &s.extra) {
-            fetch(e.tags.as_ptr().cast());
-        }
-        if let Some(Some(e)) = batch.get(i + 4).map(|s| &s.extra) {
-            for (_, v) in e.tags.iter().take(2) {
-                if let TagValue::Str(s) = v {
-                    fetch(s.as_ptr());
-                }
-            }
+            fetch(std::ptr::from_ref::<Sealed>(e).cast());
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

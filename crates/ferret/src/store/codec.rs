@@ -93,6 +93,68 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The status and tag bits of a span's flags.
+fn tail_flags(status: &Status, tags: &[(impl AsRef<str>, TagValue)]) -> u8 {
+    let mut flags = match status {
+        Status::Ok => 0,
+        Status::Error => ST_ERROR,
+        Status::Custom(_) => ST_CUSTOM,
+    };
+    if !tags.is_empty() {
+        flags |= F_TAGS;
+    }
+    flags
+}
+
+/// Writes what follows a span's fixed fields: a custom status, then tags.
+fn write_tail(out: &mut Vec<u8>, status: &Status, tags: &[(impl AsRef<str>, TagValue)]) {
+        if let Status::Custom(s) = status {
+        put_str(out, s);
+    }
+    if !tags.is_empty() {
+        put_varint(out, tags.len() as u64);
+        for (k, v) in tags {
+            put_str(out, k.as_ref());
+            match v {
+                TagValue::Str(s) => {
+                    out.push(0);
+                    put_str(out, s);
+                }
+                TagValue::I64(i) => {
+                    out.push(1);
+                    put_varint(out, zigzag(*i));
+                }
+                TagValue::U64(u) => {
+                    out.push(2);
+                    put_varint(out, *u);
+                }
+                TagValue::F64(f) => {
+                    out.push(3);
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+                TagValue::Bool(false) => out.push(4),
+                TagValue::Bool(true) => out.push(5),
+                TagValue::Null => out.push(6),
+                TagValue::Json(s) => {
+                    out.push(7);
+                    put_str(out, s);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes a span's status and tags as a block stores them: the flag bits
+/// and the bytes after the fixed fields (appended to `out`).
+pub(crate) fn encode_tail(
+    status: &Status,
+    tags: &[(impl AsRef<str>, TagValue)],
+    out: &mut Vec<u8>,
+) -> u8 {
+    write_tail(out, status, tags);
+    tail_flags(status, tags)
+}
+
 /// Encodes spans into one block. Spans should be sorted by start for the
 /// smallest output, but any order round-trips.
 pub struct BlockEncoder {
@@ -148,11 +210,46 @@ impl BlockEncoder {
         status: &Status,
         tags: &[(impl AsRef<str>, TagValue)],
     ) {
-        let mut flags = match status {
-            Status::Ok => 0,
-            Status::Error => ST_ERROR,
-            Status::Custom(_) => ST_CUSTOM,
-        };
+        let flags = tail_flags(status, tags);
+        self.head(id, parent, trace, path, start_ns, dur_ns, child_ns, thread, flags);
+        write_tail(&mut self.out, status, tags);
+    }
+
+    /// Appends one span whose status and tags were already encoded by
+    /// [`encode_tail`] (as the recorder does on the recording thread).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_encoded(
+        &mut self,
+        id: u64,
+        parent: u64,
+        trace: u64,
+        path: u32,
+        start_ns: i64,
+        dur_ns: u64,
+        child_ns: u64,
+        thread: u32,
+        tail: (u8, &[u8]),
+    ) {
+        self.head(id, parent, trace, path, start_ns, dur_ns, child_ns, thread, tail.0);
+        self.out.extend_from_slice(tail.1);
+    }
+
+    /// Writes a span's flags and fixed fields; `flags` holds the status and
+    /// tag bits.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn head(
+        &mut self,
+        id: u64,
+        parent: u64,
+        trace: u64,
+        path: u32,
+        start_ns: i64,
+        dur_ns: u64,
+        child_ns: u64,
+        thread: u32,
+        mut flags: u8,
+    ) {
         if parent != 0 {
             flags |= F_PARENT;
         }
@@ -164,9 +261,6 @@ impl BlockEncoder {
         }
         if thread != self.prev_thread {
             flags |= F_THREAD;
-        }
-        if !tags.is_empty() {
-            flags |= F_TAGS;
         }
         // The fixed part (at most 1 + 7 varints of 10 bytes) goes through a
         // stack buffer: one capacity check per span instead of one per byte.
@@ -191,42 +285,7 @@ impl BlockEncoder {
         if thread != self.prev_thread {
             head.varint(thread as u64);
         }
-        let out = &mut self.out;
-        out.extend_from_slice(&head.buf[..head.len]);
-        if let Status::Custom(s) = status {
-            put_str(out, s);
-        }
-        if !tags.is_empty() {
-            put_varint(out, tags.len() as u64);
-            for (k, v) in tags {
-                put_str(out, k.as_ref());
-                match v {
-                    TagValue::Str(s) => {
-                        out.push(0);
-                        put_str(out, s);
-                    }
-                    TagValue::I64(i) => {
-                        out.push(1);
-                        put_varint(out, zigzag(*i));
-                    }
-                    TagValue::U64(u) => {
-                        out.push(2);
-                        put_varint(out, *u);
-                    }
-                    TagValue::F64(f) => {
-                        out.push(3);
-                        out.extend_from_slice(&f.to_le_bytes());
-                    }
-                    TagValue::Bool(false) => out.push(4),
-                    TagValue::Bool(true) => out.push(5),
-                    TagValue::Null => out.push(6),
-                    TagValue::Json(s) => {
-                        out.push(7);
-                        put_str(out, s);
-                    }
-                }
-            }
-        }
+        self.out.extend_from_slice(&head.buf[..head.len]);
         self.prev_id = id;
         self.prev_trace = trace;
         self.prev_start = start_ns;
