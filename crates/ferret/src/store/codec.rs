@@ -108,7 +108,7 @@ fn tail_flags(status: &Status, tags: &[(impl AsRef<str>, TagValue)]) -> u8 {
 
 /// Writes what follows a span's fixed fields: a custom status, then tags.
 fn write_tail(out: &mut Vec<u8>, status: &Status, tags: &[(impl AsRef<str>, TagValue)]) {
-        if let Status::Custom(s) = status {
+    if let Status::Custom(s) = status {
         put_str(out, s);
     }
     if !tags.is_empty() {
@@ -211,7 +211,9 @@ impl BlockEncoder {
         tags: &[(impl AsRef<str>, TagValue)],
     ) {
         let flags = tail_flags(status, tags);
-        self.head(id, parent, trace, path, start_ns, dur_ns, child_ns, thread, flags);
+        self.head(
+            id, parent, trace, path, start_ns, dur_ns, child_ns, thread, flags,
+        );
         write_tail(&mut self.out, status, tags);
     }
 
@@ -230,7 +232,9 @@ impl BlockEncoder {
         thread: u32,
         tail: (u8, &[u8]),
     ) {
-        self.head(id, parent, trace, path, start_ns, dur_ns, child_ns, thread, tail.0);
+        self.head(
+            id, parent, trace, path, start_ns, dur_ns, child_ns, thread, tail.0,
+        );
         self.out.extend_from_slice(tail.1);
     }
 
