@@ -346,28 +346,64 @@ impl Local {
     }
 }
 
-/// Hands a full (or due) buffer to the writer and refills it; kept out of
-/// line so that the hot path stays small.
+/// Hands a full (or due) buffer to the writer; kept out of line so that the
+/// hot path stays small.
+///
+/// The thread keeps its buffer, which stays in its cache: the spans are
+/// moved into a batch from the writer's pool with non-temporal stores, so
+/// the recording thread never has to pull the pool's lines (last read on
+/// the writer's core) back into its cache before writing them. When the
+/// queue is full the spans are dropped (and counted) without a copy.
 #[cold]
 #[inline(never)]
 fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
-    let spans = buf.with(|v, deadline| {
+    let batch = buf.with(|v, deadline| {
         *deadline = end_raw.saturating_add(inner.flush_interval_raw);
-        std::mem::take(v)
-    });
-    let rejected = if spans.is_empty() {
-        None
-    } else {
-        inner.submit_or_return(spans)
-    };
-    // Refill outside the lock: with the batch the queue rejected, else
-    // from the writer's recycled batches.
-    let fresh = rejected.unwrap_or_else(|| inner.fresh_batch());
-    buf.with(|v, _| {
-        if v.capacity() == 0 {
-            *v = fresh;
+        if v.is_empty() {
+            return None;
         }
+        if inner.queue_full() {
+            inner.count_dropped(v.len());
+            super::empty(v);
+            return None;
+        }
+        let mut batch = inner.fresh_batch();
+        move_streaming(v, &mut batch);
+        Some(batch)
     });
+    if let Some(b) = batch {
+        if let Some(rejected) = inner.submit_or_return(b) {
+            inner.recycle(rejected);
+        }
+    }
+}
+
+/// Moves every span of `from` to the end of `to`, writing `to` with
+/// non-temporal stores (then a store fence, so that the spans are visible
+/// to whichever thread receives `to` through a channel).
+fn move_streaming(from: &mut Vec<RawSpan>, to: &mut Vec<RawSpan>) {
+    let n = from.len();
+    to.reserve(n);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `to` has room for `n` more spans; each span is copied word by
+    // word (RawSpan is 8 words of plain data and a box pointer) and then
+    // owned by `to` alone: `from` is emptied without dropping anything.
+    unsafe {
+        use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
+        const WORDS: usize = std::mem::size_of::<RawSpan>() / 8;
+        const _: () = assert!(std::mem::size_of::<RawSpan>() % 8 == 0);
+        const _: () = assert!(std::mem::align_of::<RawSpan>() >= 8);
+        let src = from.as_ptr() as *const i64;
+        let dst = to.as_mut_ptr().add(to.len()) as *mut i64;
+        for w in 0..n * WORDS {
+            _mm_stream_si64(dst.add(w), *src.add(w));
+        }
+        _mm_sfence();
+        to.set_len(to.len() + n);
+        from.set_len(0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    to.append(from);
 }
 
 impl Drop for Local {

@@ -32,7 +32,7 @@ pub(crate) struct Counters {
 
 /// Empties a batch. Unlike `clear`, it does not call the drop of each
 /// span's `extra` when none has one (the common case).
-fn empty(v: &mut Vec<RawSpan>) {
+pub(crate) fn empty(v: &mut Vec<RawSpan>) {
     if v.iter().all(|s| s.extra.is_none()) {
         // SAFETY: 0 is within capacity, and the spans own nothing (forgetting
         // them would be safe anyway).
@@ -75,6 +75,18 @@ pub(crate) struct Inner {
 impl Inner {
     /// Hands a batch to the writer without blocking; counts it as dropped if
     /// the queue is full.
+    /// True when the writer's queue has no room for another batch.
+    pub(crate) fn queue_full(&self) -> bool {
+        self.tx.is_full()
+    }
+
+    /// Counts spans dropped because the queue was full.
+    pub(crate) fn count_dropped(&self, n: usize) {
+        self.counters
+            .dropped_queue
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn submit(&self, spans: Vec<RawSpan>) {
         self.submit_or_return(spans);
     }
