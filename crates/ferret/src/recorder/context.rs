@@ -391,7 +391,7 @@ fn move_streaming(from: &mut Vec<RawSpan>, to: &mut Vec<RawSpan>) {
     unsafe {
         use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
         const WORDS: usize = std::mem::size_of::<RawSpan>() / 8;
-        const _: () = assert!(std::mem::size_of::<RawSpan>() % 8 == 0);
+        const _: () = assert!(std::mem::size_of::<RawSpan>().is_multiple_of(8));
         const _: () = assert!(std::mem::align_of::<RawSpan>() >= 8);
         let src = from.as_ptr() as *const i64;
         let dst = to.as_mut_ptr().add(to.len()) as *mut i64;
