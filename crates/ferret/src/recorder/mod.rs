@@ -33,12 +33,21 @@ pub(crate) struct Counters {
 /// Empties a batch. Unlike `clear`, it does not call the drop of each
 /// span's `extra` when none has one (the common case).
 pub(crate) fn empty(v: &mut Vec<RawSpan>) {
+    if !empty_if_untagged(v) {
+        v.clear();
+    }
+}
+
+/// Empties a batch whose spans own nothing (no `extra`) without a drop
+/// call per span; returns false, leaving the batch as it is, otherwise.
+fn empty_if_untagged(v: &mut Vec<RawSpan>) -> bool {
     if v.iter().all(|s| s.extra.is_none()) {
         // SAFETY: 0 is within capacity, and the spans own nothing (forgetting
         // them would be safe anyway).
         unsafe { v.set_len(0) };
+        true
     } else {
-        v.clear();
+        false
     }
 }
 
@@ -136,9 +145,7 @@ impl Inner {
     /// (empty) `extra`, about 2 ns per span.
     pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
         if v.capacity() == self.batch_size {
-            if v.iter().all(|s| s.extra.is_none()) {
-                empty(&mut v);
-            }
+            empty_if_untagged(&mut v);
             let _ = self.recycled.0.try_send(v);
         }
     }
