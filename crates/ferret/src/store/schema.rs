@@ -5,8 +5,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::time::Duration;
 
-/// Version of the native format written by this crate.
-pub const FORMAT_VERSION: i64 = 1;
+/// Version of the native format written by this crate. Version 2 added
+/// per-process counters and the clean-close mark (`ferret_processes`) and
+/// the `shed` counter; readers accept 1 and 2, writers upgrade 1 to 2.
+pub const FORMAT_VERSION: i64 = 2;
 
 /// The DDL of a native trace file.
 pub const SCHEMA: &str = "
@@ -20,7 +22,8 @@ CREATE TABLE IF NOT EXISTS ferret_runs (
     spans_accepted INTEGER NOT NULL DEFAULT 0,
     dropped_queue INTEGER NOT NULL DEFAULT 0,
     dropped_write INTEGER NOT NULL DEFAULT 0,
-    sampled_out INTEGER NOT NULL DEFAULT 0
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ferret_runs_started ON ferret_runs (started_ns);
 CREATE TABLE IF NOT EXISTS ferret_processes (
@@ -28,7 +31,14 @@ CREATE TABLE IF NOT EXISTS ferret_processes (
     run INTEGER NOT NULL,
     pid INTEGER NOT NULL,
     host TEXT,
-    started_ns INTEGER NOT NULL
+    started_ns INTEGER NOT NULL,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped_queue INTEGER NOT NULL DEFAULT 0,
+    dropped_write INTEGER NOT NULL DEFAULT 0,
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0,
+    committed_ns INTEGER,
+    ended_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS ferret_processes_run ON ferret_processes (run);
 CREATE TABLE IF NOT EXISTS ferret_threads (
@@ -150,6 +160,9 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
         let v: i64 = v.parse().unwrap_or(i64::MAX);
         if v > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion(v));
+        }
+        if v < FORMAT_VERSION {
+            crate::recorder::rows::upgrade(&conn, v)?;
         }
         Ok(())
     })();
