@@ -28,6 +28,18 @@ pub(crate) fn install(inner: Arc<Inner>) -> Option<Arc<Inner>> {
     old
 }
 
+/// Uninstalls the installed profiler, if any, and returns it.
+#[cfg(unix)]
+pub(crate) fn take_installed() -> Option<Arc<Inner>> {
+    let mut g = global();
+    let cur = g.take();
+    if cur.is_some() {
+        ACTIVE.store(false, Ordering::Release);
+        GEN.fetch_add(1, Ordering::AcqRel);
+    }
+    cur
+}
+
 /// Uninstalls `inner` if it is the installed profiler.
 pub(crate) fn uninstall(inner: &Arc<Inner>) -> bool {
     let mut g = global();

@@ -6,6 +6,8 @@ pub(crate) mod context;
 pub(crate) mod future;
 pub(crate) mod rows;
 pub(crate) mod sampler;
+#[cfg(unix)]
+pub(crate) mod signals;
 pub(crate) mod span;
 pub(crate) mod writer;
 
@@ -80,6 +82,8 @@ pub(crate) struct Inner {
     /// Raw clock ticks after which the writer stops waiting for the file
     /// (set by `close`; 0 = no deadline).
     pub give_up_raw: AtomicU64,
+    /// How long closing waits for the file.
+    pub close_timeout: Duration,
     tx: Sender<Msg>,
     /// Emptied batches the writer hands back, so that recording threads do
     /// not allocate (and fault in) a fresh batch each time.
@@ -254,6 +258,30 @@ impl Inner {
         ack_rx
             .recv_deadline(deadline)
             .map_err(|_| Error::Invalid("ferret: the writer did not finish in time".into()))
+    }
+
+    /// Hands every thread's spans to the writer and stops it (it commits
+    /// them and marks the process as cleanly ended), waiting at most the
+    /// close timeout (plus a short grace). True if the writer stopped.
+    pub(crate) fn stop(&self) -> bool {
+        let deadline = Instant::now() + self.close_timeout;
+        // From the deadline on, the writer's busy handler stops waiting
+        // for locks, and the writer counts what it still holds as lost.
+        let left = self.close_timeout.as_nanos().min(u64::MAX as u128) as u64;
+        self.give_up_raw.store(
+            clock::now_raw()
+                .saturating_add(clock::ns_to_raw(left))
+                .max(1),
+            Ordering::Relaxed,
+        );
+        for spans in self.drain_threads() {
+            self.submit_waiting(spans, deadline);
+        }
+        // Grace after the deadline for the writer to notice it and count.
+        let grace = deadline + Duration::from_millis(500);
+        let (ack_tx, ack_rx) = bounded(1);
+        self.tx.send_deadline(Msg::Stop(ack_tx), grace).is_ok()
+            && ack_rx.recv_deadline(grace).is_ok()
     }
 
     fn stats(&self) -> RecorderStats {
@@ -432,6 +460,7 @@ impl ProfilerBuilder {
             shedding: AtomicBool::new(false),
             queue_batches: batches,
             give_up_raw: AtomicU64::new(0),
+            close_timeout: self.close_timeout,
             tx,
             recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
@@ -447,7 +476,6 @@ impl ProfilerBuilder {
         Ok(Profiler {
             inner,
             writer: Some(handle),
-            close_timeout: self.close_timeout,
         })
     }
 }
@@ -458,7 +486,6 @@ impl ProfilerBuilder {
 pub struct Profiler {
     inner: Arc<Inner>,
     writer: Option<JoinHandle<()>>,
-    close_timeout: Duration,
 }
 
 impl std::fmt::Debug for Profiler {
@@ -539,28 +566,7 @@ impl Profiler {
             return Ok(self.inner.stats());
         };
         context::uninstall(&self.inner);
-        let deadline = Instant::now() + self.close_timeout;
-        // From the deadline on, the writer's busy handler stops waiting
-        // for locks, and the writer counts what it still holds as lost.
-        let left = self.close_timeout.as_nanos().min(u64::MAX as u128) as u64;
-        self.inner.give_up_raw.store(
-            clock::now_raw()
-                .saturating_add(clock::ns_to_raw(left))
-                .max(1),
-            Ordering::Relaxed,
-        );
-        for spans in self.inner.drain_threads() {
-            self.inner.submit_waiting(spans, deadline);
-        }
-        // Grace after the deadline for the writer to notice it and count.
-        let grace = deadline + Duration::from_millis(500);
-        let (ack_tx, ack_rx) = bounded(1);
-        let stopped = self
-            .inner
-            .tx
-            .send_deadline(Msg::Stop(ack_tx), grace)
-            .is_ok()
-            && ack_rx.recv_deadline(grace).is_ok();
+        let stopped = self.inner.stop();
         if stopped {
             let _ = handle.join();
             Ok(self.inner.stats())
@@ -572,7 +578,7 @@ impl Profiler {
                 "ferret: closing {}: the writer did not stop within the close timeout ({:?}); \
                  {} accepted spans may not be in the file",
                 self.inner.path.display(),
-                self.close_timeout,
+                self.inner.close_timeout,
                 st.unpersisted()
             )))
         }
