@@ -28,7 +28,7 @@ fn committed(path: &Path, run: &str) -> HashSet<u64> {
     let store = Store::open(path).unwrap();
     let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
     let mut out = HashSet::new();
-    while let Some(s) = spans.next() {
+    for s in spans.by_ref() {
         out.insert(s.span_id);
     }
     out
@@ -39,7 +39,7 @@ fn links(path: &Path, run: &str) -> Vec<(u64, Option<u64>)> {
     let store = Store::open(path).unwrap();
     let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
     let mut out = vec![];
-    while let Some(s) = spans.next() {
+    for s in spans.by_ref() {
         out.push((s.span_id, s.parent_id));
     }
     out
