@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     pub shedding: AtomicBool,
     /// Batches the queue holds.
     pub queue_batches: usize,
+    /// Whether queue pressure sheds new traces (else only full-queue drops).
+    shed_traces: bool,
     /// Raw clock ticks after which the writer stops waiting for the file
     /// (set by `close`; 0 = no deadline).
     pub give_up_raw: AtomicU64,
@@ -111,7 +113,10 @@ impl Inner {
     /// queue is down to a quarter.
     #[inline]
     pub(crate) fn note_queue_pressure(&self) {
-        if !self.shedding.load(Ordering::Relaxed) && self.tx.len() * 2 >= self.queue_batches {
+        if self.shed_traces
+            && !self.shedding.load(Ordering::Relaxed)
+            && self.tx.len() * 2 >= self.queue_batches
+        {
             self.shedding.store(true, Ordering::Relaxed);
         }
     }
@@ -345,6 +350,7 @@ pub struct ProfilerBuilder {
     flush_interval: Duration,
     close_timeout: Duration,
     queue_capacity: usize,
+    shed_traces: bool,
     max_spans_per_second: Option<f64>,
     max_traces_per_second: Option<f64>,
     sample_rate: Option<f64>,
@@ -392,6 +398,15 @@ impl ProfilerBuilder {
     /// dropped and counted (`dropped_queue`).
     pub fn queue_capacity(mut self, spans: usize) -> Self {
         self.queue_capacity = spans;
+        self
+    }
+
+    /// Whether new traces are skipped whole (counted as `shed`) while the
+    /// queue is at least half full (default true). With `false`, every
+    /// trace is recorded and a full queue drops batches of spans
+    /// (`dropped_queue`), tearing the traces they belong to.
+    pub fn shed_traces(mut self, on: bool) -> Self {
+        self.shed_traces = on;
         self
     }
 
@@ -459,6 +474,7 @@ impl ProfilerBuilder {
             reported: AtomicBool::new(false),
             shedding: AtomicBool::new(false),
             queue_batches: batches,
+            shed_traces: self.shed_traces,
             give_up_raw: AtomicU64::new(0),
             close_timeout: self.close_timeout,
             tx,
@@ -512,6 +528,7 @@ impl Profiler {
             batch_size: 1024,
             flush_interval: Duration::from_millis(200),
             close_timeout: Duration::from_secs(5),
+            shed_traces: true,
             queue_capacity: 1 << 22,
             max_spans_per_second: None,
             max_traces_per_second: None,
