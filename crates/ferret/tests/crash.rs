@@ -189,3 +189,74 @@ fn sigkill_at_10_spans_per_second_loses_nothing_committed() {
 fn sigkill_at_4000_spans_per_second_loses_nothing_committed() {
     trials(4000.0, 4, 3, (0.4, 1.5));
 }
+
+/// Child mode of `counters_that_failed_to_write_are_retried`: the db path.
+const DISK_FULL_CHILD: &str = "FERRET_DISK_FULL_CHILD";
+
+/// Caps the size of files this process may write so that commits fail
+/// (the counters cannot be written either), lifts the cap, then exits
+/// without closing the profiler.
+fn disk_full_child(db: &str) {
+    let p = ferret::Profiler::builder(db)
+        .run_id("disk-full")
+        .flush_interval(Duration::from_millis(40))
+        .open()
+        .unwrap();
+    p.install();
+    drop(ferret::span("before"));
+    p.flush().unwrap();
+    let size = |f: &str| std::fs::metadata(f).map_or(0, |m| m.len());
+    let cap = size(db).max(size(&format!("{db}-wal"))) + 1024;
+    let set_cap = |cur: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: plain libc calls with valid arguments.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+        }
+    };
+    set_cap(cap);
+    for i in 0..100_000u64 {
+        let _g = ferret::span("doomed").with_tag("i", i);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let st = p.stats();
+    assert!(st.dropped_write > 0, "{st:?}");
+    set_cap(libc::RLIM_INFINITY);
+    // Ticks retry the counters now that they can be written.
+    std::thread::sleep(Duration::from_millis(400));
+    std::process::exit(0);
+}
+
+/// Counters that could not be written while the disk was full are written
+/// once it can be again; a process that exits without closing leaves an
+/// incomplete run whose losses are on record.
+#[test]
+fn counters_that_failed_to_write_are_retried() {
+    if let Ok(db) = std::env::var(DISK_FULL_CHILD) {
+        disk_full_child(&db);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("full.db");
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "counters_that_failed_to_write_are_retried",
+            "--test-threads=1",
+        ])
+        .env(DISK_FULL_CHILD, &db)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let store = Store::open(&db).unwrap();
+    let info = store.runs().unwrap().pop().unwrap();
+    assert!(info.dropped_write > 0, "{info:?}");
+    assert_eq!(info.accepted, 100_001, "{info:?}");
+    assert_eq!(info.accepted, info.spans + info.dropped_write, "{info:?}");
+    assert!(!info.complete(), "{info:?}");
+}
