@@ -2,7 +2,6 @@
 
 mod cmd;
 mod error;
-mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};

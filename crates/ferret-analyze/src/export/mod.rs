@@ -8,20 +8,18 @@
 //! | speedscope | [`speedscope`] | a sort chunk + distinct frames + open lanes |
 
 pub mod chrome;
-pub mod extsort;
+mod extsort;
 pub mod folded;
 pub mod jsonl;
 pub mod speedscope;
 pub mod svg;
 
-use crate::error::{CliError, CliResult};
-use ferret::store::Store;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use std::io::{self, Write};
 
-/// Output formats of `ferret export`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// The export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// speedscope evented profiles (one per thread and overlap lane).
     Speedscope,
@@ -36,6 +34,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in the order `--help` lists them.
+    pub const ALL: [Format; 5] = [
+        Format::Speedscope,
+        Format::Chrome,
+        Format::Folded,
+        Format::Svg,
+        Format::Jsonl,
+    ];
+
+    /// The format's name, as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
             Format::Speedscope => "speedscope",
@@ -45,9 +53,32 @@ impl Format {
             Format::Jsonl => "jsonl",
         }
     }
+
+    /// One line on what the format is for.
+    pub fn about(&self) -> &'static str {
+        match self {
+            Format::Speedscope => "speedscope evented profiles (one per thread and overlap lane)",
+            Format::Chrome => "Chrome / Perfetto Trace Event Format JSON (X events)",
+            Format::Folded => "folded stacks: root;child;leaf <self-ns>",
+            Format::Svg => "flame graph SVG (inferno)",
+            Format::Jsonl => "one span per line, every field",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| Error::Invalid(format!("unknown export format '{s}'")))
+    }
 }
 
 /// What to export.
+#[derive(Debug, Clone, Copy)]
 pub struct Options<'a> {
     /// Run id.
     pub run: &'a str,
@@ -55,22 +86,15 @@ pub struct Options<'a> {
     pub frame_tags: &'a [String],
 }
 
-/// Writes `run` of `store` as `format` to `out` (`-` = stdout); returns the
-/// number of spans read.
-pub fn export(store: &Store, opts: &Options, format: Format, out: &Path) -> CliResult<u64> {
-    let mut w: Box<dyn Write> = if out.as_os_str() == "-" {
-        Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock()))
-    } else {
-        let f = File::create(out)
-            .map_err(|e| CliError::user(format!("cannot create {}: {e}", out.display())))?;
-        Box::new(BufWriter::with_capacity(1 << 20, f))
-    };
+/// Writes `run` of `store` as `format` to `w`; returns the number of spans
+/// read. `w` is written in many small pieces: give it a buffered writer.
+pub fn write(store: &Store, opts: &Options, format: Format, w: &mut dyn Write) -> Result<u64> {
     let n = match format {
-        Format::Jsonl => jsonl::write(store, opts, &mut w)?,
-        Format::Chrome => chrome::write(store, opts, &mut w)?,
-        Format::Folded => folded::write(store, opts, &mut w)?,
-        Format::Svg => svg::write(store, opts, &mut w)?,
-        Format::Speedscope => speedscope::write(store, opts, &mut w)?,
+        Format::Jsonl => jsonl::write(store, opts, w)?,
+        Format::Chrome => chrome::write(store, opts, w)?,
+        Format::Folded => folded::write(store, opts, w)?,
+        Format::Svg => svg::write(store, opts, w)?,
+        Format::Speedscope => speedscope::write(store, opts, w)?,
     };
     w.flush()?;
     Ok(n)
@@ -78,7 +102,7 @@ pub fn export(store: &Store, opts: &Options, format: Format, out: &Path) -> CliR
 
 /// Time origin for formats that want small relative times: the run's first
 /// span start when the file records it, else 0 (times stay epoch-based).
-pub fn origin_ns(store: &Store, run: &str) -> CliResult<i64> {
+pub fn origin_ns(store: &Store, run: &str) -> Result<i64> {
     Ok(store
         .run_counters(run)?
         .map(|r| r.first_start_ns)
