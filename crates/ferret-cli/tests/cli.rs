@@ -411,7 +411,8 @@ fn a_closed_pipe_is_a_quiet_success() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 20,000 spans as JSON lines: megabytes, far more than a pipe buffers.
-    for args in [vec!["export", db, "--format", "jsonl"]] {
+    {
+        let args = ["export", db, "--format", "jsonl"];
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferret"))
             .args(&args)
             .stdout(Stdio::piped())
