@@ -414,7 +414,7 @@ fn a_closed_pipe_is_a_quiet_success() {
     {
         let args = ["export", db, "--format", "jsonl"];
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferret"))
-            .args(&args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
