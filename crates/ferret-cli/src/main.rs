@@ -2,10 +2,11 @@
 
 mod cmd;
 mod error;
-mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};
+use error::CliError;
+use std::process::ExitCode;
 
 /// Ferret: a persistent span profiler. Analyze trace files of any size in
 /// flat memory: native ferret files and ferret-io (Python) files alike.
@@ -32,7 +33,7 @@ enum Command {
     Flamegraph(cmd::export::FlameArgs),
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
@@ -42,8 +43,12 @@ fn main() {
         Command::Export(a) => cmd::export::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
     };
-    if let Err(e) = r {
-        eprintln!("ferret: {e}");
-        std::process::exit(e.exit_code());
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferret: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }

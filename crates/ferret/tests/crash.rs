@@ -9,7 +9,7 @@
 //!
 //! Many more trials: `bench/crash.sh`.
 
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::store::{SpanQuery, Store};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
@@ -150,11 +150,21 @@ fn trial(dir: &Path, n: usize, rate: f64, threads: usize, kill_after: (f64, f64)
     }
     assert_eq!(spans.skipped_rows(), 0, "trial {n}: undecodable blocks");
     drop(spans);
-    // The file analyses: a summary over the run counts every span.
-    let mut spans = store.spans(&run, &SpanQuery::default()).unwrap();
-    let summary =
-        ferret::analysis::summary::summarize(&run, store.kind(), &mut spans, &mut |_, _| {});
+    // The file analyses: a summary over the run counts every span, and
+    // its counters show the run as incomplete.
+    let summary = ferret_analyze::analysis::summarize(
+        &store,
+        &ferret_analyze::analysis::Query::run(&run),
+        &Default::default(),
+        None,
+    )
+    .unwrap();
     assert_eq!(summary.spans, have.len() as u64, "trial {n}");
+    assert!(
+        summary.counters.as_ref().is_some_and(|c| !c.complete()),
+        "trial {n}: {:?}",
+        summary.counters
+    );
     // The crashed process shows as such.
     let info = store.runs().unwrap().pop().unwrap();
     assert_eq!(info.processes_unclosed, 1, "trial {n}: {info:?}");

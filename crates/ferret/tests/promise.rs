@@ -3,8 +3,8 @@
 //! sheds whole traces, every lost span is counted, and a process that did not
 //! close shows as such.
 
-use ferret::store::{SpanQuery, Store};
 use ferret::Profiler;
+use ferret_analyze::store::{SpanQuery, Store};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
@@ -316,7 +316,7 @@ fn clean_close_marks_the_run_complete_and_format_1_files_upgrade() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(v, ferret::store::schema::FORMAT_VERSION.to_string());
+    assert_eq!(v, ferret_format::schema::FORMAT_VERSION.to_string());
 }
 
 /// The DDL of format 1, as released.

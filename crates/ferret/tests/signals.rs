@@ -5,7 +5,7 @@
 //! process ends by the signal.
 #![cfg(unix)]
 
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::store::{SpanQuery, Store};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;

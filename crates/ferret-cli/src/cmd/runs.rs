@@ -26,13 +26,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 
 /// How an incomplete run is described: some process did not close its
 /// profiler (still recording, or killed), and what is known of its losses.
-pub fn incomplete_note(r: &ferret::store::RunInfo) -> String {
+pub fn incomplete_note(r: &ferret_analyze::store::RunInfo) -> String {
     let procs = r.pids.len().max(r.processes_unclosed as usize);
     let mut s = format!(
         "incomplete: {}/{procs} processes not closed (running or killed)",
@@ -48,7 +48,7 @@ pub fn run(a: Args) -> CliResult {
     let store = open_store(&a.db, Some(&a.namespace))?;
     let runs = store.runs()?;
     if runs.is_empty() {
-        return Err(ferret::Error::NoRuns.into());
+        return Err(ferret_analyze::Error::NoRuns.into());
     }
     let mut out = std::io::stdout().lock();
     match a.format {

@@ -3,6 +3,7 @@
 
 pub(crate) mod buffer;
 pub(crate) mod context;
+mod file;
 pub(crate) mod future;
 pub(crate) mod rows;
 pub(crate) mod sampler;
@@ -13,7 +14,6 @@ pub(crate) mod writer;
 
 use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
-use crate::store::schema;
 use buffer::{RawSpan, ThreadBuf};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::{Path, PathBuf};
@@ -257,12 +257,10 @@ impl Inner {
         let (ack_tx, ack_rx) = bounded(1);
         self.tx
             .send_deadline(Msg::Flush(ack_tx), deadline)
-            .map_err(|_| {
-                Error::Invalid("ferret: the writer did not take the flush in time".into())
-            })?;
+            .map_err(|_| Error::WriterFailed("it did not take the flush in time".into()))?;
         ack_rx
             .recv_deadline(deadline)
-            .map_err(|_| Error::Invalid("ferret: the writer did not finish in time".into()))
+            .map_err(|_| Error::WriterFailed("it did not finish in time".into()))
     }
 
     /// Hands every thread's spans to the writer and stops it (it commits
@@ -432,7 +430,7 @@ impl ProfilerBuilder {
     /// Opens the file (creating it if needed), registers the run and this
     /// process, and starts the writer thread.
     pub fn open(self) -> Result<Profiler> {
-        let conn = schema::open_for_write(&self.path)?;
+        let conn = file::open_for_write(&self.path)?;
         let run_key = self
             .run_id
             .or_else(|| {
@@ -441,9 +439,9 @@ impl ProfilerBuilder {
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or_else(crate::random_run_id);
-        let host = crate::hostname();
+        let host = file::hostname();
         let anchor = Anchor::now();
-        let (run_db_id, proc_db_id) = schema::register_process(
+        let (run_db_id, proc_db_id) = file::register_process(
             &conn,
             &run_key,
             self.label.as_deref(),
@@ -591,8 +589,8 @@ impl Profiler {
             // The writer is stuck (not on a lock: that would have timed
             // out); leave it behind.
             let st = self.inner.stats();
-            Err(Error::Invalid(format!(
-                "ferret: closing {}: the writer did not stop within the close timeout ({:?}); \
+            Err(Error::WriterFailed(format!(
+                "closing {}: it did not stop within the close timeout ({:?}); \
                  {} accepted spans may not be in the file",
                 self.inner.path.display(),
                 self.inner.close_timeout,

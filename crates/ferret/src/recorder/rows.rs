@@ -123,7 +123,7 @@ pub(crate) fn upgrade(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     )?;
     conn.execute(
         "UPDATE ferret_meta SET value = ?1 WHERE key = 'format_version'",
-        [crate::store::schema::FORMAT_VERSION.to_string()],
+        [ferret_format::schema::FORMAT_VERSION.to_string()],
     )?;
     Ok(())
 }
