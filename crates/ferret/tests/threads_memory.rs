@@ -18,9 +18,7 @@ fn status_kb(key: &str) -> u64 {
 
 #[test]
 fn many_short_lived_threads_stay_bounded() {
-    // 40,000 keeps the test to seconds in a debug build; the code before
-    // this fix took about 130 MB for as many (3.2 KB per thread).
-    const THREADS: usize = 40_000;
+    const THREADS: usize = 100_000;
     const WAVE: usize = 64;
     let dir = tempfile::tempdir().unwrap();
     let p = ferret::Profiler::open(dir.path().join("threads.db")).unwrap();
