@@ -146,7 +146,7 @@ fn trial(dir: &Path, n: usize, rate: f64, threads: usize, kill_after: (f64, f64)
     let mut spans = store.spans(&run, &SpanQuery::default()).unwrap();
     let mut have = HashSet::new();
     for s in spans.by_ref() {
-        have.insert(s.span_id);
+        have.insert(s.span_id());
     }
     assert_eq!(spans.skipped_rows(), 0, "trial {n}: undecodable blocks");
     drop(spans);

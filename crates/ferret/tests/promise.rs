@@ -29,7 +29,7 @@ fn committed(path: &Path, run: &str) -> HashSet<u64> {
     let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
     let mut out = HashSet::new();
     for s in spans.by_ref() {
-        out.insert(s.span_id);
+        out.insert(s.span_id());
     }
     out
 }
@@ -40,7 +40,7 @@ fn links(path: &Path, run: &str) -> Vec<(u64, Option<u64>)> {
     let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
     let mut out = vec![];
     for s in spans.by_ref() {
-        out.push((s.span_id, s.parent_id));
+        out.push((s.span_id(), s.parent_id()));
     }
     out
 }
