@@ -182,12 +182,13 @@ fn queue_pressure_sheds_whole_traces() {
     assert_eq!(st.shed % PER_TRACE, 0, "shed whole traces only: {st:?}");
     let v = links(&path, "burst");
     assert_eq!(v.len() as u64, st.persisted);
-    eprintln!("burst: {} persisted", v.len());
+
     let ids: HashSet<u64> = v.iter().map(|x| x.0).collect();
     let orphans = v
         .iter()
         .filter(|(_, p)| p.is_some_and(|p| !ids.contains(&p)))
         .count();
+    eprintln!("burst: {} persisted, {orphans} orphans", v.len());
     assert!(
         orphans as f64 <= 0.001 * v.len() as f64,
         "{orphans} orphans of {} persisted spans: {st:?}",
