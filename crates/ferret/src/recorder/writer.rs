@@ -323,27 +323,28 @@ impl Writer {
     }
 
     fn sync_threads(&mut self) -> rusqlite::Result<()> {
-        let threads = self
-            .inner
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if threads.len() <= self.threads_synced {
+        // Only the threads not yet stored: a process that ran 100,000
+        // threads must not copy them all at every commit.
+        let from = self.threads_synced;
+        let new: Vec<(u64, Option<String>)> = {
+            let t = self.inner.threads.lock().unwrap_or_else(|e| e.into_inner());
+            t.get(from..).map_or_else(Vec::new, <[_]>::to_vec)
+        };
+        if new.is_empty() {
             return Ok(());
         }
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO ferret_threads (process, idx, tid, name) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (idx, (tid, name)) in threads.iter().enumerate().skip(self.threads_synced) {
+        for (i, (tid, name)) in new.iter().enumerate() {
             st.execute(rusqlite::params![
                 self.inner.proc_db_id,
-                idx as i64,
+                (from + i) as i64,
                 *tid as i64,
                 name
             ])?;
         }
-        self.threads_synced = threads.len();
+        self.threads_synced = from + new.len();
         Ok(())
     }
 }
