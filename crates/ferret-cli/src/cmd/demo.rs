@@ -266,13 +266,13 @@ pub fn run(a: Args) -> CliResult {
     let recorded = t0.elapsed();
     let stats = profiler.close()?;
     let total = t0.elapsed();
-    let persisted = stats.accepted - stats.dropped_write;
+    let persisted = stats.persisted;
     let size = std::fs::metadata(&a.db).map_or(0, |m| m.len());
     println!("file:       {}", a.db.display());
     println!("run:        {run_id}");
     println!(
-        "spans:      {made} produced, {persisted} persisted, {} dropped (queue full), {} lost to write errors",
-        stats.dropped_queue, stats.dropped_write
+        "spans:      {made} produced, {persisted} persisted, {} shed (whole traces, queue filling), {} dropped (queue full), {} lost to write errors",
+        stats.shed, stats.dropped_queue, stats.dropped_write
     );
     println!(
         "rate:       {:.2} M spans/s persisted ({:.2} s recording + {:.2} s final flush)",
