@@ -3,9 +3,11 @@
 //! the number of spans.
 
 pub mod calltree;
+pub mod diff;
 pub mod paths;
 pub mod resolve;
 pub mod sketch;
+pub mod stats;
 pub mod summary;
 pub mod tree;
 

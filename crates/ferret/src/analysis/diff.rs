@@ -1,0 +1,1125 @@
+//! Run comparison and the regression gate behind `ferret diff`, as plain
+//! data: [`diff`] folds the runs of each side into per-name (or per-path)
+//! state and [`compare`] turns two sides into a [`DiffReport`].
+//!
+//! State per side: one [`KeyStats`] per distinct name or path (count,
+//! total, self time, a mergeable latency sketch) plus three quantiles and a
+//! count per run. Memory grows with names × runs, never with spans.
+//!
+//! The gate flags a metric (p50, p95, p99, calls per root) of a name only
+//! when all of these hold (see `docs/diff.md`):
+//! 1. both sides have at least [`min_samples`] values for the quantile;
+//! 2. the relative change is at least the threshold;
+//! 3. the absolute change is at least `min_abs`;
+//! 4. the change is significant after Benjamini–Hochberg across every test
+//!    of the comparison: an exact bootstrap over histogram buckets with one
+//!    run on a side, a Mann–Whitney test on run-level values with several
+//!    runs on both sides.
+
+use super::paths::folded_frame;
+use super::resolve::PathResolver;
+use super::sketch::LatencySketch;
+use super::stats::{
+    benjamini_hochberg, compare_bootstrap, mann_whitney, min_samples, poisson_rate_test,
+    quantile_bootstrap,
+};
+use crate::error::{Error, Result};
+use crate::store::{FileKind, SpanQuery, SpanRecord, Spans, Store};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What rows are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    /// Span name (default).
+    #[default]
+    Name,
+    /// Call path from the root, frames joined by `;`.
+    Path,
+}
+
+impl By {
+    /// "name" or "path".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            By::Name => "name",
+            By::Path => "path",
+        }
+    }
+}
+
+/// Which clock durations are compared on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// Wall-clock durations (default; the only one the analysis has yet).
+    #[default]
+    Wall,
+    /// On-CPU time. Not recorded by the analysis yet: [`diff`] refuses it.
+    Busy,
+}
+
+/// How significance was tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// One run on a side: exact bootstrap over the merged histograms.
+    Bootstrap,
+    /// Several runs on both sides: Mann–Whitney on run-level values.
+    RankTest,
+}
+
+/// A metric the gate tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Median duration.
+    P50,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+    /// Spans of this name per root span (catches N+1 regressions).
+    CallsPerRoot,
+}
+
+impl Metric {
+    /// All tested metrics, in display order.
+    pub const ALL: [Metric; 4] = [Metric::P50, Metric::P95, Metric::P99, Metric::CallsPerRoot];
+
+    /// "p50", "p95", "p99" or "calls_per_root".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Metric::P50 => "p50",
+            Metric::P95 => "p95",
+            Metric::P99 => "p99",
+            Metric::CallsPerRoot => "calls_per_root",
+        }
+    }
+
+    fn quantile(&self) -> Option<f64> {
+        match self {
+            Metric::P50 => Some(0.50),
+            Metric::P95 => Some(0.95),
+            Metric::P99 => Some(0.99),
+            Metric::CallsPerRoot => None,
+        }
+    }
+}
+
+/// The verdict of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Verdict {
+    /// A metric got significantly worse.
+    #[serde(rename = "regressed")]
+    Regressed,
+    /// A metric got significantly better, none worse.
+    #[serde(rename = "improved")]
+    Improved,
+    /// Only in the candidate.
+    #[serde(rename = "new")]
+    New,
+    /// Only in the base.
+    #[serde(rename = "gone")]
+    Gone,
+    /// No significant change.
+    #[serde(rename = "~")]
+    Same,
+}
+
+impl Verdict {
+    /// "regressed", "improved", "new", "gone" or "~".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Improved => "improved",
+            Verdict::New => "new",
+            Verdict::Gone => "gone",
+            Verdict::Same => "~",
+        }
+    }
+}
+
+/// Why a metric was or was not flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Fewer samples (or runs) than the minimum on a side: not tested.
+    TooFewSamples,
+    /// Relative change below the threshold.
+    BelowThreshold,
+    /// Absolute change below `min_abs`.
+    BelowMinAbs,
+    /// Not significant after the multiple-comparison correction.
+    NotSignificant,
+    /// Flagged: worse.
+    Regressed,
+    /// Flagged: better.
+    Improved,
+}
+
+/// A per-name override of the gate, matched by glob (`*`, `?`, `[..]`).
+/// Later rules override earlier ones for the fields they set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NameRule {
+    /// Glob over the row key (name, or `;`-joined path with `--by path`).
+    pub pattern: String,
+    /// Relative threshold (0.25 = 25%) for matching names.
+    pub threshold: Option<f64>,
+    /// Absolute threshold in ns for matching names.
+    pub min_abs_ns: Option<f64>,
+    /// Leave matching names out of the comparison entirely.
+    pub exclude: bool,
+}
+
+/// Options of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffOptions {
+    /// Row key.
+    pub by: By,
+    /// Clock compared.
+    pub clock: Clock,
+    /// Minimum relative change (0.10 = 10%).
+    pub threshold: f64,
+    /// Minimum absolute change, ns.
+    pub min_abs_ns: f64,
+    /// False discovery rate of the Benjamini–Hochberg correction.
+    pub alpha: f64,
+    /// Per-name overrides and exclusions.
+    pub rules: Vec<NameRule>,
+    /// Names only in the candidate fail the gate.
+    pub fail_on_new: bool,
+    /// Names only in the base fail the gate.
+    pub fail_on_gone: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            by: By::Name,
+            clock: Clock::Wall,
+            threshold: 0.10,
+            min_abs_ns: 50_000.0,
+            alpha: 0.05,
+            rules: vec![],
+            fail_on_new: false,
+            fail_on_gone: false,
+        }
+    }
+}
+
+/// Statistics of one key (name or path) in a run or a side. Times in ns.
+#[derive(Debug, Clone, Default)]
+pub struct KeyStats {
+    /// Spans (with or without a duration).
+    pub count: u64,
+    /// Spans with a duration.
+    pub timed: u64,
+    /// Sum of durations.
+    pub total_ns: u64,
+    /// Sum of self times.
+    pub self_ns: u64,
+    /// Shortest duration (u64::MAX when none).
+    pub min_ns: u64,
+    /// Longest duration.
+    pub max_ns: u64,
+    /// Durations.
+    pub sketch: LatencySketch,
+}
+
+impl KeyStats {
+    /// Empty statistics.
+    pub fn new() -> KeyStats {
+        KeyStats {
+            min_ns: u64::MAX,
+            ..KeyStats::default()
+        }
+    }
+
+    /// Adds a span with duration `dur_ns` and self time `self_ns`.
+    #[inline]
+    pub fn record(&mut self, dur_ns: u64, self_ns: u64) {
+        self.count += 1;
+        self.timed += 1;
+        self.total_ns = self.total_ns.saturating_add(dur_ns);
+        self.self_ns = self.self_ns.saturating_add(self_ns);
+        self.min_ns = self.min_ns.min(dur_ns);
+        self.max_ns = self.max_ns.max(dur_ns);
+        self.sketch.add(dur_ns);
+    }
+
+    /// Adds a span without a duration.
+    pub fn record_untimed(&mut self) {
+        self.count += 1;
+    }
+
+    /// Adds everything of `o`.
+    pub fn merge(&mut self, o: &KeyStats) {
+        self.count += o.count;
+        self.timed += o.timed;
+        self.total_ns = self.total_ns.saturating_add(o.total_ns);
+        self.self_ns = self.self_ns.saturating_add(o.self_ns);
+        self.min_ns = self.min_ns.min(o.min_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+        self.sketch.merge(&o.sketch);
+    }
+
+    /// The `q` quantile within `[min, max]`, `None` without durations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        (self.timed > 0).then(|| self.sketch.quantile(q).clamp(self.min_ns, self.max_ns) as f64)
+    }
+}
+
+/// One run folded into per-key statistics.
+#[derive(Debug, Clone, Default)]
+pub struct RunData {
+    /// Run id.
+    pub run_id: String,
+    /// Spans read.
+    pub spans: u64,
+    /// Root spans (no parent).
+    pub roots: u64,
+    /// Rows skipped as malformed.
+    pub skipped_rows: u64,
+    /// Per name (or path).
+    pub keys: FxHashMap<String, KeyStats>,
+}
+
+impl RunData {
+    /// An empty run.
+    pub fn new(run_id: impl Into<String>) -> RunData {
+        RunData {
+            run_id: run_id.into(),
+            ..RunData::default()
+        }
+    }
+
+    /// The statistics of `key`, created empty if new.
+    pub fn key(&mut self, key: &str) -> &mut KeyStats {
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.to_owned(), KeyStats::new());
+        }
+        self.keys.get_mut(key).expect("just inserted")
+    }
+}
+
+/// The per-run values of a key kept for the rank test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunPoint {
+    timed: u64,
+    count: u64,
+    q: [f64; 3],
+}
+
+#[derive(Debug, Clone, Default)]
+struct SideKey {
+    stats: KeyStats,
+    /// Indexed like `SideData::run_ids`; `None` where the run lacks the key.
+    runs: Vec<Option<RunPoint>>,
+}
+
+/// One side of a comparison: one or several runs merged.
+#[derive(Debug, Clone)]
+pub struct SideData {
+    /// File the runs come from.
+    pub file: String,
+    /// Kind of that file.
+    pub format: FileKind,
+    /// Runs, in the order added.
+    pub run_ids: Vec<String>,
+    /// Roots of each run.
+    pub run_roots: Vec<u64>,
+    /// Spans read over all runs.
+    pub spans: u64,
+    /// Rows skipped over all runs.
+    pub skipped_rows: u64,
+    keys: BTreeMap<String, SideKey>,
+}
+
+impl SideData {
+    /// An empty side.
+    pub fn new(file: impl Into<String>, format: FileKind) -> SideData {
+        SideData {
+            file: file.into(),
+            format,
+            run_ids: vec![],
+            run_roots: vec![],
+            spans: 0,
+            skipped_rows: 0,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a run: merges its statistics and keeps its run-level quantiles.
+    pub fn add_run(&mut self, run: RunData) {
+        let idx = self.run_ids.len();
+        self.run_ids.push(run.run_id);
+        self.run_roots.push(run.roots);
+        self.spans += run.spans;
+        self.skipped_rows += run.skipped_rows;
+        for (k, s) in run.keys {
+            let point = RunPoint {
+                timed: s.timed,
+                count: s.count,
+                q: [0.50, 0.95, 0.99].map(|q| s.quantile(q).unwrap_or(0.0)),
+            };
+            let e = self.keys.entry(k).or_insert_with(|| SideKey {
+                stats: KeyStats::new(),
+                runs: vec![],
+            });
+            e.stats.merge(&s);
+            e.runs.resize(idx + 1, None);
+            e.runs[idx] = Some(point);
+        }
+    }
+
+    /// Roots over all runs.
+    pub fn roots(&self) -> u64 {
+        self.run_roots.iter().sum()
+    }
+
+    /// Merged statistics of a key.
+    pub fn key(&self, key: &str) -> Option<&KeyStats> {
+        self.keys.get(key).map(|k| &k.stats)
+    }
+
+    fn info(&self) -> SideInfo {
+        SideInfo {
+            file: self.file.clone(),
+            run_ids: self.run_ids.clone(),
+            format: self.format,
+            spans: self.spans,
+            roots: self.roots(),
+            skipped_rows: self.skipped_rows,
+        }
+    }
+}
+
+/// Where a side came from, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideInfo {
+    /// File.
+    pub file: String,
+    /// Runs compared.
+    pub run_ids: Vec<String>,
+    /// Kind of file.
+    pub format: FileKind,
+    /// Spans read.
+    pub spans: u64,
+    /// Root spans.
+    pub roots: u64,
+    /// Malformed rows skipped.
+    pub skipped_rows: u64,
+}
+
+/// One side's figures in a row. Times in ns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowStats {
+    /// Spans.
+    pub count: u64,
+    /// Spans per root span of the side (`None` without roots).
+    pub calls_per_root: Option<f64>,
+    /// Median.
+    pub p50_ns: Option<f64>,
+    /// 95th percentile.
+    pub p95_ns: Option<f64>,
+    /// 99th percentile.
+    pub p99_ns: Option<f64>,
+    /// Sum of durations.
+    pub total_ns: u64,
+    /// Sum of self times.
+    pub self_ns: u64,
+    /// Mean duration.
+    pub avg_ns: Option<f64>,
+}
+
+/// Relative changes, candidate against base (0.25 = +25%); `None` where
+/// either side lacks the figure or the base is 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Changes {
+    /// Count.
+    pub count: Option<f64>,
+    /// Calls per root.
+    pub calls_per_root: Option<f64>,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Total time.
+    pub total: Option<f64>,
+    /// Self time.
+    pub self_time: Option<f64>,
+}
+
+/// The gate's work on one metric of one row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricTest {
+    /// Metric.
+    pub metric: Metric,
+    /// Relative change.
+    pub change: Option<f64>,
+    /// Absolute change in ns (for calls per root: the change times the mean
+    /// duration, i.e. time per root).
+    pub abs_ns: f64,
+    /// Raw two-sided p-value (`None` when not tested).
+    pub p_value: Option<f64>,
+    /// Benjamini–Hochberg adjusted p-value.
+    pub q_value: Option<f64>,
+    /// Bootstrap interval of the relative change at `1 - alpha`, when computed.
+    pub ci: Option<(f64, f64)>,
+    /// Result.
+    pub outcome: Outcome,
+}
+
+/// One compared name (or path).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffRow {
+    /// Name, or `;`-joined path.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Base figures (`None` for a new name).
+    pub base: Option<RowStats>,
+    /// Candidate figures (`None` for a gone name).
+    pub candidate: Option<RowStats>,
+    /// Relative changes.
+    pub change: Changes,
+    /// Tests of the metrics (empty for new or gone names).
+    pub tests: Vec<MetricTest>,
+    /// Threshold applied to this row.
+    pub threshold: f64,
+    /// Absolute threshold applied, ns.
+    pub min_abs_ns: f64,
+}
+
+impl DiffRow {
+    /// Metrics flagged in the direction of the verdict.
+    pub fn flagged(&self) -> impl Iterator<Item = &MetricTest> {
+        self.tests
+            .iter()
+            .filter(|t| matches!(t.outcome, Outcome::Regressed | Outcome::Improved))
+    }
+}
+
+/// The result of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffReport {
+    /// Base side.
+    pub base: SideInfo,
+    /// Candidate side.
+    pub candidate: SideInfo,
+    /// Row key.
+    pub by: By,
+    /// Clock.
+    pub clock: Clock,
+    /// Test used.
+    pub method: Method,
+    /// Default relative threshold.
+    pub threshold: f64,
+    /// Default absolute threshold, ns.
+    pub min_abs_ns: f64,
+    /// False discovery rate.
+    pub alpha: f64,
+    /// Rows: regressed, improved, new, gone, then unchanged; heaviest first within each.
+    pub rows: Vec<DiffRow>,
+    /// Rows regressed.
+    pub regressions: usize,
+    /// Rows improved.
+    pub improvements: usize,
+    /// Names only in the candidate.
+    pub new: usize,
+    /// Names only in the base.
+    pub gone: usize,
+    /// Names left out by a rule.
+    pub excluded: usize,
+    /// True when the gate fails: a regression, or a new / gone name when
+    /// those are asked to fail.
+    pub failed: bool,
+}
+
+/// Runs of one file to compare as one side.
+#[derive(Debug)]
+pub struct SideSpec<'a> {
+    /// The file.
+    pub store: &'a Store,
+    /// Runs (at least one).
+    pub runs: Vec<String>,
+}
+
+/// Compares two sides read from files: folds every run (one streaming pass
+/// each), then [`compare`]s. Errors on an unknown run, a side without spans,
+/// or `--clock busy` (not recorded yet). `progress` gets (spans, bytes) of
+/// the run being read now and then.
+pub fn diff(
+    base: &SideSpec<'_>,
+    candidate: &SideSpec<'_>,
+    opts: &DiffOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<DiffReport> {
+    if opts.clock == Clock::Busy {
+        return Err(Error::Invalid(
+            "--clock busy: busy (on-CPU) time is not available in the analysis yet; \
+             only --clock wall can be compared"
+                .into(),
+        ));
+    }
+    let mut sides = vec![];
+    for (what, spec) in [("base", base), ("candidate", candidate)] {
+        if spec.runs.is_empty() {
+            return Err(Error::Invalid(format!("the {what} side has no run")));
+        }
+        let mut side = SideData::new(spec.store.path().display().to_string(), spec.store.kind());
+        for run in &spec.runs {
+            let data = collect_run(spec.store, run, opts.by, progress)?;
+            if data.spans == 0 {
+                return Err(Error::Invalid(format!(
+                    "{}: run {run} ({what}) has no spans to compare",
+                    spec.store.path().display()
+                )));
+            }
+            side.add_run(data);
+        }
+        sides.push(side);
+    }
+    let cand = sides.pop().expect("two sides");
+    let base = sides.pop().expect("two sides");
+    compare(&base, &cand, opts)
+}
+
+/// Folds one run into per-key statistics (one streaming pass).
+pub fn collect_run(
+    store: &Store,
+    run: &str,
+    by: By,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RunData> {
+    let mut spans = store.spans(run, &SpanQuery::default())?;
+    let mut data = RunData::new(run);
+    if spans.is_native() {
+        collect_native(store, &mut spans, by, &mut data, progress)?;
+    } else {
+        collect_resolved(&mut spans, by, &mut data, progress);
+    }
+    data.skipped_rows = spans.skipped_rows();
+    if let Some(e) = spans.take_error() {
+        return Err(Error::Invalid(format!(
+            "{}: reading run {run} failed part way: {e}",
+            store.path().display()
+        )));
+    }
+    Ok(data)
+}
+
+fn grow(v: &mut Vec<KeyStats>, i: usize) -> &mut KeyStats {
+    if i >= v.len() {
+        v.resize_with(i + 1, KeyStats::new);
+    }
+    &mut v[i]
+}
+
+/// Native files: the fixed fields of every span, keyed by name id or path id.
+fn collect_native(
+    store: &Store,
+    spans: &mut Spans<'_>,
+    by: By,
+    data: &mut RunData,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    // Name mode: index = name id. Path mode: index = path id, and spans
+    // without a path (id 0) go to `by_name`.
+    let mut by_id: Vec<KeyStats> = Vec::new();
+    let mut by_name: Vec<KeyStats> = Vec::new();
+    let (mut n, mut roots) = (0u64, 0u64);
+    let mut next_report = 1u64 << 16;
+    loop {
+        let more = spans.block_heads(|h, name| {
+            n += 1;
+            roots += (h.parent == 0) as u64;
+            let self_ns = h.dur_ns.saturating_sub(h.child_ns);
+            let s = match by {
+                By::Path if h.path != 0 => grow(&mut by_id, h.path as usize),
+                By::Path => grow(&mut by_name, name as usize),
+                By::Name => grow(&mut by_id, name as usize),
+            };
+            s.record(h.dur_ns, self_ns);
+        });
+        if n >= next_report {
+            next_report = n + (1 << 16);
+            progress(n, spans.bytes_read());
+        }
+        if !more {
+            break;
+        }
+    }
+    // Anything block_heads does not cover (it covers every native span).
+    let mut rec = SpanRecord::default();
+    while spans.next_into(&mut rec) {
+        n += 1;
+        roots += rec.parent_id.is_none() as u64;
+        let s = grow(&mut by_name, rec.name as usize);
+        match rec.duration_ns {
+            Some(d) => s.record(d, d.saturating_sub(rec.children_ns.unwrap_or(0))),
+            None => s.record_untimed(),
+        }
+    }
+    progress(n, spans.bytes_read());
+    data.spans = n;
+    data.roots = roots;
+    let name_key = |spans: &Spans<'_>, id: usize| folded_frame(spans.name(id as u32));
+    let put = |data: &mut RunData, key: String, s: KeyStats| {
+        data.key(&key).merge(&s);
+    };
+    match by {
+        By::Name => {
+            for (i, s) in by_id.into_iter().enumerate() {
+                if s.count > 0 {
+                    put(data, name_key(spans, i), s);
+                }
+            }
+        }
+        By::Path => {
+            let table: FxHashMap<u32, (u32, u32)> = store
+                .paths()?
+                .into_iter()
+                .map(|(id, parent, name)| (id, (parent, name)))
+                .collect();
+            for (i, s) in by_id.into_iter().enumerate() {
+                if s.count == 0 {
+                    continue;
+                }
+                let mut frames: Vec<String> = vec![];
+                let mut id = i as u32;
+                while let Some(&(parent, name)) = table.get(&id) {
+                    frames.push(folded_frame(spans.name(name)));
+                    if parent == id || frames.len() > 100_000 {
+                        break;
+                    }
+                    id = parent;
+                }
+                frames.reverse();
+                let key = if frames.is_empty() {
+                    format!("?path{i}")
+                } else {
+                    frames.join(";")
+                };
+                put(data, key, s);
+            }
+        }
+    }
+    for (i, s) in by_name.into_iter().enumerate() {
+        if s.count > 0 {
+            put(data, name_key(spans, i), s);
+        }
+    }
+    Ok(())
+}
+
+/// Files without parent totals or paths (ferret-io): through a
+/// [`PathResolver`], which gives self time and call paths in bounded memory.
+fn collect_resolved(
+    spans: &mut Spans<'_>,
+    by: By,
+    data: &mut RunData,
+    progress: &mut dyn FnMut(u64, u64),
+) {
+    let mut resolver = PathResolver::default();
+    let mut by_id: Vec<KeyStats> = Vec::new();
+    let mut rec = SpanRecord::default();
+    let (mut n, mut roots) = (0u64, 0u64);
+    let on_finished = |by_id: &mut Vec<KeyStats>, f: super::resolve::Finished| {
+        let i = match by {
+            By::Name => f.name,
+            By::Path => f.path,
+        } as usize;
+        let s = grow(by_id, i);
+        match f.dur_ns {
+            Some(d) => s.record(d, f.self_ns.unwrap_or(0)),
+            None => s.record_untimed(),
+        }
+    };
+    while spans.next_into(&mut rec) {
+        n += 1;
+        if n & 0xFFFF == 0 {
+            progress(n, spans.bytes_read());
+        }
+        roots += rec.parent_id.is_none() as u64;
+        resolver.push(&rec, &mut |f| on_finished(&mut by_id, f));
+    }
+    resolver.finish(&mut |f| on_finished(&mut by_id, f));
+    progress(n, spans.bytes_read());
+    data.spans = n;
+    data.roots = roots;
+    for (i, s) in by_id.into_iter().enumerate() {
+        if s.count == 0 {
+            continue;
+        }
+        let key = match by {
+            By::Name => folded_frame(spans.name(i as u32)),
+            By::Path => {
+                let mut frames = vec![];
+                let mut id = i as u32;
+                while let Some((parent, name)) = resolver.path(id) {
+                    frames.push(folded_frame(spans.name(name)));
+                    id = parent;
+                }
+                frames.reverse();
+                frames.join(";")
+            }
+        };
+        data.key(&key).merge(&s);
+    }
+}
+
+/// The gate settings that apply to one key.
+struct Applied {
+    threshold: f64,
+    min_abs_ns: f64,
+    exclude: bool,
+}
+
+struct Rules {
+    set: Vec<(globset::GlobMatcher, NameRule)>,
+}
+
+impl Rules {
+    fn new(rules: &[NameRule]) -> Result<Rules> {
+        let mut set = vec![];
+        for r in rules {
+            let g = globset::GlobBuilder::new(&r.pattern)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| Error::Invalid(format!("bad name pattern '{}': {e}", r.pattern)))?;
+            set.push((g.compile_matcher(), r.clone()));
+        }
+        Ok(Rules { set })
+    }
+
+    fn apply(&self, key: &str, opts: &DiffOptions) -> Applied {
+        let mut a = Applied {
+            threshold: opts.threshold,
+            min_abs_ns: opts.min_abs_ns,
+            exclude: false,
+        };
+        for (g, r) in &self.set {
+            if g.is_match(key) {
+                if let Some(t) = r.threshold {
+                    a.threshold = t;
+                }
+                if let Some(m) = r.min_abs_ns {
+                    a.min_abs_ns = m;
+                }
+                a.exclude |= r.exclude;
+            }
+        }
+        a
+    }
+}
+
+fn rel(base: Option<f64>, cand: Option<f64>) -> Option<f64> {
+    match (base, cand) {
+        (Some(b), Some(c)) if b > 0.0 && b.is_finite() && c.is_finite() => Some(c / b - 1.0),
+        _ => None,
+    }
+}
+
+fn row_stats(s: &KeyStats, roots: u64) -> RowStats {
+    RowStats {
+        count: s.count,
+        calls_per_root: (roots > 0).then(|| s.count as f64 / roots as f64),
+        p50_ns: s.quantile(0.50),
+        p95_ns: s.quantile(0.95),
+        p99_ns: s.quantile(0.99),
+        total_ns: s.total_ns,
+        self_ns: s.self_ns,
+        avg_ns: (s.timed > 0).then(|| s.total_ns as f64 / s.timed as f64),
+    }
+}
+
+/// A test before the correction: its p-value, if it was run.
+struct Pending {
+    row: usize,
+    test: usize,
+}
+
+/// Compares two sides. Pure: the same sides give the same report.
+pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<DiffReport> {
+    if !(opts.threshold >= 0.0 && opts.min_abs_ns >= 0.0 && opts.alpha > 0.0 && opts.alpha < 1.0)
+    {
+        return Err(Error::Invalid(
+            "threshold and min-abs must be ≥ 0, alpha in (0, 1)".into(),
+        ));
+    }
+    let rules = Rules::new(&opts.rules)?;
+    let method = if base.run_ids.len() >= 2 && cand.run_ids.len() >= 2 {
+        Method::RankTest
+    } else {
+        Method::Bootstrap
+    };
+    let (roots_b, roots_c) = (base.roots(), cand.roots());
+    let mut keys: Vec<&String> = base.keys.keys().chain(cand.keys.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows: Vec<DiffRow> = vec![];
+    let mut pending: Vec<Pending> = vec![];
+    let mut excluded = 0;
+    for key in keys {
+        let applied = rules.apply(key, opts);
+        if applied.exclude {
+            excluded += 1;
+            continue;
+        }
+        let kb = base.keys.get(key).filter(|k| k.stats.count > 0);
+        let kc = cand.keys.get(key).filter(|k| k.stats.count > 0);
+        let sb = kb.map(|k| row_stats(&k.stats, roots_b));
+        let sc = kc.map(|k| row_stats(&k.stats, roots_c));
+        let change = match (&sb, &sc) {
+            (Some(b), Some(c)) => Changes {
+                count: rel(Some(b.count as f64), Some(c.count as f64)),
+                calls_per_root: rel(b.calls_per_root, c.calls_per_root),
+                p50: rel(b.p50_ns, c.p50_ns),
+                p95: rel(b.p95_ns, c.p95_ns),
+                p99: rel(b.p99_ns, c.p99_ns),
+                total: rel(Some(b.total_ns as f64), Some(c.total_ns as f64)),
+                self_time: rel(Some(b.self_ns as f64), Some(c.self_ns as f64)),
+            },
+            _ => Changes::default(),
+        };
+        let mut tests = vec![];
+        let verdict = match (kb, kc) {
+            (None, Some(_)) => Verdict::New,
+            (Some(_), None) => Verdict::Gone,
+            (None, None) => continue,
+            (Some(kb), Some(kc)) => {
+                let (b, c) = (sb.as_ref().expect("base"), sc.as_ref().expect("cand"));
+                for m in Metric::ALL {
+                    let t = test_metric(m, kb, kc, b, c, base, cand, method, opts.alpha);
+                    if t.p_value.is_some() {
+                        pending.push(Pending {
+                            row: rows.len(),
+                            test: tests.len(),
+                        });
+                    }
+                    tests.push(t);
+                }
+                Verdict::Same
+            }
+        };
+        rows.push(DiffRow {
+            name: key.clone(),
+            verdict,
+            base: sb,
+            candidate: sc,
+            change,
+            tests,
+            threshold: applied.threshold,
+            min_abs_ns: applied.min_abs_ns,
+        });
+    }
+    // Benjamini–Hochberg over every test run, then the gate.
+    let ps: Vec<f64> = pending
+        .iter()
+        .map(|p| rows[p.row].tests[p.test].p_value.unwrap_or(1.0))
+        .collect();
+    let qs = benjamini_hochberg(&ps);
+    for (p, q) in pending.iter().zip(qs) {
+        let row = &mut rows[p.row];
+        let (threshold, min_abs) = (row.threshold, row.min_abs_ns);
+        let t = &mut row.tests[p.test];
+        t.q_value = Some(q);
+        let change = t.change.unwrap_or(0.0);
+        t.outcome = if change.abs() < threshold || t.change.is_none() {
+            Outcome::BelowThreshold
+        } else if t.abs_ns.abs() < min_abs {
+            Outcome::BelowMinAbs
+        } else if q > opts.alpha {
+            Outcome::NotSignificant
+        } else if change > 0.0 {
+            Outcome::Regressed
+        } else {
+            Outcome::Improved
+        };
+    }
+    for row in &mut rows {
+        if row.verdict != Verdict::Same {
+            continue;
+        }
+        if row.tests.iter().any(|t| t.outcome == Outcome::Regressed) {
+            row.verdict = Verdict::Regressed;
+        } else if row.tests.iter().any(|t| t.outcome == Outcome::Improved) {
+            row.verdict = Verdict::Improved;
+        }
+    }
+    let weight = |r: &DiffRow| {
+        r.base
+            .as_ref()
+            .map_or(0, |s| s.total_ns)
+            .max(r.candidate.as_ref().map_or(0, |s| s.total_ns))
+    };
+    rows.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then_with(|| weight(b).cmp(&weight(a)))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
+    let (regressions, improvements, new, gone) = (
+        count(Verdict::Regressed),
+        count(Verdict::Improved),
+        count(Verdict::New),
+        count(Verdict::Gone),
+    );
+    Ok(DiffReport {
+        base: base.info(),
+        candidate: cand.info(),
+        by: opts.by,
+        clock: opts.clock,
+        method,
+        threshold: opts.threshold,
+        min_abs_ns: opts.min_abs_ns,
+        alpha: opts.alpha,
+        failed: regressions > 0
+            || (opts.fail_on_new && new > 0)
+            || (opts.fail_on_gone && gone > 0),
+        rows,
+        regressions,
+        improvements,
+        new,
+        gone,
+        excluded,
+    })
+}
+
+/// Runs one metric's test (before the correction: the outcome is set to
+/// `TooFewSamples` or left for the gate).
+#[allow(clippy::too_many_arguments)]
+fn test_metric(
+    m: Metric,
+    kb: &SideKey,
+    kc: &SideKey,
+    b: &RowStats,
+    c: &RowStats,
+    base: &SideData,
+    cand: &SideData,
+    method: Method,
+    alpha: f64,
+) -> MetricTest {
+    let mut t = MetricTest {
+        metric: m,
+        change: None,
+        abs_ns: 0.0,
+        p_value: None,
+        q_value: None,
+        ci: None,
+        outcome: Outcome::TooFewSamples,
+    };
+    match m.quantile() {
+        Some(q) => {
+            let qi = match m {
+                Metric::P50 => 0,
+                Metric::P95 => 1,
+                _ => 2,
+            };
+            let (vb, vc) = match qi {
+                0 => (b.p50_ns, c.p50_ns),
+                1 => (b.p95_ns, c.p95_ns),
+                _ => (b.p99_ns, c.p99_ns),
+            };
+            t.change = rel(vb, vc);
+            t.abs_ns = vc.unwrap_or(0.0) - vb.unwrap_or(0.0);
+            let need = min_samples(q);
+            if kb.stats.timed < need || kc.stats.timed < need {
+                return t;
+            }
+            match method {
+                Method::Bootstrap => {
+                    let db = quantile_bootstrap(&kb.stats.sketch.buckets(), q);
+                    let dc = quantile_bootstrap(&kc.stats.sketch.buckets(), q);
+                    let r = compare_bootstrap(&db, &dc, alpha);
+                    t.p_value = Some(r.p_value);
+                    t.ci = Some((r.ci_low, r.ci_high));
+                }
+                Method::RankTest => {
+                    let pts = |k: &SideKey| -> Vec<f64> {
+                        k.runs
+                            .iter()
+                            .flatten()
+                            .filter(|p| p.timed >= need)
+                            .map(|p| p.q[qi])
+                            .collect()
+                    };
+                    let (xb, xc) = (pts(kb), pts(kc));
+                    if xb.len() < 2 || xc.len() < 2 {
+                        return t;
+                    }
+                    t.p_value = Some(mann_whitney(&xb, &xc));
+                }
+            }
+        }
+        None => {
+            t.change = rel(b.calls_per_root, c.calls_per_root);
+            let avg = match (b.avg_ns, c.avg_ns) {
+                (Some(x), Some(y)) => (x + y) / 2.0,
+                (x, y) => x.or(y).unwrap_or(0.0),
+            };
+            t.abs_ns =
+                (c.calls_per_root.unwrap_or(0.0) - b.calls_per_root.unwrap_or(0.0)) * avg;
+            let need = min_samples(0.5);
+            let (rb, rc) = (base.roots(), cand.roots());
+            if rb < need || rc < need {
+                return t;
+            }
+            match method {
+                Method::Bootstrap => {
+                    t.p_value = Some(poisson_rate_test(kb.stats.count, rb, kc.stats.count, rc));
+                }
+                Method::RankTest => {
+                    let pts = |k: &SideKey, side: &SideData| -> Vec<f64> {
+                        side.run_roots
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &r)| r > 0)
+                            .map(|(i, &r)| {
+                                let n = k.runs.get(i).copied().flatten().map_or(0, |p| p.count);
+                                n as f64 / r as f64
+                            })
+                            .collect()
+                    };
+                    let (xb, xc) = (pts(kb, base), pts(kc, cand));
+                    if xb.len() < 2 || xc.len() < 2 {
+                        return t;
+                    }
+                    t.p_value = Some(mann_whitney(&xb, &xc));
+                }
+            }
+        }
+    }
+    t.outcome = Outcome::NotSignificant;
+    t
+}
+
+/// Self time per call path on each side, for a differential flame graph:
+/// `(frames joined by ';', base ns, candidate ns)`, averaged over each
+/// side's runs so that sides with different run counts compare. Memory: the
+/// distinct paths.
+pub fn diff_paths(base: &SideSpec<'_>, cand: &SideSpec<'_>) -> Result<Vec<(String, f64, f64)>> {
+    let mut all: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (side, spec) in [(0, base), (1, cand)] {
+        let k = spec.runs.len().max(1) as f64;
+        for run in &spec.runs {
+            let (paths, _) = super::paths::fold_paths(spec.store, run)?;
+            for p in paths {
+                let e = all.entry(p.joined()).or_default();
+                if side == 0 {
+                    e.0 += p.self_ns as f64 / k;
+                } else {
+                    e.1 += p.self_ns as f64 / k;
+                }
+            }
+        }
+    }
+    Ok(all.into_iter().map(|(k, (a, b))| (k, a, b)).collect())
+}
