@@ -11,16 +11,16 @@
 //! 1. both sides have at least [`min_samples`] values for the quantile;
 //! 2. the relative change is at least the threshold;
 //! 3. the absolute change is at least `min_abs`;
-//! 4. the change is significant after Benjamini–Hochberg across every test
-//!    of the comparison: an exact bootstrap over histogram buckets with one
-//!    run on a side, a Mann–Whitney test on run-level values with several
-//!    runs on both sides.
+//! 4. the change is significant — beyond half the threshold, see [`MARGIN`] —
+//!    after Benjamini–Hochberg across names (one family per metric): an
+//!    exact bootstrap over histogram buckets with one run on a side, a
+//!    Mann–Whitney test on run-level values with several runs on both sides.
 
 use super::paths::folded_frame;
 use super::resolve::PathResolver;
 use super::sketch::LatencySketch;
 use super::stats::{
-    benjamini_hochberg, compare_bootstrap, mann_whitney, min_samples, poisson_rate_test,
+    benjamini_hochberg, compare_bootstrap, mann_whitney_greater, min_samples, poisson_rate_test,
     quantile_bootstrap,
 };
 use crate::error::{Error, Result};
@@ -896,7 +896,8 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
             (Some(kb), Some(kc)) => {
                 let (b, c) = (sb.as_ref().expect("base"), sc.as_ref().expect("cand"));
                 for m in Metric::ALL {
-                    let t = test_metric(m, kb, kc, b, c, base, cand, method, opts.alpha);
+                    let margin = applied.threshold * MARGIN;
+                    let t = test_metric(m, kb, kc, b, c, base, cand, method, opts.alpha, margin);
                     if t.p_value.is_some() {
                         pending.push(Pending {
                             row: rows.len(),
@@ -919,13 +920,20 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
             min_abs_ns: applied.min_abs_ns,
         });
     }
-    // Benjamini–Hochberg over every test run, then the gate.
-    let ps: Vec<f64> = pending
-        .iter()
-        .map(|p| rows[p.row].tests[p.test].p_value.unwrap_or(1.0))
-        .collect();
-    let qs = benjamini_hochberg(&ps);
-    for (p, q) in pending.iter().zip(qs) {
+    // Benjamini–Hochberg across names, one family per metric, then the gate.
+    let mut adjusted: Vec<(usize, f64)> = Vec::with_capacity(pending.len());
+    for m in Metric::ALL {
+        let family: Vec<usize> = (0..pending.len())
+            .filter(|&i| rows[pending[i].row].tests[pending[i].test].metric == m)
+            .collect();
+        let ps: Vec<f64> = family
+            .iter()
+            .map(|&i| rows[pending[i].row].tests[pending[i].test].p_value.unwrap_or(1.0))
+            .collect();
+        adjusted.extend(family.into_iter().zip(benjamini_hochberg(&ps)));
+    }
+    for (i, q) in adjusted {
+        let p = &pending[i];
         let row = &mut rows[p.row];
         let (threshold, min_abs) = (row.threshold, row.min_abs_ns);
         let t = &mut row.tests[p.test];
@@ -993,6 +1001,11 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
     })
 }
 
+/// The significance test asks whether the change lies beyond this fraction
+/// of the threshold (not merely beyond 0): sampling noise on heavy tails
+/// then cannot make a real but sub-threshold difference a regression.
+pub const MARGIN: f64 = 0.5;
+
 /// Runs one metric's test (before the correction: the outcome is set to
 /// `TooFewSamples` or left for the gate).
 #[allow(clippy::too_many_arguments)]
@@ -1006,6 +1019,7 @@ fn test_metric(
     cand: &SideData,
     method: Method,
     alpha: f64,
+    margin: f64,
 ) -> MetricTest {
     let mut t = MetricTest {
         metric: m,
@@ -1038,7 +1052,7 @@ fn test_metric(
                 Method::Bootstrap => {
                     let db = quantile_bootstrap(&kb.stats.sketch.buckets(), q);
                     let dc = quantile_bootstrap(&kc.stats.sketch.buckets(), q);
-                    let r = compare_bootstrap(&db, &dc, alpha);
+                    let r = compare_bootstrap(&db, &dc, alpha, margin);
                     t.p_value = Some(r.p_value);
                     t.ci = Some((r.ci_low, r.ci_high));
                 }
@@ -1055,7 +1069,7 @@ fn test_metric(
                     if xb.len() < 2 || xc.len() < 2 {
                         return t;
                     }
-                    t.p_value = Some(mann_whitney(&xb, &xc));
+                    t.p_value = Some(rank_test(&xb, &xc, margin));
                 }
             }
         }
@@ -1074,7 +1088,13 @@ fn test_metric(
             }
             match method {
                 Method::Bootstrap => {
-                    t.p_value = Some(poisson_rate_test(kb.stats.count, rb, kc.stats.count, rc));
+                    t.p_value = Some(poisson_rate_test(
+                        kb.stats.count,
+                        rb,
+                        kc.stats.count,
+                        rc,
+                        margin,
+                    ));
                 }
                 Method::RankTest => {
                     let pts = |k: &SideKey, side: &SideData| -> Vec<f64> {
@@ -1092,13 +1112,21 @@ fn test_metric(
                     if xb.len() < 2 || xc.len() < 2 {
                         return t;
                     }
-                    t.p_value = Some(mann_whitney(&xb, &xc));
+                    t.p_value = Some(rank_test(&xb, &xc, margin));
                 }
             }
         }
     }
     t.outcome = Outcome::NotSignificant;
     t
+}
+
+/// Two-sided rank test of run-level values beyond ±`margin`: the candidate
+/// above the base scaled by `1 + margin`, or below it scaled by `1 - margin`.
+fn rank_test(base: &[f64], cand: &[f64], margin: f64) -> f64 {
+    let up: Vec<f64> = base.iter().map(|v| v * (1.0 + margin)).collect();
+    let down: Vec<f64> = base.iter().map(|v| v * (1.0 - margin)).collect();
+    (2.0 * mann_whitney_greater(&up, cand).min(mann_whitney_greater(cand, &down))).min(1.0)
 }
 
 /// Self time per call path on each side, for a differential flame graph:

@@ -120,7 +120,7 @@ pub fn quantile_bootstrap(buckets: &[(u64, u64)], q: f64) -> Vec<(f64, f64)> {
 /// The outcome of comparing a quantile between two samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BootstrapTest {
-    /// Two-sided p-value of "the quantile is the same on both sides".
+    /// Two-sided p-value of "the relative change is within ±margin".
     pub p_value: f64,
     /// Lower end of the `1 - alpha` percentile interval of the relative change.
     pub ci_low: f64,
@@ -128,31 +128,45 @@ pub struct BootstrapTest {
     pub ci_high: f64,
 }
 
-/// Compares two bootstrap distributions (from [`quantile_bootstrap`]) of a
-/// quantile: base `a`, candidate `b`. The p-value is twice the smaller tail
-/// of `P(b* > a*)` / `P(b* < a*)`, ties counted half on each side, which is
-/// the smallest `alpha` whose percentile interval of `b* - a*` excludes 0.
-/// The interval is that of `b*/a* - 1` at level `1 - alpha`.
-pub fn compare_bootstrap(a: &[(f64, f64)], b: &[(f64, f64)], alpha: f64) -> BootstrapTest {
-    // P(b* > a*), P(b* == a*) by a merge over the sorted values.
-    let (mut greater, mut equal) = (0.0f64, 0.0f64);
-    let mut i = 0;
-    let mut below_a = 0.0f64; // P(a* < current b value)
-    for &(vb, pb) in b {
-        while i < a.len() && a[i].0 < vb {
-            below_a += a[i].1;
-            i += 1;
+/// `P(b* ≤ a* · k)` for independent discrete distributions `a`, `b`
+/// (sorted by value), by a merge: O(len a + len b).
+fn prob_b_at_most_scaled_a(a: &[(f64, f64)], b: &[(f64, f64)], k: f64) -> f64 {
+    let mut j = 0;
+    let mut cdf_b = 0.0f64;
+    let mut acc = 0.0;
+    for &(va, pa) in a {
+        let lim = va * k;
+        while j < b.len() && b[j].0 <= lim {
+            cdf_b += b[j].1;
+            j += 1;
         }
-        let eq = if i < a.len() && a[i].0 == vb {
-            a[i].1
-        } else {
-            0.0
-        };
-        greater += pb * below_a;
-        equal += pb * eq;
+        acc += pa * cdf_b;
     }
-    let less = (1.0 - greater - equal).max(0.0);
-    let p_value = (2.0 * (greater + equal / 2.0).min(less + equal / 2.0)).clamp(0.0, 1.0);
+    acc.clamp(0.0, 1.0)
+}
+
+/// Compares two bootstrap distributions (from [`quantile_bootstrap`]) of a
+/// quantile: base `a`, candidate `b`. Tests whether the relative change
+/// `b/a - 1` lies beyond ±`margin`: the p-value is twice the smaller of
+/// `P(b* ≤ a*·(1+margin))` and `P(b* ≥ a*·(1−margin))`, i.e. the smallest
+/// level whose percentile interval of the change excludes the whole band
+/// [-margin, +margin] on one side. With `margin = 0` it is the plain test of
+/// "no change". The interval is that of `b*/a* - 1` at level `1 - alpha`.
+pub fn compare_bootstrap(
+    a: &[(f64, f64)],
+    b: &[(f64, f64)],
+    alpha: f64,
+    margin: f64,
+) -> BootstrapTest {
+    let up = prob_b_at_most_scaled_a(a, b, 1.0 + margin);
+    // P(b* ≥ a*(1−m)) = 1 − P(b* < a*(1−m)); with discrete values use the
+    // mirror: P(a* ≤ b*/(1−m)) counts ties on the "no change" side too.
+    let down = if margin < 1.0 {
+        prob_b_at_most_scaled_a(b, a, 1.0 / (1.0 - margin))
+    } else {
+        1.0
+    };
+    let p_value = (2.0 * up.min(down)).clamp(0.0, 1.0);
     // Percentile interval of the ratio over the pairs that carry the mass.
     let mut pairs: Vec<(f64, f64)> = Vec::new();
     let heavy = |d: &[(f64, f64)]| -> Vec<(f64, f64)> {
@@ -163,11 +177,12 @@ pub fn compare_bootstrap(a: &[(f64, f64)], b: &[(f64, f64)], alpha: f64) -> Boot
         }
         v
     };
+    let hb = heavy(b);
     for &(va, pa) in &heavy(a) {
         if va <= 0.0 {
             continue;
         }
-        for &(vb, pb) in &heavy(b) {
+        for &(vb, pb) in &hb {
             pairs.push((vb / va - 1.0, pa * pb));
         }
     }
@@ -195,10 +210,17 @@ pub fn compare_bootstrap(a: &[(f64, f64)], b: &[(f64, f64)], alpha: f64) -> Boot
     }
 }
 
-/// Two-sided Mann–Whitney U test of `x` against `y`. Exact for up to 25
-/// values a side without ties, else the normal approximation with tie and
-/// continuity corrections. 1.0 when a side is empty.
+/// Two-sided Mann–Whitney U test of `x` against `y`: twice the smaller of
+/// the one-sided p-values of [`mann_whitney_greater`]. 1.0 when a side is empty.
 pub fn mann_whitney(x: &[f64], y: &[f64]) -> f64 {
+    (2.0 * mann_whitney_greater(x, y).min(mann_whitney_greater(y, x))).min(1.0)
+}
+
+/// One-sided Mann–Whitney U test: the p-value of "`y` tends to be greater
+/// than `x`". Exact for up to 25 values a side without ties, else the
+/// normal approximation with tie and continuity corrections. 1.0 when a
+/// side is empty.
+pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
     let (m, n) = (x.len(), y.len());
     if m == 0 || n == 0 {
         return 1.0;
@@ -210,7 +232,7 @@ pub fn mann_whitney(x: &[f64], y: &[f64]) -> f64 {
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Mid-ranks, and the tie correction term sum(t^3 - t).
-    let mut rank_x = 0.0f64;
+    let mut rank_y = 0.0f64;
     let mut ties = 0.0f64;
     let mut i = 0;
     while i < all.len() {
@@ -222,21 +244,19 @@ pub fn mann_whitney(x: &[f64], y: &[f64]) -> f64 {
         let t = (j - i + 1) as f64;
         ties += t * t * t - t;
         for e in &all[i..=j] {
-            if e.1 == 0 {
-                rank_x += mid;
+            if e.1 == 1 {
+                rank_y += mid;
             }
         }
         i = j + 1;
     }
     let (mf, nf) = (m as f64, n as f64);
-    let u = rank_x - mf * (mf + 1.0) / 2.0; // U of x: pairs with x > y
+    let u = rank_y - nf * (nf + 1.0) / 2.0; // pairs with y > x (ties half)
     if ties == 0.0 && m <= 25 && n <= 25 {
         let dist = u_distribution(m, n);
         let total: f64 = dist.iter().sum();
         let u = u.round() as usize;
-        let lo: f64 = dist[..=u].iter().sum::<f64>() / total;
-        let hi: f64 = dist[u..].iter().sum::<f64>() / total;
-        return (2.0 * lo.min(hi)).min(1.0);
+        return (dist[u..].iter().sum::<f64>() / total).min(1.0);
     }
     let mean = mf * nf / 2.0;
     let big_n = mf + nf;
@@ -244,8 +264,8 @@ pub fn mann_whitney(x: &[f64], y: &[f64]) -> f64 {
     if var <= 0.0 {
         return 1.0;
     }
-    let z = ((u - mean).abs() - 0.5).max(0.0) / var.sqrt();
-    (2.0 * normal_sf(z)).min(1.0)
+    let z = (u - mean - 0.5) / var.sqrt();
+    normal_sf(z).min(1.0)
 }
 
 /// Frequencies of U for sample sizes m, n (no ties): index = U.
@@ -279,10 +299,11 @@ pub fn normal_sf(z: f64) -> f64 {
     0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
 }
 
-/// Two-sided test that two Poisson rates per root are equal: `x_a` events
-/// over `roots_a` roots against `x_b` over `roots_b`. Given the total, `x_b`
-/// is Binomial(x_a + x_b, roots_b / (roots_a + roots_b)) under the null.
-pub fn poisson_rate_test(x_a: u64, roots_a: u64, x_b: u64, roots_b: u64) -> f64 {
+/// Two-sided test that two Poisson rates per root differ by more than
+/// ±`margin` (relative): `x_a` events over `roots_a` roots (base) against
+/// `x_b` over `roots_b`. Given the total, `x_b` is binomial under each
+/// boundary of the band, which gives exact one-sided p-values.
+pub fn poisson_rate_test(x_a: u64, roots_a: u64, x_b: u64, roots_b: u64, margin: f64) -> f64 {
     if roots_a == 0 || roots_b == 0 {
         return 1.0;
     }
@@ -290,10 +311,19 @@ pub fn poisson_rate_test(x_a: u64, roots_a: u64, x_b: u64, roots_b: u64) -> f64 
     if n == 0 {
         return 1.0;
     }
-    let p = roots_b as f64 / (roots_a + roots_b) as f64;
-    let hi = binomial_sf(n, p, x_b);
-    let lo = binomial_cdf(n, p, x_b);
-    (2.0 * hi.min(lo)).min(1.0)
+    let share = |k: f64| {
+        let rb = roots_b as f64 * k;
+        rb / (roots_a as f64 + rb)
+    };
+    // Increase: the null is rate_b = rate_a·(1+m); large x_b is evidence.
+    let up = binomial_sf(n, share(1.0 + margin), x_b);
+    // Decrease: the null is rate_b = rate_a·(1−m); small x_b is evidence.
+    let down = if margin < 1.0 {
+        binomial_cdf(n, share(1.0 - margin), x_b)
+    } else {
+        1.0
+    };
+    (2.0 * up.min(down)).min(1.0)
 }
 
 /// Benjamini–Hochberg adjusted p-values (q-values), in the input's order:
@@ -357,12 +387,18 @@ mod tests {
         let b: Vec<(u64, u64)> = (130..230).map(|v| (v, 10)).collect();
         let da = quantile_bootstrap(&a, 0.5);
         let db = quantile_bootstrap(&b, 0.5);
-        let same = compare_bootstrap(&da, &da, 0.05);
+        let same = compare_bootstrap(&da, &da, 0.05, 0.0);
         assert!(same.p_value > 0.9, "{same:?}");
         assert!(same.ci_low < 0.0 && same.ci_high > 0.0);
-        let t = compare_bootstrap(&da, &db, 0.05);
+        let t = compare_bootstrap(&da, &db, 0.05, 0.0);
         assert!(t.p_value < 1e-6, "{t:?}");
         assert!(t.ci_low > 0.15 && t.ci_high < 0.25, "{t:?}");
+        // A +20% change is well beyond a 5% band, not beyond a 20% one.
+        assert!(compare_bootstrap(&da, &db, 0.05, 0.05).p_value < 1e-3);
+        assert!(compare_bootstrap(&da, &db, 0.05, 0.2).p_value > 0.2);
+        // Symmetric: the decrease is as significant.
+        let back = compare_bootstrap(&db, &da, 0.05, 0.05);
+        assert!(back.p_value < 1e-3 && back.ci_high < 0.0, "{back:?}");
     }
 
     #[test]
@@ -372,7 +408,8 @@ mod tests {
         let y = [6.0, 7.0, 8.0, 9.0, 10.0];
         assert!(close(mann_whitney(&x, &y), 2.0 / 252.0, 1e-12));
         assert!(close(mann_whitney(&y, &x), 2.0 / 252.0, 1e-12));
-        assert_eq!(mann_whitney(&x, &x.map(|v| v + 0.5)), mann_whitney(&x, &x.map(|v| v + 0.5)));
+        assert!(close(mann_whitney_greater(&x, &y), 1.0 / 252.0, 1e-12));
+        assert!(mann_whitney_greater(&y, &x) > 0.99);
         assert!(mann_whitney(&x, &[1.5, 2.5, 3.5, 4.5, 5.5]) > 0.5);
         // Ties: the normal approximation.
         let p = mann_whitney(&[1.0; 30], &[1.0; 30]);
@@ -392,9 +429,12 @@ mod tests {
 
     #[test]
     fn poisson_rates() {
-        assert!(poisson_rate_test(2000, 1000, 2000, 1000) > 0.9);
-        assert!(poisson_rate_test(2000, 1000, 6000, 1000) < 1e-12);
-        assert_eq!(poisson_rate_test(1, 0, 1, 1), 1.0);
+        assert!(poisson_rate_test(2000, 1000, 2000, 1000, 0.0) > 0.9);
+        assert!(poisson_rate_test(2000, 1000, 6000, 1000, 0.0) < 1e-12);
+        assert!(poisson_rate_test(2000, 1000, 6000, 1000, 0.5) < 1e-12);
+        assert!(poisson_rate_test(2000, 1000, 2100, 1000, 0.05) > 0.5);
+        assert!(poisson_rate_test(6000, 1000, 2000, 1000, 0.05) < 1e-12);
+        assert_eq!(poisson_rate_test(1, 0, 1, 1, 0.0), 1.0);
     }
 
     #[test]
