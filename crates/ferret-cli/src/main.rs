@@ -1,6 +1,8 @@
 //! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
 
 mod cmd;
+mod diff_config;
+mod diff_render;
 mod error;
 mod export;
 mod fmt;
@@ -28,6 +30,8 @@ enum Command {
     Calltree(cmd::calltree::Args),
     /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
     Export(cmd::export::Args),
+    /// Compare two runs (or groups of runs) per name and gate regressions (exit 1).
+    Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
 }
@@ -41,6 +45,7 @@ fn main() {
         Command::Calltree(a) => cmd::calltree::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     if let Err(e) = r {
         eprintln!("ferret: {e}");

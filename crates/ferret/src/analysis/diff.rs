@@ -536,6 +536,10 @@ pub struct DiffReport {
     pub gone: usize,
     /// Names left out by a rule.
     pub excluded: usize,
+    /// New names fail the gate.
+    pub fail_on_new: bool,
+    /// Gone names fail the gate.
+    pub fail_on_gone: bool,
     /// True when the gate fails: a regression, or a new / gone name when
     /// those are asked to fail.
     pub failed: bool,
@@ -998,6 +1002,8 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
         new,
         gone,
         excluded,
+        fail_on_new: opts.fail_on_new,
+        fail_on_gone: opts.fail_on_gone,
     })
 }
 
