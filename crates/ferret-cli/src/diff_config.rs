@@ -15,7 +15,7 @@
 //! min_abs = "1ms"
 //! ```
 
-use ferret::analysis::diff::NameRule;
+use ferret_analyze::analysis::diff::NameRule;
 use serde::Deserialize;
 use std::path::Path;
 

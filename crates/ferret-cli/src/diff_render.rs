@@ -1,10 +1,10 @@
 //! Renderers of a [`DiffReport`]: table (colored with anstyle), JSON,
 //! markdown, JUnit XML and a differential flame graph SVG.
 
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::fmt::{dur, Align, Table};
 use anstyle::{AnsiColor, Style};
-use ferret::analysis::diff::{DiffReport, DiffRow, Metric, MetricTest, Outcome, RowStats, Verdict};
+use ferret_analyze::analysis::diff::{DiffReport, DiffRow, Metric, MetricTest, Outcome, RowStats, Verdict};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -92,7 +92,7 @@ fn shown(r: &DiffReport, limit: usize) -> (Vec<&DiffRow>, usize) {
     (rows, hidden)
 }
 
-fn side_line(s: &ferret::analysis::diff::SideInfo) -> String {
+fn side_line(s: &ferret_analyze::analysis::diff::SideInfo) -> String {
     format!(
         "{} run {} ({}, {} spans)",
         s.file,
@@ -109,13 +109,13 @@ fn gate_line(r: &DiffReport) -> String {
         dur(r.min_abs_ns),
         r.alpha,
         match r.method {
-            ferret::analysis::diff::Method::Bootstrap => "bootstrap over histogram buckets",
-            ferret::analysis::diff::Method::RankTest => "rank test over runs",
+            ferret_analyze::analysis::diff::Method::Bootstrap => "bootstrap over histogram buckets",
+            ferret_analyze::analysis::diff::Method::RankTest => "rank test over runs",
         },
         r.by.as_str(),
         match r.clock {
-            ferret::analysis::diff::Clock::Wall => "wall",
-            ferret::analysis::diff::Clock::Busy => "busy",
+            ferret_analyze::analysis::diff::Clock::Wall => "wall",
+            ferret_analyze::analysis::diff::Clock::Busy => "busy",
         }
     )
 }
@@ -207,7 +207,7 @@ fn secs(ns: Option<f64>) -> Value {
     ns.map_or(Value::Null, |v| json!(v / 1e9))
 }
 
-fn side_json(s: &ferret::analysis::diff::SideInfo) -> Value {
+fn side_json(s: &ferret_analyze::analysis::diff::SideInfo) -> Value {
     json!({
         "file": s.file,
         "run_ids": s.run_ids,
@@ -453,22 +453,10 @@ fn is_failure(r: &DiffReport, row: &DiffRow) -> bool {
 /// Differential flame graph of self time per call path: width = candidate,
 /// red = slower, blue = faster.
 pub fn svg(r: &DiffReport, paths: &[(String, f64, f64)], w: &mut dyn Write) -> CliResult {
-    if paths.is_empty() {
-        return Err(CliError::user("no span with self time to draw on either side"));
-    }
-    let lines: Vec<String> = paths
-        .iter()
-        .map(|(p, b, c)| format!("{p} {} {}", b.round() as u64, c.round() as u64))
-        .collect();
-    let mut o = inferno::flamegraph::Options::default();
-    o.title = format!(
+    let title = format!(
         "ferret diff {} → {}",
         r.base.run_ids.join(","),
         r.candidate.run_ids.join(",")
     );
-    o.subtitle = Some("width = candidate self time; red = slower, blue = faster than base".into());
-    o.count_name = "ns".to_owned();
-    o.name_type = "Span:".to_owned();
-    inferno::flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), w)
-        .map_err(|e| CliError::Internal(format!("flame graph: {e}")))
+    Ok(ferret_analyze::export::diff_svg::write(paths, &title, w)?)
 }

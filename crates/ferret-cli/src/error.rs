@@ -42,6 +42,16 @@ impl From<ferret::Error> for CliError {
     }
 }
 
+impl From<ferret_analyze::Error> for CliError {
+    fn from(e: ferret_analyze::Error) -> Self {
+        if e.is_user_error() {
+            CliError::User(e.to_string())
+        } else {
+            CliError::Internal(e.to_string())
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -4,7 +4,6 @@ mod cmd;
 mod diff_config;
 mod diff_render;
 mod error;
-mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};

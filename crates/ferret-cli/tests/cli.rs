@@ -300,7 +300,7 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     let no_runs = dir.path().join("noruns.db");
     rusqlite::Connection::open(&no_runs)
         .unwrap()
-        .execute_batch(ferret::store::schema::SCHEMA)
+        .execute_batch(ferret_format::schema::SCHEMA)
         .unwrap();
     let missing = dir.path().join("missing.db");
     let cases: [(&PathBuf, &str); 5] = [

@@ -3,8 +3,8 @@
 use super::{open_store, pick_run};
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Style, Table};
-use ferret::analysis::{summarize, SortKey, Summary};
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::analysis::{summarize, SortKey, Summary};
+use ferret_analyze::store::{SpanQuery, Store};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long)]
     pub until: Option<String>,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Show the slowest call trees instead of the summary.
     #[arg(long)]
@@ -320,7 +320,7 @@ pub fn render_table(s: &Summary, color: bool) -> String {
 
 fn summary_line(
     s: &Summary,
-    counters: Option<&ferret::store::RunInfo>,
+    counters: Option<&ferret_analyze::store::RunInfo>,
     names: usize,
     color: bool,
 ) -> String {

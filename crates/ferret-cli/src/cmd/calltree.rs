@@ -3,7 +3,7 @@
 use super::{open_store, pick_run};
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret::analysis::{call_tree, CallTree};
+use ferret_analyze::analysis::{call_tree, CallTree};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 

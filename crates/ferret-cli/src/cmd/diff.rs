@@ -1,12 +1,12 @@
 //! `ferret diff`: compare runs and gate regressions. Parses arguments and
-//! the `--config` file, calls [`ferret::analysis::diff::diff`], renders.
+//! the `--config` file, calls [`ferret_analyze::analysis::diff::diff`], renders.
 
 use super::open_store;
 use crate::diff_config::Config;
 use crate::diff_render;
 use crate::error::{CliError, CliResult};
-use ferret::analysis::diff::{self, By, Clock, DiffOptions, SideSpec};
-use ferret::store::Store;
+use ferret_analyze::analysis::diff::{self, By, Clock, DiffOptions, SideSpec};
+use ferret_analyze::store::Store;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -105,7 +105,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 

@@ -9,7 +9,7 @@ pub mod runs;
 pub mod tree;
 
 use crate::error::CliResult;
-use ferret::store::{OpenOptions, Store};
+use ferret_analyze::store::{OpenOptions, Store};
 use std::path::Path;
 
 /// Opens a trace file for reading (native or ferret-io).

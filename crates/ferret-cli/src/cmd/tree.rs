@@ -3,8 +3,8 @@
 use super::analyze::{Args, Format};
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret::analysis::{slowest_trees, Tree, TreeNode, TreeOptions};
-use ferret::store::Store;
+use ferret_analyze::analysis::{slowest_trees, Tree, TreeNode, TreeOptions};
+use ferret_analyze::store::Store;
 use std::io::Write;
 
 pub fn run(store: &Store, run: &str, by_default: bool, a: &Args) -> CliResult {

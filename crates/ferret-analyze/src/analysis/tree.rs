@@ -20,9 +20,9 @@
 //! 100,000 spans deep is fine.
 
 use super::resolve::PathResolver;
+use crate::error::Result;
 use crate::store::{FileKind, SpanQuery, SpanRecord, Store};
-use crate::types::{Status, Tags};
-use crate::Result;
+use ferret_format::{Status, Tags};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

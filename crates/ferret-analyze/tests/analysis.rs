@@ -1,18 +1,27 @@
 //! The summary's numbers on small constructed inputs with exact expectations.
 
-mod common;
+use ferret_analyze::analysis::{summarize, NameSummary, SortKey};
+use ferret_analyze::store::{SpanQuery, Store};
+use ferret_testkit::{fio_row as fio, span as s, FerretIoFile, NativeFile, TestSpan};
+use std::path::Path;
 
-use common::{ferret_io_file, fio, native_file, s};
-use ferret::analysis::{summarize, NameSummary, SortKey};
-use ferret::store::{SpanQuery, Store};
+fn native_file(path: &Path, run: &str, spans: &[TestSpan]) {
+    NativeFile::new(run)
+        .spans(spans.iter().cloned())
+        .write(path);
+}
 
-fn summary(path: &std::path::Path, run: &str) -> ferret::analysis::Summary {
+fn ferret_io_file(path: &Path, rows: &[String]) {
+    FerretIoFile::new().rows(rows.iter().cloned()).write(path);
+}
+
+fn summary(path: &std::path::Path, run: &str) -> ferret_analyze::analysis::Summary {
     let store = Store::open(path).unwrap();
     let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
     summarize(run, store.kind(), &mut spans, &mut |_, _| {})
 }
 
-fn row<'a>(sum: &'a ferret::analysis::Summary, name: &str) -> &'a NameSummary {
+fn row<'a>(sum: &'a ferret_analyze::analysis::Summary, name: &str) -> &'a NameSummary {
     sum.stats.iter().find(|n| n.name == name).unwrap()
 }
 
@@ -188,8 +197,9 @@ fn sorting_and_limits() {
         ],
     );
     let mut sum = summary(&p, "r");
-    let names =
-        |s: &ferret::analysis::Summary| s.stats.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    let names = |s: &ferret_analyze::analysis::Summary| {
+        s.stats.iter().map(|n| n.name.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(names(&sum), ["c", "a", "b"]);
     sum.sort_and_limit(SortKey::Count, 0);
     assert_eq!(names(&sum)[0], "a");
@@ -243,7 +253,7 @@ fn native_orphans_of_a_lossy_run_are_roots() {
         .unwrap();
     drop(conn);
     let store = Store::open(&f).unwrap();
-    let t = ferret::analysis::slowest_trees(&store, "r", &Default::default()).unwrap();
+    let t = ferret_analyze::analysis::slowest_trees(&store, "r", &Default::default()).unwrap();
     let roots: Vec<&str> = t.roots.iter().map(|&i| t.nodes[i].name.as_str()).collect();
     assert_eq!(roots, ["orphan", "root"], "slowest first, orphan included");
     let orphan = &t.nodes[t.roots[0]];

@@ -2,9 +2,9 @@
 //! a page of rows at a time (keyset pagination on the block id, through the
 //! `(run, id)` index), decoded lazily.
 
-use super::codec::{BlockDecoder, BlockSpan, SpanHead};
 use super::{RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
+use ferret_format::codec::{BlockDecoder, BlockSpan, SpanHead};
 use rusqlite::{Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 
@@ -394,28 +394,29 @@ impl<'a> NativeSpans<'a> {
                 }
                 match r {
                     Ok(true) => {
-                        if self.q.since_ns.is_some_and(|since| s.start_ns < since)
-                            || self.q.until_ns.is_some_and(|until| s.start_ns >= until)
+                        let h = &s.head;
+                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
                         {
                             continue;
                         }
-                        out.span_id = s.id;
-                        out.parent_id = if s.parent == 0 { None } else { Some(s.parent) };
-                        out.trace_id = s.trace;
-                        out.path = Some(s.path);
-                        out.name = self.path_names.get(s.path as usize).copied().unwrap_or(0);
-                        out.start_ns = s.start_ns;
-                        out.duration_ns = Some(s.dur_ns);
-                        out.children_ns = Some(s.child_ns);
+                        out.span_id = h.id;
+                        out.parent_id = if h.parent == 0 { None } else { Some(h.parent) };
+                        out.trace_id = h.trace;
+                        out.path = Some(h.path);
+                        out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
+                        out.start_ns = h.start_ns;
+                        out.duration_ns = Some(h.dur_ns);
+                        out.children_ns = Some(h.child_ns);
                         out.status = std::mem::take(&mut s.status);
                         if !with_tags {
                             out.tags.clear();
                         }
                         out.pid = st.pid;
-                        if s.thread != st.last_thread {
-                            st.last_thread = s.thread;
+                        if h.thread != st.last_thread {
+                            st.last_thread = h.thread;
                             st.last_tid =
-                                self.tids.get(&(st.process, s.thread)).copied().unwrap_or(0);
+                                self.tids.get(&(st.process, h.thread)).copied().unwrap_or(0);
                         }
                         out.tid = st.last_tid;
                         return true;

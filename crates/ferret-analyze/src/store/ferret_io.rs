@@ -5,7 +5,7 @@
 
 use super::{RunInfo, SpanQuery, SpanRecord};
 use crate::error::{Error, Result};
-use crate::types::{Status, TagValue};
+use ferret_format::{Status, TagValue};
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;

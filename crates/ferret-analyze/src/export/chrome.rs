@@ -8,12 +8,13 @@
 //! that no nanosecond is lost.
 
 use super::{origin_ns, write_us, Options};
-use crate::error::CliResult;
-use ferret::store::{SpanQuery, SpanRecord, Store};
+use crate::error::Result;
+use crate::store::{SpanQuery, SpanRecord, Store};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::Write;
 
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
+/// Writes the run as Chrome / Perfetto Trace Event Format JSON; returns the spans read.
+pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let origin = origin_ns(store, opts.run)?;
     let q = SpanQuery {
         with_tags: true,
@@ -55,7 +56,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64>
         w.write_all(b"}}")?;
     }
     if let Some(e) = spans.take_error() {
-        return Err(e.into());
+        return Err(e);
     }
     drop(spans);
     // Metadata: process and thread names.

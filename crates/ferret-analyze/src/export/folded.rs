@@ -2,13 +2,13 @@
 //! read them. Memory: the distinct call paths.
 
 use super::Options;
-use crate::error::CliResult;
-use ferret::analysis::{fold_paths, FoldedPath};
-use ferret::store::Store;
+use crate::analysis::{fold_paths, FoldedPath};
+use crate::error::Result;
+use crate::store::Store;
 use std::io::Write;
 
 /// The folded lines of a run and the number of spans read.
-pub fn lines(store: &Store, run: &str) -> CliResult<(Vec<String>, u64)> {
+pub fn lines(store: &Store, run: &str) -> Result<(Vec<String>, u64)> {
     let (paths, n) = fold_paths(store, run)?;
     Ok((paths.iter().map(line).collect(), n))
 }
@@ -17,7 +17,8 @@ fn line(p: &FoldedPath) -> String {
     format!("{} {}", p.joined(), p.self_ns)
 }
 
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
+/// Writes the run as folded stacks; returns the spans read.
+pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let (paths, n) = fold_paths(store, opts.run)?;
     for p in &paths {
         writeln!(w, "{}", line(p))?;

@@ -4,8 +4,8 @@
 //! 2^53; Python, Rust and jq 1.7+ do not).
 
 use super::Options;
-use crate::error::CliResult;
-use ferret::store::{SpanQuery, SpanRecord, Store};
+use crate::error::Result;
+use crate::store::{SpanQuery, SpanRecord, Store};
 use std::io::Write;
 
 fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<()> {
@@ -15,7 +15,8 @@ fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<
     }
 }
 
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
+/// Writes the run as one JSON object per span and line; returns the spans read.
+pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let q = SpanQuery {
         with_tags: true,
         ..Default::default()
@@ -49,7 +50,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64>
         writeln!(w, "}},\"pid\":{},\"tid\":{}}}", r.pid, r.tid)?;
     }
     if let Some(e) = spans.take_error() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(n)
 }

@@ -21,25 +21,12 @@ const F_THREAD: u8 = 1 << 5;
 const F_TAGS: u8 = 1 << 6;
 
 /// One span as stored: what the encoder takes and the decoder gives back
-/// (with tags decoded only on request).
+/// (with tags decoded only on request): the fixed [`SpanHead`] plus the
+/// status and tags.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BlockSpan {
-    /// Span id (unique in the run).
-    pub id: u64,
-    /// Parent span id, 0 for none.
-    pub parent: u64,
-    /// Trace (root) id.
-    pub trace: u64,
-    /// Database call-path id.
-    pub path: u32,
-    /// Start, ns since the UNIX epoch.
-    pub start_ns: i64,
-    /// Duration in ns.
-    pub dur_ns: u64,
-    /// Total duration of direct children in ns.
-    pub child_ns: u64,
-    /// Thread index within the process.
-    pub thread: u32,
+    /// The fixed fields.
+    pub head: SpanHead,
     /// Status.
     pub status: Status,
     /// Tags.
@@ -146,11 +133,7 @@ fn write_tail(out: &mut Vec<u8>, status: &Status, tags: &[(impl AsRef<str>, TagV
 
 /// Encodes a span's status and tags as a block stores them: the flag bits
 /// and the bytes after the fixed fields (appended to `out`).
-pub(crate) fn encode_tail(
-    status: &Status,
-    tags: &[(impl AsRef<str>, TagValue)],
-    out: &mut Vec<u8>,
-) -> u8 {
+pub fn encode_tail(status: &Status, tags: &[(impl AsRef<str>, TagValue)], out: &mut Vec<u8>) -> u8 {
     write_tail(out, status, tags);
     tail_flags(status, tags)
 }
@@ -195,65 +178,42 @@ impl BlockEncoder {
         self.count == 0
     }
 
-    /// Appends one span.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        id: u64,
-        parent: u64,
-        trace: u64,
-        path: u32,
-        start_ns: i64,
-        dur_ns: u64,
-        child_ns: u64,
-        thread: u32,
-        status: &Status,
-        tags: &[(impl AsRef<str>, TagValue)],
-    ) {
-        let flags = tail_flags(status, tags);
-        self.head(
-            id, parent, trace, path, start_ns, dur_ns, child_ns, thread, flags,
-        );
+    /// Appends one span: its fixed fields, status and tags (`head.error`
+    /// is ignored: the status decides).
+    pub fn push(&mut self, head: &SpanHead, status: &Status, tags: &[(impl AsRef<str>, TagValue)]) {
+        self.head(head, tail_flags(status, tags));
         write_tail(&mut self.out, status, tags);
     }
 
+    /// Appends one [`BlockSpan`].
+    pub fn push_span(&mut self, span: &BlockSpan) {
+        self.push(&span.head, &span.status, &span.tags);
+    }
+
     /// Appends one span whose status and tags were already encoded by
-    /// [`encode_tail`] (as the recorder does on the recording thread).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn push_encoded(
-        &mut self,
-        id: u64,
-        parent: u64,
-        trace: u64,
-        path: u32,
-        start_ns: i64,
-        dur_ns: u64,
-        child_ns: u64,
-        thread: u32,
-        tail: (u8, &[u8]),
-    ) {
-        self.head(
-            id, parent, trace, path, start_ns, dur_ns, child_ns, thread, tail.0,
-        );
+    /// [`encode_tail`] (as the recorder does on the recording thread):
+    /// `tail` is its flag bits and bytes.
+    #[inline]
+    pub fn push_encoded(&mut self, head: &SpanHead, tail: (u8, &[u8])) {
+        self.head(head, tail.0);
         self.out.extend_from_slice(tail.1);
     }
 
     /// Writes a span's flags and fixed fields; `flags` holds the status and
     /// tag bits.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn head(
-        &mut self,
-        id: u64,
-        parent: u64,
-        trace: u64,
-        path: u32,
-        start_ns: i64,
-        dur_ns: u64,
-        child_ns: u64,
-        thread: u32,
-        mut flags: u8,
-    ) {
+    fn head(&mut self, h: &SpanHead, mut flags: u8) {
+        let &SpanHead {
+            id,
+            parent,
+            trace,
+            path,
+            start_ns,
+            dur_ns,
+            child_ns,
+            thread,
+            error: _,
+        } = h;
         if parent != 0 {
             flags |= F_PARENT;
         }
@@ -427,7 +387,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// Decodes the fixed part of the next span (ids, path, times, thread,
     /// flags); the caller must then call `tail`.
     #[inline(always)]
-    fn head(&mut self) -> Result<Option<SpanHead>, CorruptBlock> {
+    fn head(&mut self) -> Result<Option<(SpanHead, u8)>, CorruptBlock> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -457,17 +417,20 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
             self.prev_thread = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
         }
         self.prev_id = id;
-        Ok(Some(SpanHead {
-            id,
-            parent,
-            trace: self.prev_trace,
-            path,
-            start_ns: self.prev_start,
-            dur_ns,
-            child_ns,
-            thread: self.prev_thread,
+        Ok(Some((
+            SpanHead {
+                id,
+                parent,
+                trace: self.prev_trace,
+                path,
+                start_ns: self.prev_start,
+                dur_ns,
+                child_ns,
+                thread: self.prev_thread,
+                error: flags & ST_MASK != 0,
+            },
             flags,
-        }))
+        )))
     }
 
     /// Decodes (or skips) the status text and tags that follow a head.
@@ -552,10 +515,10 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// without allocating: the fastest way through a block.
     #[inline(always)]
     pub fn next_head(&mut self) -> Result<Option<SpanHead>, CorruptBlock> {
-        let Some(h) = self.head()? else {
+        let Some((h, flags)) = self.head()? else {
             return Ok(None);
         };
-        self.tail(h.flags, None, None)?;
+        self.tail(flags, None, None)?;
         Ok(Some(h))
     }
 
@@ -563,24 +526,17 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// `Ok(false)` at the end of the block.
     #[inline(always)]
     pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
-        let Some(h) = self.head()? else {
+        let Some((h, flags)) = self.head()? else {
             return Ok(false);
         };
-        s.id = h.id;
-        s.parent = h.parent;
-        s.trace = h.trace;
-        s.path = h.path;
-        s.start_ns = h.start_ns;
-        s.dur_ns = h.dur_ns;
-        s.child_ns = h.child_ns;
-        s.thread = h.thread;
+        s.head = h;
         let tags = if self.with_tags {
             Some(&mut s.tags)
         } else {
             s.tags.clear();
             None
         };
-        self.tail(h.flags, Some(&mut s.status), tags)?;
+        self.tail(flags, Some(&mut s.status), tags)?;
         Ok(true)
     }
 }
@@ -604,14 +560,16 @@ pub struct SpanHead {
     pub child_ns: u64,
     /// Thread index within the process.
     pub thread: u32,
-    flags: u8,
+    /// True when the status is anything but ok. Set by the decoder; the
+    /// encoder ignores it (the status it is given decides).
+    pub error: bool,
 }
 
 impl SpanHead {
     /// True when the status is anything but ok.
     #[inline]
     pub fn is_error(&self) -> bool {
-        self.flags & ST_MASK != 0
+        self.error
     }
 }
 
@@ -622,25 +580,29 @@ mod tests {
     use super::*;
 
     fn sample(i: u64) -> BlockSpan {
+        let status = match i % 4 {
+            0 => Status::Ok,
+            1 => Status::Error,
+            2 => Status::Custom("warning".into()),
+            _ => Status::Ok,
+        };
         BlockSpan {
-            id: (7 << 40) | i,
-            parent: if i.is_multiple_of(3) {
-                0
-            } else {
-                (7 << 40) | (i - 1)
+            head: SpanHead {
+                id: (7 << 40) | i,
+                parent: if i.is_multiple_of(3) {
+                    0
+                } else {
+                    (7 << 40) | (i - 1)
+                },
+                trace: (7 << 40) | (i / 3 * 3),
+                path: (i % 5) as u32 + 1,
+                start_ns: 1_700_000_000_000_000_000 + (i as i64) * 1000,
+                dur_ns: 500 + i,
+                child_ns: if i.is_multiple_of(2) { 100 } else { 0 },
+                thread: (i % 2) as u32,
+                error: status.is_error(),
             },
-            trace: (7 << 40) | (i / 3 * 3),
-            path: (i % 5) as u32 + 1,
-            start_ns: 1_700_000_000_000_000_000 + (i as i64) * 1000,
-            dur_ns: 500 + i,
-            child_ns: if i.is_multiple_of(2) { 100 } else { 0 },
-            thread: (i % 2) as u32,
-            status: match i % 4 {
-                0 => Status::Ok,
-                1 => Status::Error,
-                2 => Status::Custom("warning".into()),
-                _ => Status::Ok,
-            },
+            status,
             tags: if i.is_multiple_of(5) {
                 vec![
                     ("s".into(), TagValue::Str("x".repeat(i as usize))),
@@ -658,10 +620,7 @@ mod tests {
     fn encode(spans: &[BlockSpan]) -> Vec<u8> {
         let mut e = BlockEncoder::new();
         for s in spans {
-            e.push(
-                s.id, s.parent, s.trace, s.path, s.start_ns, s.dur_ns, s.child_ns, s.thread,
-                &s.status, &s.tags,
-            );
+            e.push_span(s);
         }
         e.finish()
     }
@@ -688,7 +647,7 @@ mod tests {
         let mut n = 0;
         while d.next_into(&mut s).unwrap() {
             assert!(s.tags.is_empty());
-            assert_eq!(s.dur_ns, spans[n].dur_ns);
+            assert_eq!(s.head.dur_ns, spans[n].head.dur_ns);
             assert_eq!(s.status, spans[n].status);
             n += 1;
         }
@@ -721,10 +680,12 @@ mod tests {
     #[test]
     fn untagged_spans_are_small() {
         let spans: Vec<BlockSpan> = (1..4000)
-            .map(|i| BlockSpan {
-                tags: vec![],
-                status: Status::Ok,
-                ..sample(i)
+            .map(|i| {
+                let mut s = sample(i);
+                s.tags.clear();
+                s.status = Status::Ok;
+                s.head.error = false;
+                s
             })
             .collect();
         let data = encode(&spans);

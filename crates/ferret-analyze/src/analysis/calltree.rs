@@ -7,8 +7,8 @@
 //! whose parent is absent, becomes a root).
 
 use super::resolve::PathResolver;
+use crate::error::Result;
 use crate::store::{FileKind, SpanQuery, SpanRecord, Store};
-use crate::Result;
 use rustc_hash::FxHashMap;
 
 /// One call path. Times in ns.

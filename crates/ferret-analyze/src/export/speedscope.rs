@@ -3,7 +3,7 @@
 //! speedscope wants, per profile, open/close events sorted by time that nest
 //! properly. Native streams are not in start order, so the spans first go
 //! through an external merge sort by (pid, tid, start, longest first)
-//! ([`extsort`](super::extsort)). A sweep over each thread then places every
+//! (an external merge sort). A sweep over each thread then places every
 //! span in the first *lane* where it nests (the lane's innermost open span
 //! contains it, or nothing is open); spans that overlap without nesting
 //! (async tasks sharing a thread) open further lanes. Each lane becomes one
@@ -16,9 +16,9 @@
 
 use super::extsort::{Item, Sorter, DEFAULT_CHUNK};
 use super::{origin_ns, Options};
-use crate::error::CliResult;
-use ferret::store::{SpanQuery, SpanRecord, Store};
-use ferret::TagValue;
+use crate::error::Result;
+use crate::store::{SpanQuery, SpanRecord, Store};
+use ferret_format::TagValue;
 use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -104,7 +104,8 @@ impl Lane {
     }
 }
 
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
+/// Writes the run as a speedscope file; returns the spans read.
+pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let origin = origin_ns(store, opts.run)?;
     let q = SpanQuery {
         with_tags: !opts.frame_tags.is_empty(),
@@ -150,7 +151,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64>
         })?;
     }
     if let Some(e) = spans.take_error() {
-        return Err(e.into());
+        return Err(e);
     }
     drop(spans);
     drop(by_name);

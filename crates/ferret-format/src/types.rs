@@ -1,11 +1,10 @@
 //! Plain data shared by the recorder and the readers: tag values and statuses.
 
-use serde::Serialize;
 use std::fmt;
 
 /// The value of a span tag.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(untagged))]
 pub enum TagValue {
     /// Text.
     Str(String),
@@ -96,7 +95,8 @@ impl From<&String> for TagValue {
 }
 
 /// The outcome of a span.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Status {
     /// Finished normally.
     #[default]

@@ -2,15 +2,16 @@
 //! distinct call paths.
 
 use super::{folded, Options};
-use crate::error::{CliError, CliResult};
-use ferret::store::Store;
+use crate::error::{Error, Result};
+use crate::store::Store;
 use inferno::flamegraph;
 use std::io::Write;
 
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
+/// Draws the run as a flame graph SVG (width = self time); returns the spans read.
+pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let (lines, n) = folded::lines(store, opts.run)?;
     if lines.is_empty() {
-        return Err(CliError::user(format!(
+        return Err(Error::Invalid(format!(
             "run {} has no span with self time to draw",
             opts.run
         )));
@@ -21,6 +22,6 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64>
     o.count_name = "ns".to_owned();
     o.name_type = "Span:".to_owned();
     flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), w)
-        .map_err(|e| CliError::Internal(format!("flame graph: {e}")))?;
+        .map_err(|e| Error::Io(std::io::Error::other(format!("flame graph: {e}"))))?;
     Ok(n)
 }

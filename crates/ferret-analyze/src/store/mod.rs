@@ -1,25 +1,23 @@
-//! The on-disk side: the native schema and block codec, and lazy readers for
-//! native and ferret-io files behind one interface.
+//! Lazy readers for native and ferret-io files behind one interface.
 //!
 //! ```no_run
-//! use ferret::store::{Store, SpanQuery};
-//! let store = Store::open("ferret.db").unwrap();
-//! let run = store.latest_run().unwrap();
-//! let mut spans = store.spans(&run, &SpanQuery::default()).unwrap();
-//! for s in &mut spans {
-//!     println!("{} {:?}", spans_name_placeholder(), s.duration_ns);
+//! use ferret_analyze::store::{SpanQuery, SpanRecord, Store};
+//! let store = Store::open("ferret.db")?;
+//! let run = store.latest_run()?;
+//! let mut spans = store.spans(&run, &SpanQuery::default())?;
+//! let mut s = SpanRecord::default();
+//! while spans.next_into(&mut s) {
+//!     println!("{} {:?}", spans.name(s.name), s.duration_ns);
 //! }
-//! # fn spans_name_placeholder() -> &'static str { "" }
+//! # Ok::<(), ferret_analyze::Error>(())
 //! ```
 
-pub mod codec;
 mod ferret_io;
 mod fio_fast;
 mod native;
-pub mod schema;
 
 use crate::error::{Error, Result};
-use crate::types::{Status, Tags};
+use ferret_format::{Status, Tags};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -211,13 +209,13 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
             wal.push("-wal");
             let wal_pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
             if wal_pending {
-                return Err(Error::Sqlite(first));
+                return Err(Error::from(first));
             }
             open_ro(path, true).map_err(|e| {
                 if not_sqlite(path, &e) {
                     Error::NotSqlite(path.to_path_buf())
                 } else {
-                    Error::Sqlite(e)
+                    Error::from(e)
                 }
             })?
         }
@@ -267,7 +265,7 @@ impl Store {
                 )
                 .optional()?;
             let v: i64 = v.and_then(|v| v.parse().ok()).unwrap_or(1);
-            if v > schema::FORMAT_VERSION {
+            if v > ferret_format::schema::FORMAT_VERSION {
                 return Err(Error::UnsupportedVersion(v));
             }
             FileKind::Native
@@ -453,7 +451,7 @@ impl Spans<'_> {
     /// allocating — the fast path for statistics. `None` at the end of the
     /// stream, and always for ferret-io files (use [`Spans::next_into`]).
     #[inline]
-    pub fn next_head(&mut self) -> Option<(codec::SpanHead, u32)> {
+    pub fn next_head(&mut self) -> Option<(ferret_format::codec::SpanHead, u32)> {
         match &mut self.inner {
             SpansInner::Native(n) => n.next_head(),
             SpansInner::FerretIo(_) => None,
@@ -464,7 +462,7 @@ impl Spans<'_> {
     /// every span of the next block, in a tight loop (faster than
     /// [`Spans::next_head`]). Returns false at the end of the stream, and
     /// always for ferret-io files.
-    pub fn block_heads(&mut self, f: impl FnMut(&codec::SpanHead, u32)) -> bool {
+    pub fn block_heads(&mut self, f: impl FnMut(&ferret_format::codec::SpanHead, u32)) -> bool {
         match &mut self.inner {
             SpansInner::Native(n) => n.block_heads(f),
             SpansInner::FerretIo(_) => false,

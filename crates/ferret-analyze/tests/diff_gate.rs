@@ -3,10 +3,10 @@
 //! rates, the absolute floor, calls per root, new / gone names, several runs
 //! per side, per-name rules.
 
-use ferret::analysis::diff::{
+use ferret_analyze::analysis::diff::{
     compare, Clock, DiffOptions, DiffReport, Metric, NameRule, Outcome, RunData, SideData, Verdict,
 };
-use ferret::store::FileKind;
+use ferret_analyze::store::FileKind;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
@@ -163,7 +163,7 @@ trait RowExt {
     fn failed_metric(&self, m: Metric) -> bool;
 }
 
-impl RowExt for ferret::analysis::diff::DiffRow {
+impl RowExt for ferret_analyze::analysis::diff::DiffRow {
     fn failed_metric(&self, m: Metric) -> bool {
         self.tests
             .iter()
@@ -233,7 +233,7 @@ fn several_runs_per_side_use_the_rank_test() {
     let runs = |names: &[Name], seed: u64| side((0..5).map(|i| run(seed + i, names)).collect());
     let opts = DiffOptions::default();
     let r = compare(&runs(&MIX, 100), &runs(&cand, 200), &opts).unwrap();
-    assert_eq!(r.method, ferret::analysis::diff::Method::RankTest);
+    assert_eq!(r.method, ferret_analyze::analysis::diff::Method::RankTest);
     assert_eq!(flagged(&r), vec!["db.query"]);
     let row = &r.rows[0];
     let p50 = row.tests.iter().find(|t| t.metric == Metric::P50).unwrap();
@@ -298,13 +298,12 @@ fn too_few_samples_are_not_tested() {
 fn busy_clock_is_refused_until_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
-    let p = ferret::Profiler::builder(&path).open().unwrap();
-    p.install();
-    drop(ferret::span("a"));
-    let run = p.run_id().to_owned();
-    p.close().unwrap();
-    let store = ferret::store::Store::open(&path).unwrap();
-    let spec = || ferret::analysis::diff::SideSpec {
+    ferret_testkit::NativeFile::new("r1")
+        .span(ferret_testkit::span(1, 0, "a", 1_000, 500, 0))
+        .write(&path);
+    let run = "r1".to_owned();
+    let store = ferret_analyze::store::Store::open(&path).unwrap();
+    let spec = || ferret_analyze::analysis::diff::SideSpec {
         store: &store,
         runs: vec![run.clone()],
     };
@@ -312,9 +311,9 @@ fn busy_clock_is_refused_until_recorded() {
         clock: Clock::Busy,
         ..DiffOptions::default()
     };
-    let e = ferret::analysis::diff::diff(&spec(), &spec(), &opts, &mut |_, _| {}).unwrap_err();
+    let e = ferret_analyze::analysis::diff::diff(&spec(), &spec(), &opts, &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("busy"), "{e}");
-    let same = ferret::analysis::diff::diff(&spec(), &spec(), &DiffOptions::default(), &mut |_, _| {})
+    let same = ferret_analyze::analysis::diff::diff(&spec(), &spec(), &DiffOptions::default(), &mut |_, _| {})
         .unwrap();
     assert_eq!(same.rows.len(), 1);
     assert_eq!(same.rows[0].verdict, Verdict::Same);
