@@ -460,3 +460,71 @@ pub fn svg(r: &DiffReport, paths: &[(String, f64, f64)], w: &mut dyn Write) -> C
     );
     Ok(ferret_analyze::export::diff_svg::write(paths, &title, w)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_analyze::analysis::diff::{compare, DiffOptions, RunData, SideData};
+    use ferret_analyze::store::FileKind;
+
+    /// A fixed report: db.query 30% slower, cache.get unchanged, one new
+    /// and one gone name.
+    fn report() -> DiffReport {
+        let side = |file: &str, run: &str, slow: f64, names: &[&str]| {
+            let mut r = RunData::new(run);
+            r.roots = 500;
+            for (k, name) in names.iter().enumerate() {
+                let s = r.key(name);
+                for i in 0..1000u64 {
+                    let base = 100_000.0 * (k + 1) as f64 * (1.0 + (i % 100) as f64 / 100.0);
+                    let f = if *name == "db.query" { slow } else { 1.0 };
+                    let v = (base * f) as u64;
+                    s.record(v, v / 2);
+                }
+                r.spans += 1000;
+            }
+            let mut sd = SideData::new(file, FileKind::Native);
+            sd.add_run(r);
+            sd
+        };
+        compare(
+            &side("base.db", "r1", 1.0, &["db.query", "cache.get", "old|name"]),
+            &side("cand.db", "r2", 1.3, &["db.query", "cache.get", "fresh"]),
+            &DiffOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn markdown_snapshot() {
+        insta::assert_snapshot!(markdown(&report(), 20));
+    }
+
+    #[test]
+    fn table_marks_noise_and_colors_regressions() {
+        let t = table(&report(), 20);
+        assert!(t.contains("\x1b["), "styled");
+        let plain = anstream::adapter::strip_str(&t).to_string();
+        assert!(plain.contains("db.query") && plain.contains("regressed"), "{plain}");
+        assert!(plain.contains("~+0.0%"), "noise marked: {plain}");
+        assert!(plain.contains("FAIL: 1 regressed"), "{plain}");
+    }
+
+    #[test]
+    fn json_has_the_documented_schema() {
+        let v = json(&report());
+        for k in ["base", "candidate", "by", "regressions", "rows"] {
+            assert!(!v[k].is_null(), "{k}");
+        }
+        for k in ["file", "run_ids", "format", "spans"] {
+            assert!(!v["base"][k].is_null(), "base.{k}");
+        }
+        let row = &v["rows"][0];
+        assert_eq!(row["name"], "db.query");
+        assert_eq!(row["verdict"], "regressed");
+        for k in ["p50", "p95", "p99", "calls_per_root"] {
+            assert!(row["change"][k].is_number(), "change.{k}");
+        }
+        assert!((row["change"]["p50"].as_f64().unwrap() - 0.3).abs() < 0.02);
+    }
+}
