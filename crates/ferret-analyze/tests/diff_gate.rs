@@ -67,12 +67,42 @@ fn flagged(r: &DiffReport) -> Vec<&str> {
 
 /// A service-like mix: a few hot names, some rare ones.
 const MIX: [Name; 6] = [
-    Name { name: "handle_request", n: 500, median_ns: 5e6, sigma: 0.4 },
-    Name { name: "db.query", n: 1000, median_ns: 1e6, sigma: 0.5 },
-    Name { name: "cache.get", n: 3000, median_ns: 80e3, sigma: 0.6 },
-    Name { name: "render", n: 500, median_ns: 400e3, sigma: 0.3 },
-    Name { name: "auth", n: 100, median_ns: 300e3, sigma: 0.5 },
-    Name { name: "rare", n: 40, median_ns: 2e6, sigma: 0.8 },
+    Name {
+        name: "handle_request",
+        n: 500,
+        median_ns: 5e6,
+        sigma: 0.4,
+    },
+    Name {
+        name: "db.query",
+        n: 1000,
+        median_ns: 1e6,
+        sigma: 0.5,
+    },
+    Name {
+        name: "cache.get",
+        n: 3000,
+        median_ns: 80e3,
+        sigma: 0.6,
+    },
+    Name {
+        name: "render",
+        n: 500,
+        median_ns: 400e3,
+        sigma: 0.3,
+    },
+    Name {
+        name: "auth",
+        n: 100,
+        median_ns: 300e3,
+        sigma: 0.5,
+    },
+    Name {
+        name: "rare",
+        n: 40,
+        median_ns: 2e6,
+        sigma: 0.8,
+    },
 ];
 
 #[test]
@@ -92,8 +122,18 @@ fn identical_workloads_rarely_flag() {
 #[test]
 fn identical_workloads_never_flag_at_ten_thousand_samples() {
     let big = [
-        Name { name: "db.query", n: 10_000, median_ns: 1e6, sigma: 0.5 },
-        Name { name: "cache.get", n: 10_000, median_ns: 200e3, sigma: 0.8 },
+        Name {
+            name: "db.query",
+            n: 10_000,
+            median_ns: 1e6,
+            sigma: 0.5,
+        },
+        Name {
+            name: "cache.get",
+            n: 10_000,
+            median_ns: 200e3,
+            sigma: 0.8,
+        },
     ];
     let opts = DiffOptions::default();
     let pairs = 200;
@@ -122,11 +162,36 @@ fn slower(names: &[Name], which: &str, factor: f64) -> Vec<Name> {
 
 /// Names of n = 1,000 each.
 const THOUSANDS: [Name; 5] = [
-    Name { name: "handle_request", n: 1000, median_ns: 5e6, sigma: 0.4 },
-    Name { name: "db.query", n: 1000, median_ns: 1e6, sigma: 0.5 },
-    Name { name: "cache.get", n: 1000, median_ns: 80e3, sigma: 0.6 },
-    Name { name: "render", n: 1000, median_ns: 400e3, sigma: 0.3 },
-    Name { name: "auth", n: 1000, median_ns: 300e3, sigma: 0.8 },
+    Name {
+        name: "handle_request",
+        n: 1000,
+        median_ns: 5e6,
+        sigma: 0.4,
+    },
+    Name {
+        name: "db.query",
+        n: 1000,
+        median_ns: 1e6,
+        sigma: 0.5,
+    },
+    Name {
+        name: "cache.get",
+        n: 1000,
+        median_ns: 80e3,
+        sigma: 0.6,
+    },
+    Name {
+        name: "render",
+        n: 1000,
+        median_ns: 400e3,
+        sigma: 0.3,
+    },
+    Name {
+        name: "auth",
+        n: 1000,
+        median_ns: 300e3,
+        sigma: 0.8,
+    },
 ];
 
 #[test]
@@ -156,7 +221,10 @@ fn twenty_percent_slower_median_is_caught() {
     // The other names are compared at a 5% false discovery rate; with one
     // real change in the family BH grows more lenient for the rest, and the
     // heavy-tailed p95/p99 of a n = 1,000 name then flag in about 1% of seeds.
-    assert!(others_seeds * 100 <= seeds, "other names flagged in {others_seeds} seeds");
+    assert!(
+        others_seeds * 100 <= seeds,
+        "other names flagged in {others_seeds} seeds"
+    );
 }
 
 trait RowExt {
@@ -173,7 +241,12 @@ impl RowExt for ferret_analyze::analysis::diff::DiffRow {
 
 #[test]
 fn twenty_percent_of_five_microseconds_is_not_flagged() {
-    let base = [Name { name: "tiny", n: 20_000, median_ns: 25e3, sigma: 0.2 }];
+    let base = [Name {
+        name: "tiny",
+        n: 20_000,
+        median_ns: 25e3,
+        sigma: 0.2,
+    }];
     let cand = slower(&base, "tiny", 1.2);
     let r = pair(7, &base, &cand, &DiffOptions::default());
     let row = &r.rows[0];
@@ -193,8 +266,18 @@ fn twenty_percent_of_five_microseconds_is_not_flagged() {
 
 #[test]
 fn tripled_calls_per_root_at_equal_latency_is_a_regression() {
-    let base = [Name { name: "db.query", n: 1000, median_ns: 1e6, sigma: 0.5 }];
-    let cand = [Name { name: "db.query", n: 3000, median_ns: 1e6, sigma: 0.5 }];
+    let base = [Name {
+        name: "db.query",
+        n: 1000,
+        median_ns: 1e6,
+        sigma: 0.5,
+    }];
+    let cand = [Name {
+        name: "db.query",
+        n: 3000,
+        median_ns: 1e6,
+        sigma: 0.5,
+    }];
     let r = pair(11, &base, &cand, &DiffOptions::default());
     let row = &r.rows[0];
     assert_eq!(row.verdict, Verdict::Regressed);
@@ -282,7 +365,12 @@ fn rules_override_thresholds_and_exclude_names() {
 
 #[test]
 fn too_few_samples_are_not_tested() {
-    let base = [Name { name: "few", n: 20, median_ns: 1e6, sigma: 0.3 }];
+    let base = [Name {
+        name: "few",
+        n: 20,
+        median_ns: 1e6,
+        sigma: 0.3,
+    }];
     let cand = slower(&base, "few", 3.0);
     let r = pair(5, &base, &cand, &DiffOptions::default());
     let row = &r.rows[0];
@@ -311,10 +399,16 @@ fn busy_clock_is_refused_until_recorded() {
         clock: Clock::Busy,
         ..DiffOptions::default()
     };
-    let e = ferret_analyze::analysis::diff::diff(&spec(), &spec(), &opts, &mut |_, _| {}).unwrap_err();
+    let e =
+        ferret_analyze::analysis::diff::diff(&spec(), &spec(), &opts, &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("busy"), "{e}");
-    let same = ferret_analyze::analysis::diff::diff(&spec(), &spec(), &DiffOptions::default(), &mut |_, _| {})
-        .unwrap();
+    let same = ferret_analyze::analysis::diff::diff(
+        &spec(),
+        &spec(),
+        &DiffOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(same.rows.len(), 1);
     assert_eq!(same.rows[0].verdict, Verdict::Same);
 }

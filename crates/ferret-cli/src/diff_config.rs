@@ -166,7 +166,9 @@ exclude = true
     #[test]
     fn rejects_bad_files() {
         assert!(Config::parse("threshold = \"ten\"").is_err());
-        assert!(Config::parse("treshold = \"10%\"").unwrap_err().contains("treshold"));
+        assert!(Config::parse("treshold = \"10%\"")
+            .unwrap_err()
+            .contains("treshold"));
         assert!(Config::parse("[[rule]]\nthreshold = 0.1").is_err());
         assert!(Config::parse("min_abs = \"fast\"").is_err());
         assert!(Config::parse("threshold = 5").is_err());

@@ -4,7 +4,9 @@
 use crate::error::CliResult;
 use crate::fmt::{dur, Align, Table};
 use anstyle::{AnsiColor, Style};
-use ferret_analyze::analysis::diff::{DiffReport, DiffRow, Metric, MetricTest, Outcome, RowStats, Verdict};
+use ferret_analyze::analysis::diff::{
+    DiffReport, DiffRow, Metric, MetricTest, Outcome, RowStats, Verdict,
+};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -187,7 +189,10 @@ pub fn table(r: &DiffReport, limit: usize) -> String {
         let _ = writeln!(
             out,
             "{}",
-            paint(&format!("  … {hidden} more unchanged rows (--limit 0 shows all)"), DIM)
+            paint(
+                &format!("  … {hidden} more unchanged rows (--limit 0 shows all)"),
+                DIM
+            )
         );
     }
     let summary = outcome_line(r);
@@ -363,9 +368,18 @@ fn failure_text(row: &DiffRow) -> String {
     row.flagged()
         .map(|t| {
             let (b, c) = match t.metric {
-                Metric::P50 => (row.base.as_ref().and_then(|s| s.p50_ns), row.candidate.as_ref().and_then(|s| s.p50_ns)),
-                Metric::P95 => (row.base.as_ref().and_then(|s| s.p95_ns), row.candidate.as_ref().and_then(|s| s.p95_ns)),
-                Metric::P99 => (row.base.as_ref().and_then(|s| s.p99_ns), row.candidate.as_ref().and_then(|s| s.p99_ns)),
+                Metric::P50 => (
+                    row.base.as_ref().and_then(|s| s.p50_ns),
+                    row.candidate.as_ref().and_then(|s| s.p50_ns),
+                ),
+                Metric::P95 => (
+                    row.base.as_ref().and_then(|s| s.p95_ns),
+                    row.candidate.as_ref().and_then(|s| s.p95_ns),
+                ),
+                Metric::P99 => (
+                    row.base.as_ref().and_then(|s| s.p99_ns),
+                    row.candidate.as_ref().and_then(|s| s.p99_ns),
+                ),
                 Metric::CallsPerRoot => (None, None),
             };
             let values = match (b, c, t.metric) {
@@ -390,11 +404,7 @@ fn failure_text(row: &DiffRow) -> String {
 /// JUnit XML: one test case per row, a failure per regression (and per new
 /// or gone name when those fail the gate).
 pub fn junit(r: &DiffReport) -> String {
-    let failures = r
-        .rows
-        .iter()
-        .filter(|row| is_failure(r, row))
-        .count();
+    let failures = r.rows.iter().filter(|row| is_failure(r, row)).count();
     let mut o = String::new();
     let _ = writeln!(o, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
     let suite = format!(
@@ -505,7 +515,10 @@ mod tests {
         let t = table(&report(), 20);
         assert!(t.contains("\x1b["), "styled");
         let plain = anstream::adapter::strip_str(&t).to_string();
-        assert!(plain.contains("db.query") && plain.contains("regressed"), "{plain}");
+        assert!(
+            plain.contains("db.query") && plain.contains("regressed"),
+            "{plain}"
+        );
         assert!(plain.contains("~+0.0%"), "noise marked: {plain}");
         assert!(plain.contains("FAIL: 1 regressed"), "{plain}");
     }

@@ -29,7 +29,10 @@ fn workload(roots: u64, slow: f64) -> Vec<(u64, Vec<(&'static str, u64)>)> {
         .map(|r| {
             let q = |k: u64| (1e6 * (0.8 + 0.4 * frac(r * 3 + k)) * slow) as u64;
             let render = (500e3 * (0.9 + 0.2 * frac(r * 3 + 2))) as u64;
-            (r, vec![("db.query", q(0)), ("db.query", q(1)), ("render", render)])
+            (
+                r,
+                vec![("db.query", q(0)), ("db.query", q(1)), ("render", render)],
+            )
         })
         .collect()
 }
@@ -41,7 +44,14 @@ fn native(path: &Path, run: &str, roots: u64, slow: f64) {
         let start = r as i64 * 10_000_000;
         let child: u64 = children.iter().map(|c| c.1).sum();
         let root = id;
-        spans.push(span(root, 0, "handle_request", start, child + 100_000, child));
+        spans.push(span(
+            root,
+            0,
+            "handle_request",
+            start,
+            child + 100_000,
+            child,
+        ));
         id += 1;
         let mut t = start + 50_000;
         for (name, d) in children {
@@ -60,11 +70,27 @@ fn ferret_io(path: &Path, run: &str, roots: u64, slow: f64) {
         let start = 1.0 + r as f64 * 0.01;
         let child: u64 = children.iter().map(|c| c.1).sum();
         let root = format!("{id:016x}");
-        rows.push(fio_row(&root, None, run, "handle_request", start, Some((child + 100_000) as f64 / 1e9), "ok"));
+        rows.push(fio_row(
+            &root,
+            None,
+            run,
+            "handle_request",
+            start,
+            Some((child + 100_000) as f64 / 1e9),
+            "ok",
+        ));
         id += 1;
         let mut t = start + 50e-6;
         for (name, d) in children {
-            rows.push(fio_row(&format!("{id:016x}"), Some(&root), run, name, t, Some(d as f64 / 1e9), "ok"));
+            rows.push(fio_row(
+                &format!("{id:016x}"),
+                Some(&root),
+                run,
+                name,
+                t,
+                Some(d as f64 / 1e9),
+                "ok",
+            ));
             id += 1;
             t += d as f64 / 1e9;
         }
@@ -123,7 +149,15 @@ fn ferret_io_base_against_native_candidate_catches_the_slow_name() {
     let q = row(&v, "db.query");
     assert_eq!(q["verdict"], "regressed");
     for side in ["base", "candidate"] {
-        for k in ["count", "calls_per_root", "p50_s", "p95_s", "p99_s", "total_s", "self_s"] {
+        for k in [
+            "count",
+            "calls_per_root",
+            "p50_s",
+            "p95_s",
+            "p99_s",
+            "total_s",
+            "self_s",
+        ] {
             assert!(!q[side][k].is_null() || k == "p99_s", "{side}.{k}");
         }
     }
@@ -134,13 +168,20 @@ fn ferret_io_base_against_native_candidate_catches_the_slow_name() {
     assert_eq!(q["change"]["calls_per_root"], 0.0);
     assert!(q["flagged"].as_array().unwrap().contains(&"p50".into()));
     // p99 needs 1,000 samples a side: shown, not tested.
-    let p99 = q["tests"].as_array().unwrap().iter().find(|t| t["metric"] == "p99").unwrap();
+    let p99 = q["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == "p99")
+        .unwrap();
     assert_eq!(p99["outcome"], "too_few_samples");
     assert_eq!(row(&v, "render")["verdict"], "~");
     // The root got slower by the same absolute amount, ~+45%.
     assert_eq!(row(&v, "handle_request")["verdict"], "regressed");
     // Self times of the ferret-io side come from the resolver.
-    let self_s = row(&v, "handle_request")["base"]["self_s"].as_f64().unwrap();
+    let self_s = row(&v, "handle_request")["base"]["self_s"]
+        .as_f64()
+        .unwrap();
     assert!((self_s - 400.0 * 100e-6).abs() < 1e-6, "self {self_s}");
 }
 
@@ -153,7 +194,10 @@ fn identical_workloads_exit_zero_in_every_format() {
     let o = ferret(&["diff", &base, &cand]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("db.query") && text.contains("ok: 0 regressed"), "{text}");
+    assert!(
+        text.contains("db.query") && text.contains("ok: 0 regressed"),
+        "{text}"
+    );
     assert!(!text.contains('\x1b'), "no colors with NO_COLOR / no TTY");
     for fmt in ["json", "markdown", "junit"] {
         let o = ferret(&["diff", &base, &cand, "--format", fmt]);
@@ -183,7 +227,10 @@ fn junit_parses_and_has_a_failure_per_regression() {
         .map(|c| c.attribute("name").unwrap())
         .collect();
     assert_eq!(failed, vec!["handle_request", "db.query"]);
-    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
     assert_eq!(suite.attribute("failures"), Some("2"));
     let msg = doc
         .descendants()
@@ -273,8 +320,18 @@ fn new_and_gone_names_fail_only_when_asked() {
     assert_eq!(row(&v, "brand_new")["verdict"], "new");
     assert_eq!(row(&v, "db.query")["verdict"], "gone");
     assert!(row(&v, "brand_new")["base"]["p50_s"].is_null());
-    assert_eq!(ferret(&["diff", &base, &cand, "--fail-on-new"]).status.code(), Some(1));
-    assert_eq!(ferret(&["diff", &base, &cand, "--fail-on-gone"]).status.code(), Some(1));
+    assert_eq!(
+        ferret(&["diff", &base, &cand, "--fail-on-new"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        ferret(&["diff", &base, &cand, "--fail-on-gone"])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -294,7 +351,10 @@ fn bad_input_exits_two_with_a_clear_message() {
         (vec!["diff", &good, &missing], "missing.db"),
         (vec!["diff", &good, &empty], "no spans"),
         (vec!["diff", &good, &good, "--clock", "busy"], "busy"),
-        (vec!["diff", &good, &good, "--threshold", "ten"], "threshold"),
+        (
+            vec!["diff", &good, &good, "--threshold", "ten"],
+            "threshold",
+        ),
         (vec!["diff", &good, &good, "--min-abs", "soon"], "soon"),
         (vec!["diff", &good, &good, "--alpha", "2"], "alpha"),
     ];

@@ -851,8 +851,7 @@ struct Pending {
 
 /// Compares two sides. Pure: the same sides give the same report.
 pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<DiffReport> {
-    if !(opts.threshold >= 0.0 && opts.min_abs_ns >= 0.0 && opts.alpha > 0.0 && opts.alpha < 1.0)
-    {
+    if !(opts.threshold >= 0.0 && opts.min_abs_ns >= 0.0 && opts.alpha > 0.0 && opts.alpha < 1.0) {
         return Err(Error::Invalid(
             "threshold and min-abs must be ≥ 0, alpha in (0, 1)".into(),
         ));
@@ -932,7 +931,11 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
             .collect();
         let ps: Vec<f64> = family
             .iter()
-            .map(|&i| rows[pending[i].row].tests[pending[i].test].p_value.unwrap_or(1.0))
+            .map(|&i| {
+                rows[pending[i].row].tests[pending[i].test]
+                    .p_value
+                    .unwrap_or(1.0)
+            })
             .collect();
         adjusted.extend(family.into_iter().zip(benjamini_hochberg(&ps)));
     }
@@ -993,9 +996,7 @@ pub fn compare(base: &SideData, cand: &SideData, opts: &DiffOptions) -> Result<D
         threshold: opts.threshold,
         min_abs_ns: opts.min_abs_ns,
         alpha: opts.alpha,
-        failed: regressions > 0
-            || (opts.fail_on_new && new > 0)
-            || (opts.fail_on_gone && gone > 0),
+        failed: regressions > 0 || (opts.fail_on_new && new > 0) || (opts.fail_on_gone && gone > 0),
         rows,
         regressions,
         improvements,
@@ -1085,8 +1086,7 @@ fn test_metric(
                 (Some(x), Some(y)) => (x + y) / 2.0,
                 (x, y) => x.or(y).unwrap_or(0.0),
             };
-            t.abs_ns =
-                (c.calls_per_root.unwrap_or(0.0) - b.calls_per_root.unwrap_or(0.0)) * avg;
+            t.abs_ns = (c.calls_per_root.unwrap_or(0.0) - b.calls_per_root.unwrap_or(0.0)) * avg;
             let need = min_samples(0.5);
             let (rb, rc) = (base.roots(), cand.roots());
             if rb < need || rc < need {

@@ -367,7 +367,11 @@ mod tests {
         assert_eq!(binomial_sf(10, 0.3, 0), 1.0);
         assert_eq!(binomial_sf(10, 0.3, 11), 0.0);
         // Large n: P(X >= mean) ~ 0.5 and far tails vanish.
-        assert!(close(binomial_sf(1_000_000_000, 0.5, 500_000_000), 0.5, 1e-3));
+        assert!(close(
+            binomial_sf(1_000_000_000, 0.5, 500_000_000),
+            0.5,
+            1e-3
+        ));
         assert_eq!(binomial_sf(1_000_000_000, 0.5, 600_000_000), 0.0);
     }
 

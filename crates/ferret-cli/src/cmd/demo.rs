@@ -72,7 +72,11 @@ static SCALE: std::sync::OnceLock<(f64, Vec<(String, f64)>)> = std::sync::OnceLo
 #[inline]
 fn work_as(name: &str, n: u64) -> u64 {
     let (base, slow) = SCALE.get_or_init(|| (1.0, vec![]));
-    let f = base * slow.iter().find(|(s, _)| s == name).map_or(1.0, |(_, f)| *f);
+    let f = base
+        * slow
+            .iter()
+            .find(|(s, _)| s == name)
+            .map_or(1.0, |(_, f)| *f);
     if f == 1.0 {
         return work(n);
     }

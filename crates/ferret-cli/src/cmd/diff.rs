@@ -52,13 +52,15 @@ pub enum ClockArg {
 /// of at least --min-abs, and statistical significance after the
 /// Benjamini–Hochberg correction across names.
 #[derive(clap::Args)]
-#[command(after_help = "Exit codes: 0 no regression, 1 regression (or a new/gone name with \
+#[command(
+    after_help = "Exit codes: 0 no regression, 1 regression (or a new/gone name with \
 --fail-on-new/--fail-on-gone), 2 bad input (missing or bad file, unknown run, empty side, bad option).
 
 Config file (TOML, --config): threshold = \"10%\", min_abs = \"50us\", alpha = 0.05,
 fail_on_new = false, fail_on_gone = false, exclude = [\"glob\", ...], and [[rule]] tables
 with name = \"glob\" and any of threshold, min_abs, exclude (later rules win).
-Command-line options override the file.")]
+Command-line options override the file."
+)]
 pub struct Args {
     /// Base trace file (native or ferret-io); alone, it holds both sides.
     pub base: PathBuf,
@@ -116,7 +118,9 @@ pub fn parse_threshold(s: &str) -> Result<f64, String> {
         Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
         None => t.parse::<f64>(),
     }
-    .map_err(|_| format!("bad threshold '{s}': use a percentage such as 10% or a fraction such as 0.1"))?;
+    .map_err(|_| {
+        format!("bad threshold '{s}': use a percentage such as 10% or a fraction such as 0.1")
+    })?;
     if !(0.0..=100.0).contains(&v) || (t.find('%').is_none() && v > 1.0) {
         return Err(format!(
             "bad threshold '{s}': use a percentage such as 10% or a fraction in [0, 1]"
@@ -159,11 +163,7 @@ fn pick_runs(
     } else if same_file {
         // The latest run that is not a candidate.
         let all = base.runs()?;
-        match all
-            .iter()
-            .rev()
-            .find(|r| !cand_runs.contains(&r.run_id))
-        {
+        match all.iter().rev().find(|r| !cand_runs.contains(&r.run_id)) {
             Some(r) => vec![r.run_id.clone()],
             None => {
                 return Err(CliError::user(format!(
@@ -183,7 +183,9 @@ fn options(a: &Args, cfg: Config) -> CliResult<DiffOptions> {
     let d = DiffOptions::default();
     let alpha = a.alpha.or(cfg.alpha).unwrap_or(d.alpha);
     if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(CliError::user(format!("--alpha {alpha}: must be in (0, 1)")));
+        return Err(CliError::user(format!(
+            "--alpha {alpha}: must be in (0, 1)"
+        )));
     }
     Ok(DiffOptions {
         by: match a.by {
