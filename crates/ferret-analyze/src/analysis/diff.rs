@@ -499,9 +499,14 @@ pub struct DiffRow {
 impl DiffRow {
     /// Metrics flagged in the direction of the verdict.
     pub fn flagged(&self) -> impl Iterator<Item = &MetricTest> {
+        let want = match self.verdict {
+            Verdict::Regressed => Some(Outcome::Regressed),
+            Verdict::Improved => Some(Outcome::Improved),
+            _ => None,
+        };
         self.tests
             .iter()
-            .filter(|t| matches!(t.outcome, Outcome::Regressed | Outcome::Improved))
+            .filter(move |t| Some(t.outcome) == want)
     }
 }
 
