@@ -7,11 +7,10 @@
 //! spans does not compile this one.
 //!
 //! ```no_run
-//! use ferret_analyze::store::{SpanQuery, Store};
+//! use ferret_analyze::analysis::{summarize, Query, SummaryOptions};
+//! use ferret_analyze::store::Store;
 //! let store = Store::open("ferret.db")?;
-//! let run = store.latest_run()?;
-//! let mut spans = store.spans(&run, &SpanQuery::default())?;
-//! let summary = ferret_analyze::analysis::summarize(&run, store.kind(), &mut spans, &mut |_, _| {});
+//! let summary = summarize(&store, &Query::latest(), &SummaryOptions::default(), None)?;
 //! for row in &summary.stats {
 //!     println!("{:<20} {:>8} calls", row.name, row.count);
 //! }
@@ -22,6 +21,7 @@
 pub mod analysis;
 mod error;
 pub mod export;
+pub mod guide;
 pub mod store;
 
 pub use error::{Error, Result, StorageError};

@@ -1,7 +1,7 @@
 //! The summary's numbers on small constructed inputs with exact expectations.
 
-use ferret_analyze::analysis::{summarize, NameSummary, SortKey};
-use ferret_analyze::store::{SpanQuery, Store};
+use ferret_analyze::analysis::{summarize, NameSummary, Query, SortKey, SummaryOptions};
+use ferret_analyze::store::Store;
 use ferret_testkit::{fio_row as fio, span as s, FerretIoFile, NativeFile, TestSpan};
 use std::path::Path;
 
@@ -17,8 +17,7 @@ fn ferret_io_file(path: &Path, rows: &[String]) {
 
 fn summary(path: &std::path::Path, run: &str) -> ferret_analyze::analysis::Summary {
     let store = Store::open(path).unwrap();
-    let mut spans = store.spans(run, &SpanQuery::default()).unwrap();
-    summarize(run, store.kind(), &mut spans, &mut |_, _| {})
+    summarize(&store, &Query::run(run), &SummaryOptions::default(), None).unwrap()
 }
 
 fn row<'a>(sum: &'a ferret_analyze::analysis::Summary, name: &str) -> &'a NameSummary {
@@ -221,13 +220,30 @@ fn time_window_filters_by_start() {
         ],
     );
     let store = Store::open(&p).unwrap();
-    let q = SpanQuery {
+    let q = ferret_analyze::store::SpanQuery {
         since_ns: Some(150),
         until_ns: Some(300),
         ..Default::default()
     };
     let n = store.spans("r", &q).unwrap().count();
     assert_eq!(n, 1);
+
+    // The same window through a report's query, absolute and relative to
+    // the run's first span (at 100).
+    use ferret_analyze::analysis::TimeBound::{FromRunStart, UnixNs};
+    for (since, until) in [
+        (UnixNs(150), UnixNs(300)),
+        (FromRunStart(50), FromRunStart(200)),
+    ] {
+        let q = Query {
+            since: Some(since),
+            until: Some(until),
+            ..Query::run("r")
+        };
+        let sum = summarize(&store, &q, &SummaryOptions::default(), None).unwrap();
+        assert_eq!(sum.spans, 1, "{since:?}..{until:?}");
+        assert_eq!(row(&sum, "x").total_ns, 10);
+    }
 }
 
 /// A native run whose recorder lost spans: a span whose parent is absent
@@ -253,7 +269,8 @@ fn native_orphans_of_a_lossy_run_are_roots() {
         .unwrap();
     drop(conn);
     let store = Store::open(&f).unwrap();
-    let t = ferret_analyze::analysis::slowest_trees(&store, "r", &Default::default()).unwrap();
+    let t = ferret_analyze::analysis::slowest_trees(&store, &Query::run("r"), &Default::default())
+        .unwrap();
     let roots: Vec<&str> = t.roots.iter().map(|&i| t.nodes[i].name.as_str()).collect();
     assert_eq!(roots, ["orphan", "root"], "slowest first, orphan included");
     let orphan = &t.nodes[t.roots[0]];

@@ -7,6 +7,8 @@ mod error;
 mod fmt;
 
 use clap::{Parser, Subcommand};
+use error::CliError;
+use std::process::ExitCode;
 
 /// Ferret: a persistent span profiler. Analyze trace files of any size in
 /// flat memory: native ferret files and ferret-io (Python) files alike.
@@ -35,7 +37,7 @@ enum Command {
     Flamegraph(cmd::export::FlameArgs),
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
@@ -46,8 +48,12 @@ fn main() {
         Command::Flamegraph(a) => cmd::export::run_flame(a),
         Command::Diff(a) => cmd::diff::run(a),
     };
-    if let Err(e) = r {
-        eprintln!("ferret: {e}");
-        std::process::exit(e.exit_code());
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferret: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }

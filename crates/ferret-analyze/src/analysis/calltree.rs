@@ -2,14 +2,14 @@
 //!
 //! Memory is proportional to the number of distinct call paths. Native
 //! files carry interned path ids; ferret-io files have none, so paths are
-//! resolved while streaming by a [`PathResolver`] (bounded by the spans
+//! resolved while streaming by a [`PathResolver`](super::resolve::PathResolver) (bounded by the spans
 //! open at one moment; a straggler that starts after its parent ended, or
 //! whose parent is absent, becomes a root).
 
-use super::resolve::PathResolver;
+use super::query::{select, Query};
+use super::scan::{scan, Fold, Resolved, ScanOptions};
 use crate::error::Result;
-use crate::store::{FileKind, SpanQuery, SpanRecord, Store};
-use rustc_hash::FxHashMap;
+use crate::store::Store;
 
 /// One call path. Times in ns.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -46,6 +46,8 @@ impl CallNode {
 pub struct CallTree {
     /// Run analyzed.
     pub run_id: String,
+    /// True when the run was picked as the file's latest.
+    pub latest: bool,
     /// Every path.
     pub nodes: Vec<CallNode>,
     /// Root paths, largest total first.
@@ -67,94 +69,59 @@ struct Acc {
     errors: u64,
 }
 
-impl Acc {
-    /// Counts one span of this path (self time is added by the caller,
-    /// which knows it either from the record or from the resolver).
-    fn add(&mut self, rec: &SpanRecord) {
-        let d = rec.duration_ns.unwrap_or(0);
-        self.count += 1;
-        self.total += d;
-        self.max = self.max.max(d);
-        self.errors += rec.status.is_error() as u64;
+/// Per-path accumulators, indexed by path id.
+#[derive(Default)]
+struct CallFold {
+    accs: Vec<Acc>,
+}
+
+impl CallFold {
+    #[inline]
+    fn acc(&mut self, path: u32) -> &mut Acc {
+        let i = path as usize;
+        if i >= self.accs.len() {
+            self.accs.resize(i + 1, Acc::default());
+        }
+        &mut self.accs[i]
     }
 }
 
-/// Folds every span of `run` into its call tree.
-pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
-    let mut spans = store.spans(run, &SpanQuery::default())?;
-    let mut rec = SpanRecord::default();
-    let mut accs: Vec<Acc> = Vec::new();
-    let mut n = 0u64;
-    let acc = |accs: &mut Vec<Acc>, p: u32| -> usize {
-        let i = p as usize;
-        if i >= accs.len() {
-            accs.resize(i + 1, Acc::default());
-        }
-        i
-    };
-    // (path id) -> (parent path, name id); names resolved at the end.
-    let mut table: Vec<(u32, u32, u32)>; // (id, parent, name)
-    let mut evicted = 0;
-    match store.kind() {
-        FileKind::Native => {
-            // Spans without a path id get one of ours, keyed by name, above
-            // the file's ids.
-            table = store.paths()?;
-            let mut next = table.iter().map(|t| t.0).max().unwrap_or(0) + 1;
-            let mut extra: FxHashMap<u32, u32> = FxHashMap::default();
-            while spans.next_into(&mut rec) {
-                n += 1;
-                let p = match rec.path {
-                    Some(p) => p,
-                    None => *extra.entry(rec.name).or_insert_with(|| {
-                        next += 1;
-                        table.push((next - 1, 0, rec.name));
-                        next - 1
-                    }),
-                };
-                let i = acc(&mut accs, p);
-                let a = &mut accs[i];
-                a.add(&rec);
-                a.self_ns += rec
-                    .duration_ns
-                    .unwrap_or(0)
-                    .saturating_sub(rec.children_ns.unwrap_or(0));
-            }
-        }
-        FileKind::FerretIo => {
-            let mut r = PathResolver::default();
-            while spans.next_into(&mut rec) {
-                n += 1;
-                let p = r.push(&rec, &mut |f| {
-                    let i = acc(&mut accs, f.path);
-                    accs[i].self_ns += f.self_ns.unwrap_or(0);
-                });
-                let i = acc(&mut accs, p);
-                accs[i].add(&rec);
-            }
-            r.finish(&mut |f| {
-                let i = acc(&mut accs, f.path);
-                accs[i].self_ns += f.self_ns.unwrap_or(0);
-            });
-            evicted = r.evicted_early;
-            table = (1..=r.path_count() as u32)
-                .filter_map(|id| r.path(id).map(|(p, nm)| (id, p, nm)))
-                .collect();
-        }
+impl Fold for CallFold {
+    fn span(&mut self, r: Resolved<'_>) {
+        let d = r.span.duration_ns.unwrap_or(0);
+        let err = r.span.status.is_error();
+        let a = self.acc(r.path);
+        a.count += 1;
+        a.total += d;
+        a.max = a.max.max(d);
+        a.errors += err as u64;
     }
-    if let Some(e) = spans.take_error() {
-        return Err(e);
+
+    fn self_time(&mut self, _name: u32, path: u32, self_ns: u64) {
+        self.acc(path).self_ns += self_ns;
     }
+}
+
+/// Folds every span of the run `q` selects into its call tree.
+pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
+    let sel = select(store, q)?;
+    let mut fold = CallFold::default();
+    let scanned = scan(store, &sel, ScanOptions::default(), &mut fold)?;
+    let accs = fold.accs;
+    let n = scanned.spans;
+    let paths = &scanned.paths;
     // Keep paths with spans, and their ancestors (a native file's path table
     // covers every run).
-    let max_id = table.iter().map(|t| t.0).max().unwrap_or(0) as usize;
+    let max_id = (paths.end() as usize).saturating_sub(1);
     let mut parent_of = vec![0u32; max_id + 1];
     let mut name_of = vec![0u32; max_id + 1];
     let mut known = vec![false; max_id + 1];
-    for &(id, p, nm) in &table {
-        parent_of[id as usize] = p;
-        name_of[id as usize] = nm;
-        known[id as usize] = true;
+    for id in 1..=max_id as u32 {
+        if let Some((p, nm)) = paths.get(id) {
+            parent_of[id as usize] = p;
+            name_of[id as usize] = nm;
+            known[id as usize] = true;
+        }
     }
     let mut keep = vec![false; max_id + 1];
     for (id, _) in known.iter().enumerate().filter(|(_, &k)| k) {
@@ -167,9 +134,10 @@ pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
         }
     }
     let mut out = CallTree {
-        run_id: run.to_owned(),
+        run_id: sel.run,
+        latest: sel.latest,
         spans: n,
-        evicted_early: evicted,
+        evicted_early: scanned.evicted_early,
         ..Default::default()
     };
     let mut index = vec![usize::MAX; max_id + 1];
@@ -178,7 +146,7 @@ pub fn call_tree(store: &Store, run: &str) -> Result<CallTree> {
             index[id] = out.nodes.len();
             let a = accs.get(id).copied().unwrap_or_default();
             out.nodes.push(CallNode {
-                name: spans.name(name_of[id]).to_owned(),
+                name: scanned.name(name_of[id]).to_owned(),
                 count: a.count,
                 total_ns: a.total,
                 self_ns: a.self_ns,

@@ -2,9 +2,12 @@
 //! errors (exact) and p50/p95/p99 from a DDSketch (at most 1% relative error).
 //! State: one accumulator per distinct name.
 
-use super::resolve::PathResolver;
+use super::query::{select, Query};
+use super::scan::{scan, Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
-use crate::store::{FileKind, SpanRecord, Spans};
+use crate::error::Result;
+use crate::store::{FileKind, RunInfo, Store};
+use ferret_format::codec::SpanHead;
 use serde::Serialize;
 
 impl Acc {
@@ -79,8 +82,15 @@ pub struct NameSummary {
 pub struct Summary {
     /// Run analyzed.
     pub run_id: String,
+    /// True when the run was picked as the file's latest.
+    pub latest: bool,
     /// Kind of file.
     pub format: FileKind,
+    /// The recorder's counters for the run (`None` for ferret-io files).
+    pub counters: Option<RunInfo>,
+    /// Names with at least one duration that matched the query, before
+    /// the limit.
+    pub names_total: usize,
     /// Spans read.
     pub spans: u64,
     /// Rows that could not be parsed and were skipped.
@@ -160,107 +170,108 @@ impl Summary {
     }
 }
 
-/// Folds a span stream into a [`Summary`]. `progress` is called now and
-/// then with (spans so far, bytes read so far).
-pub fn summarize(
-    run_id: &str,
-    format: FileKind,
-    spans: &mut Spans<'_>,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Summary {
-    let mut accs: Vec<Acc> = Vec::new();
-    accs.resize_with(spans.name_count(), Acc::new);
-    let mut n: u64 = 0;
-    let mut first = i64::MAX;
-    let mut last = i64::MIN;
-    let mut rec = SpanRecord::default();
-    // ferret-io files carry no children's totals: resolve them while streaming.
-    let mut resolver = (format == FileKind::FerretIo).then(PathResolver::default);
-    let mut pending_self: Vec<(u32, u64)> = Vec::new();
-    if spans.is_native() {
-        // Fast path: fixed fields only, no record built per span, a block
-        // at a time; progress between blocks.
-        let mut next_report = 1u64 << 16;
-        while spans.block_heads(|h, name| {
-            n += 1;
-            let i = name as usize;
-            if i >= accs.len() {
-                accs.resize_with(i + 1, Acc::new);
-            }
-            let a = &mut accs[i];
-            a.count += 1;
-            a.errors += h.is_error() as u64;
-            a.add_timed(h.dur_ns);
-            a.self_ns = a
-                .self_ns
-                .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
-            first = first.min(h.start_ns);
-            last = last.max(h.start_ns.saturating_add(h.dur_ns as i64));
-        }) {
-            if n >= next_report {
-                next_report = n + (1 << 16);
-                progress(n, spans.bytes_read());
-            }
+/// Options of [`summarize`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SummaryOptions {
+    /// Row order.
+    pub sort: SortKey,
+    /// Rows to keep; 0 keeps all.
+    pub limit: usize,
+}
+
+/// The per-name state of a summary.
+#[derive(Default)]
+struct SummaryFold {
+    accs: Vec<Acc>,
+    first: i64,
+    last: i64,
+}
+
+impl SummaryFold {
+    #[inline(always)]
+    fn acc(&mut self, name: u32) -> &mut Acc {
+        let i = name as usize;
+        if i >= self.accs.len() {
+            self.accs.resize_with(i + 1, Acc::new);
         }
+        &mut self.accs[i]
     }
-    while spans.next_into(&mut rec) {
-        n += 1;
-        if n & 0xFFFF == 0 {
-            progress(n, spans.bytes_read());
-        }
-        let i = rec.name as usize;
-        if i >= accs.len() {
-            accs.resize_with(i + 1, Acc::new);
-        }
-        let a = &mut accs[i];
+}
+
+impl Fold for SummaryFold {
+    fn heads_only(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn head(&mut self, h: &SpanHead, name: u32) {
+        self.first = self.first.min(h.start_ns);
+        self.last = self.last.max(h.start_ns.saturating_add(h.dur_ns as i64));
+        let a = self.acc(name);
         a.count += 1;
-        if rec.status.is_error() {
-            a.errors += 1;
-        }
-        first = first.min(rec.start_ns);
+        a.errors += h.is_error() as u64;
+        a.add_timed(h.dur_ns);
+    }
+
+    fn span(&mut self, r: Resolved<'_>) {
+        let rec = r.span;
+        self.first = self.first.min(rec.start_ns);
+        self.last = self.last.max(match rec.duration_ns {
+            Some(_) => rec.end_ns(),
+            None => rec.start_ns,
+        });
+        let a = self.acc(rec.name);
+        a.count += 1;
+        a.errors += rec.status.is_error() as u64;
         if let Some(d) = rec.duration_ns {
             a.add_timed(d);
-            last = last.max(rec.end_ns());
-            if let Some(c) = rec.children_ns {
-                a.self_ns = a.self_ns.saturating_add(d.saturating_sub(c));
-            }
-        } else {
-            last = last.max(rec.start_ns);
-        }
-        if let Some(r) = &mut resolver {
-            r.push(&rec, &mut |f| {
-                if let Some(s) = f.self_ns {
-                    pending_self.push((f.name, s));
-                }
-            });
-            for (name, s) in pending_self.drain(..) {
-                if let Some(a) = accs.get_mut(name as usize) {
-                    a.self_ns = a.self_ns.saturating_add(s);
-                }
-            }
         }
     }
-    if let Some(r) = &mut resolver {
-        r.finish(&mut |f| {
-            if let Some(s) = f.self_ns {
-                pending_self.push((f.name, s));
-            }
-        });
-        for (name, s) in pending_self.drain(..) {
-            if let Some(a) = accs.get_mut(name as usize) {
-                a.self_ns = a.self_ns.saturating_add(s);
-            }
-        }
+
+    #[inline(always)]
+    fn self_time(&mut self, name: u32, _path: u32, self_ns: u64) {
+        let a = self.acc(name);
+        a.self_ns = a.self_ns.saturating_add(self_ns);
     }
-    progress(n, spans.bytes_read());
+}
+
+/// The per-name summary of the run `q` selects: every span is read once,
+/// in memory proportional to the distinct names. `progress`, if given, is
+/// called now and then with (spans so far, bytes read so far).
+pub fn summarize(
+    store: &Store,
+    q: &Query,
+    opts: &SummaryOptions,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Summary> {
+    let sel = select(store, q)?;
+    let mut fold = SummaryFold {
+        accs: Vec::new(),
+        first: i64::MAX,
+        last: i64::MIN,
+    };
+    let scanned = scan(
+        store,
+        &sel,
+        ScanOptions {
+            with_tags: false,
+            progress,
+        },
+        &mut fold,
+    )?;
+    let n = scanned.spans;
     let mut stats = Vec::new();
-    for (i, a) in accs.into_iter().enumerate() {
+    for (i, a) in fold.accs.into_iter().enumerate() {
         if a.timed == 0 {
+            continue;
+        }
+        let name = scanned.name(i as u32);
+        if sel.names.as_ref().is_some_and(|g| !g.is_match(name)) {
             continue;
         }
         let q = |p: f64| -> f64 { a.sketch.quantile(p).clamp(a.min, a.max) as f64 };
         stats.push(NameSummary {
-            name: spans.name(i as u32).to_owned(),
+            name: name.to_owned(),
             count: a.count,
             total_ns: a.total,
             avg_ns: a.total as f64 / a.timed as f64,
@@ -275,18 +286,21 @@ pub fn summarize(
         });
     }
     let mut s = Summary {
-        run_id: run_id.to_owned(),
-        format,
+        run_id: sel.run,
+        latest: sel.latest,
+        format: scanned.kind,
+        counters: sel.counters,
+        names_total: stats.len(),
         spans: n,
-        skipped_rows: spans.skipped_rows(),
+        skipped_rows: scanned.skipped_rows,
         wall_ns: if n == 0 {
             0
         } else {
-            (last - first).max(0) as u64
+            (fold.last - fold.first).max(0) as u64
         },
-        first_start_ns: if n == 0 { 0 } else { first },
+        first_start_ns: if n == 0 { 0 } else { fold.first },
         stats,
     };
-    s.sort_and_limit(SortKey::Total, 0);
-    s
+    s.sort_and_limit(opts.sort, opts.limit);
+    Ok(s)
 }

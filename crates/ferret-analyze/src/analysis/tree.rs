@@ -3,8 +3,8 @@
 //!
 //! * Pass 1 streams every span and keeps a heap of the `top` slowest roots.
 //!   A root is a span with no parent, or whose parent is absent from the run
-//!   (an orphan). ferret-io files are start-ordered: a [`PathResolver`] tells
-//!   whether a span's parent is open when it starts (a straggler that starts
+//!   (an orphan). ferret-io files are start-ordered: the scan driver's
+//!   resolver tells whether a span's parent is open when it starts (a straggler that starts
 //!   after its parent ended is a root, as in `calltree`). Native files are
 //!   not start-ordered: when the recorder reports losses (or none are known),
 //!   pass 1 also fills a Bloom filter with every span id and an extra pass
@@ -19,9 +19,10 @@
 //! The result is a flat arena ([`Tree`]): no recursion anywhere, so a chain
 //! 100,000 spans deep is fine.
 
-use super::resolve::PathResolver;
+use super::query::{select, Query};
+use super::scan::{scan, ForEach, ScanOptions, Scanned};
 use crate::error::Result;
-use crate::store::{FileKind, SpanQuery, SpanRecord, Store};
+use crate::store::{FileKind, SpanRecord, Store};
 use ferret_format::{Status, Tags};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
@@ -125,6 +126,8 @@ pub struct TreeNode {
 pub struct Tree {
     /// Run analyzed.
     pub run_id: String,
+    /// True when the run was picked as the file's latest.
+    pub latest: bool,
     /// Every line.
     pub nodes: Vec<TreeNode>,
     /// The roots, slowest first.
@@ -381,73 +384,62 @@ impl Builder {
     }
 }
 
-/// The `opts.top` slowest trees of `run`; see the module docs.
-pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tree> {
+/// The `opts.top` slowest trees of the run `q` selects; see the module docs.
+pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tree> {
+    let sel = select(store, q)?;
+    let run = sel.run.as_str();
     let kind = store.kind();
-    let mut rec = SpanRecord::default();
     let mut passes = 1;
-    let mut spans_read = 0u64;
 
-    // Pass 1: candidate roots.
+    // Pass 1: candidate roots: spans on a root call path (no parent, or,
+    // in ferret-io files, no parent open when they start).
     let mut roots_top = TopN::new(opts.top);
     let mut bloom = None;
-    {
-        let mut spans = store.spans(run, &SpanQuery::default())?;
-        match kind {
-            FileKind::FerretIo => {
-                let mut r = PathResolver::default();
-                while spans.next_into(&mut rec) {
-                    spans_read += 1;
-                    let p = r.push(&rec, &mut |_| {});
-                    if r.path(p).is_none_or(|(pp, _)| pp == 0) {
-                        roots_top.offer(&rec);
-                    }
-                }
-            }
-            FileKind::Native => {
-                let lossless = store
-                    .run_counters(run)?
-                    .is_some_and(|c| c.dropped() == 0 && c.sampled_out == 0);
-                if !lossless {
-                    let n = store
-                        .runs()?
-                        .iter()
-                        .find(|r| r.run_id == run)
-                        .map_or(1 << 20, |r| r.spans);
-                    bloom = Some(Bloom::new(n));
-                }
-                while spans.next_into(&mut rec) {
-                    spans_read += 1;
-                    if let Some(b) = &mut bloom {
-                        b.insert(rec.span_id);
-                    }
-                    if rec.parent_id.is_none() {
-                        roots_top.offer(&rec);
-                    }
-                }
-            }
-        }
-        if let Some(e) = spans.take_error() {
-            return Err(e);
+    if kind == FileKind::Native {
+        let lossless = sel
+            .counters
+            .as_ref()
+            .is_some_and(|c| c.dropped() == 0 && c.sampled_out == 0);
+        if !lossless {
+            let n = sel.counters.as_ref().map_or(1 << 20, |r| r.spans);
+            bloom = Some(Bloom::new(n));
         }
     }
+    let scanned = scan(
+        store,
+        &sel,
+        ScanOptions::default(),
+        &mut ForEach(|r: super::scan::Resolved<'_>| {
+            if let Some(b) = &mut bloom {
+                b.insert(r.span.span_id);
+            }
+            let root = match kind {
+                FileKind::Native => r.span.parent_id.is_none(),
+                FileKind::FerretIo => r.parent_path == 0,
+            };
+            if root {
+                roots_top.offer(r.span);
+            }
+        }),
+    )?;
+    let spans_read = scanned.spans;
     if let Some(b) = &bloom {
         // Native with possible losses: orphans are spans whose parent id is
         // certainly not in the run.
         passes += 1;
-        let mut spans = store.spans(run, &SpanQuery::default())?;
-        while spans.next_into(&mut rec) {
-            if let Some(p) = rec.parent_id {
-                if !b.contains(p) {
-                    roots_top.offer(&rec);
+        scan(
+            store,
+            &sel,
+            ScanOptions::default(),
+            &mut ForEach(|r: super::scan::Resolved<'_>| {
+                if let Some(p) = r.span.parent_id {
+                    if !b.contains(p) {
+                        roots_top.offer(r.span);
+                    }
                 }
-            }
-        }
-        if let Some(e) = spans.take_error() {
-            return Err(e);
-        }
+            }),
+        )?;
     }
-    drop(bloom);
     let mut chosen: Vec<Cand> = roots_top.heap.into_iter().map(|Reverse(c)| c).collect();
     chosen.sort_by(|a, b| b.cmp(a));
     let root_ids: FxHashSet<u64> = chosen.iter().map(|c| c.key.2 .0).collect();
@@ -462,60 +454,63 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
         max_children: opts.max_children,
         max_groups: opts.max_children.saturating_mul(4).max(64),
     };
-    let q = SpanQuery {
-        with_tags: true,
-        ..Default::default()
-    };
-    let mut spans = store.spans(run, &q)?;
     let native = kind == FileKind::Native;
-    while spans.next_into(&mut rec) {
-        let is_root = root_ids.contains(&rec.span_id);
-        if !is_root {
-            if native {
-                if !traces.contains(&rec.trace_id) {
-                    continue;
-                }
-            } else {
-                // Start order: the parent is kept already, and still open.
-                match rec.parent_id.and_then(|p| b.ids.get(&p)) {
-                    Some(&pi) => {
-                        let p = &b.nodes[pi as usize];
-                        let end = p.start_ns.saturating_add(p.dur.unwrap_or(0) as i64);
-                        if end < rec.start_ns {
-                            continue;
-                        }
+    let scanned = scan(
+        store,
+        &sel,
+        ScanOptions {
+            with_tags: true,
+            progress: None,
+        },
+        &mut ForEach(|r: super::scan::Resolved<'_>| {
+            let rec = r.span;
+            let is_root = root_ids.contains(&rec.span_id);
+            if !is_root {
+                if native {
+                    if !traces.contains(&rec.trace_id) {
+                        return;
                     }
-                    None => continue,
+                } else {
+                    // Start order: the parent is kept already, and still open.
+                    match rec.parent_id.and_then(|p| b.ids.get(&p)) {
+                        Some(&pi) => {
+                            let p = &b.nodes[pi as usize];
+                            let end = p.start_ns.saturating_add(p.dur.unwrap_or(0) as i64);
+                            if end < rec.start_ns {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
                 }
             }
-        }
-        let i = match b.ids.get(&rec.span_id) {
-            Some(&i) if b.nodes[i as usize].filled => continue, // duplicate id
-            Some(&i) => i,
-            None => b.alloc(rec.span_id),
-        };
-        b.fill(i, &rec);
-        if is_root {
-            continue;
-        }
-        let Some(parent) = rec.parent_id else {
-            // A parentless span that is not a chosen root (trace id clash).
-            b.free_subtree(i);
-            continue;
-        };
-        let pi = match b.ids.get(&parent) {
-            Some(&p) => p,
-            None => b.alloc(parent), // native: the parent comes later
-        };
-        b.attach(pi, i);
-    }
-    if let Some(e) = spans.take_error() {
-        return Err(e);
-    }
+            let i = match b.ids.get(&rec.span_id) {
+                Some(&i) if b.nodes[i as usize].filled => return, // duplicate id
+                Some(&i) => i,
+                None => b.alloc(rec.span_id),
+            };
+            b.fill(i, rec);
+            if is_root {
+                return;
+            }
+            let Some(parent) = rec.parent_id else {
+                // A parentless span that is not a chosen root (trace id clash).
+                b.free_subtree(i);
+                return;
+            };
+            let pi = match b.ids.get(&parent) {
+                Some(&p) => p,
+                None => b.alloc(parent), // native: the parent comes later
+            };
+            b.attach(pi, i);
+        }),
+    )?;
+    let spans = &scanned;
 
     // Flatten into the output arena, iteratively.
     let mut out = Tree {
         run_id: run.to_owned(),
+        latest: sel.latest,
         nodes: Vec::new(),
         roots: Vec::new(),
         spans: spans_read,
@@ -531,7 +526,7 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
             continue;
         }
         out.roots.push(out.nodes.len());
-        push_node(&b, bi, &mut out, &spans, &mut stack);
+        push_node(&b, bi, &mut out, spans, &mut stack);
         while let Some((bi, oi)) = stack.pop() {
             let mut children = Vec::new();
             match &b.nodes[bi as usize].kids {
@@ -544,7 +539,7 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
                     });
                     for c in v {
                         children.push(out.nodes.len());
-                        push_node(&b, c, &mut out, &spans, &mut stack);
+                        push_node(&b, c, &mut out, spans, &mut stack);
                     }
                 }
                 Kids::Merged { groups, other } => {
@@ -590,13 +585,7 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
     Ok(out)
 }
 
-fn push_node(
-    b: &Builder,
-    bi: u32,
-    out: &mut Tree,
-    spans: &crate::store::Spans<'_>,
-    stack: &mut Vec<(u32, usize)>,
-) {
+fn push_node(b: &Builder, bi: u32, out: &mut Tree, spans: &Scanned, stack: &mut Vec<(u32, usize)>) {
     let n = &b.nodes[bi as usize];
     out.nodes.push(TreeNode {
         name: spans.name(n.name).to_owned(),

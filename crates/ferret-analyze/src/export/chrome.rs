@@ -8,31 +8,29 @@
 //! that no nanosecond is lost.
 
 use super::{origin_ns, write_us, Options};
+use crate::analysis::query::Selection;
+use crate::analysis::scan::try_for_each;
 use crate::error::Result;
-use crate::store::{SpanQuery, SpanRecord, Store};
+use crate::store::Store;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::Write;
 
 /// Writes the run as Chrome / Perfetto Trace Event Format JSON; returns the spans read.
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
-    let origin = origin_ns(store, opts.run)?;
-    let q = SpanQuery {
-        with_tags: true,
-        ..Default::default()
-    };
-    let mut spans = store.spans(opts.run, &q)?;
-    let mut r = SpanRecord::default();
+pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    let run = sel.run.as_str();
+    let origin = origin_ns(sel);
     let mut n = 0u64;
     let mut seen: FxHashSet<(u32, u64)> = FxHashSet::default();
     w.write_all(b"{\"traceEvents\":[\n")?;
-    while spans.next_into(&mut r) {
+    try_for_each(store, sel, true, |s| -> Result<()> {
+        let r = s.span;
         if n > 0 {
             w.write_all(b",\n")?;
         }
         n += 1;
         seen.insert((r.pid, r.tid));
         w.write_all(b"{\"ph\":\"X\",\"cat\":\"span\",\"name\":")?;
-        serde_json::to_writer(&mut *w, spans.name(r.name))?;
+        serde_json::to_writer(&mut *w, s.name)?;
         w.write_all(b",\"ts\":")?;
         write_us(w, r.start_ns - origin)?;
         w.write_all(b",\"dur\":")?;
@@ -54,14 +52,11 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
             serde_json::to_writer(&mut *w, v)?;
         }
         w.write_all(b"}}")?;
-    }
-    if let Some(e) = spans.take_error() {
-        return Err(e);
-    }
-    drop(spans);
+        Ok(())
+    })?;
     // Metadata: process and thread names.
     let names: FxHashMap<(u32, u64), Option<String>> = store
-        .threads(opts.run)?
+        .threads(run)?
         .into_iter()
         .map(|t| ((t.pid, t.tid), t.name))
         .collect();
@@ -83,7 +78,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
             w,
             "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{pid},\"tid\":0,\"args\":{{\"name\":"
         )?;
-        serde_json::to_writer(&mut *w, &format!("ferret run {} (pid {pid})", opts.run))?;
+        serde_json::to_writer(&mut *w, &format!("ferret run {run} (pid {pid})"))?;
         w.write_all(b"}}")?;
     }
     for (pid, tid) in threads {
@@ -97,7 +92,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
         w.write_all(b"}}")?;
     }
     w.write_all(b"\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"run\":")?;
-    serde_json::to_writer(&mut *w, opts.run)?;
+    serde_json::to_writer(&mut *w, run)?;
     writeln!(w, ",\"origin_ns\":{origin},\"spans\":{n}}}}}")?;
     Ok(n)
 }

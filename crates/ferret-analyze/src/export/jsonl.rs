@@ -4,8 +4,10 @@
 //! 2^53; Python, Rust and jq 1.7+ do not).
 
 use super::Options;
+use crate::analysis::query::Selection;
+use crate::analysis::scan::try_for_each;
 use crate::error::Result;
-use crate::store::{SpanQuery, SpanRecord, Store};
+use crate::store::Store;
 use std::io::Write;
 
 fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<()> {
@@ -16,20 +18,13 @@ fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<
 }
 
 /// Writes the run as one JSON object per span and line; returns the spans read.
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
-    let q = SpanQuery {
-        with_tags: true,
-        ..Default::default()
-    };
-    let mut spans = store.spans(opts.run, &q)?;
-    let mut r = SpanRecord::default();
-    let mut n = 0u64;
-    while spans.next_into(&mut r) {
-        n += 1;
+pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    let scanned = try_for_each(store, sel, true, |s| -> Result<()> {
+        let r = s.span;
         write!(w, "{{\"span_id\":{},\"parent_id\":", r.span_id)?;
         opt(w, r.parent_id)?;
         write!(w, ",\"trace_id\":{},\"name\":", r.trace_id)?;
-        serde_json::to_writer(&mut *w, spans.name(r.name))?;
+        serde_json::to_writer(&mut *w, s.name)?;
         w.write_all(b",\"path_id\":")?;
         opt(w, r.path)?;
         write!(w, ",\"start_ns\":{},\"duration_ns\":", r.start_ns)?;
@@ -48,9 +43,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
             serde_json::to_writer(&mut *w, v)?;
         }
         writeln!(w, "}},\"pid\":{},\"tid\":{}}}", r.pid, r.tid)?;
-    }
-    if let Some(e) = spans.take_error() {
-        return Err(e);
-    }
-    Ok(n)
+        Ok(())
+    })?;
+    Ok(scanned.spans)
 }

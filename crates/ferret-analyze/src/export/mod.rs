@@ -16,6 +16,7 @@ pub mod jsonl;
 pub mod speedscope;
 pub mod svg;
 
+use crate::analysis::query::{select, Query, Selection};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use std::io::{self, Write};
@@ -80,40 +81,53 @@ impl std::str::FromStr for Format {
 }
 
 /// What to export.
-#[derive(Debug, Clone, Copy)]
-pub struct Options<'a> {
-    /// Run id.
-    pub run: &'a str,
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The run and time window.
+    pub query: Query,
     /// speedscope: tag keys appended to frame names.
-    pub frame_tags: &'a [String],
+    pub frame_tags: Vec<String>,
 }
 
-/// Writes `run` of `store` as `format` to `w`; returns the number of spans
-/// read. `w` is written in many small pieces: give it a buffered writer.
-pub fn write(store: &Store, opts: &Options, format: Format, w: &mut dyn Write) -> Result<u64> {
-    let n = match format {
-        Format::Jsonl => jsonl::write(store, opts, w)?,
-        Format::Chrome => chrome::write(store, opts, w)?,
-        Format::Folded => folded::write(store, opts, w)?,
-        Format::Svg => svg::write(store, opts, w)?,
-        Format::Speedscope => speedscope::write(store, opts, w)?,
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// The run exported.
+    pub run: String,
+    /// Spans read.
+    pub spans: u64,
+}
+
+/// Writes the run `opts.query` selects as `format` to `w`. `w` is written
+/// in many small pieces: give it a buffered writer.
+pub fn write(store: &Store, opts: &Options, format: Format, w: &mut dyn Write) -> Result<Exported> {
+    let sel = select(store, &opts.query)?;
+    let spans = match format {
+        Format::Jsonl => jsonl::write(store, &sel, opts, w)?,
+        Format::Chrome => chrome::write(store, &sel, opts, w)?,
+        Format::Folded => folded::write(store, &sel, opts, w)?,
+        Format::Svg => svg::write(store, &sel, opts, w)?,
+        Format::Speedscope => speedscope::write(store, &sel, opts, w)?,
     };
     w.flush()?;
-    Ok(n)
+    Ok(Exported {
+        run: sel.run,
+        spans,
+    })
 }
 
 /// Time origin for formats that want small relative times: the run's first
 /// span start when the file records it, else 0 (times stay epoch-based).
-pub fn origin_ns(store: &Store, run: &str) -> Result<i64> {
-    Ok(store
-        .run_counters(run)?
+fn origin_ns(sel: &Selection) -> i64 {
+    sel.counters
+        .as_ref()
         .map(|r| r.first_start_ns)
         .filter(|&t| t > 0)
-        .unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Writes `ns` as microseconds with three decimals (exact, no float).
-pub fn write_us(w: &mut dyn Write, ns: i64) -> io::Result<()> {
+fn write_us(w: &mut dyn Write, ns: i64) -> io::Result<()> {
     let sign = if ns < 0 { "-" } else { "" };
     let a = ns.unsigned_abs();
     write!(w, "{sign}{}.{:03}", a / 1000, a % 1000)

@@ -16,8 +16,10 @@
 
 use super::extsort::{Item, Sorter, DEFAULT_CHUNK};
 use super::{origin_ns, Options};
+use crate::analysis::query::Selection;
+use crate::analysis::scan::try_for_each;
 use crate::error::Result;
-use crate::store::{SpanQuery, SpanRecord, Store};
+use crate::store::Store;
 use ferret_format::TagValue;
 use rustc_hash::FxHashMap;
 use std::fs::File;
@@ -105,22 +107,16 @@ impl Lane {
 }
 
 /// Writes the run as a speedscope file; returns the spans read.
-pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
-    let origin = origin_ns(store, opts.run)?;
-    let q = SpanQuery {
-        with_tags: !opts.frame_tags.is_empty(),
-        ..Default::default()
-    };
-    let mut spans = store.spans(opts.run, &q)?;
-    let mut r = SpanRecord::default();
-    let mut n = 0u64;
+pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    let run = sel.run.as_str();
+    let origin = origin_ns(sel);
     let mut frame_ids: FxHashMap<String, u32> = FxHashMap::default();
     let mut frames: Vec<String> = vec![];
     // Name id -> frame id, when no tags are involved.
     let mut by_name: FxHashMap<u32, u32> = FxHashMap::default();
     let mut sorter = Sorter::new(DEFAULT_CHUNK);
-    while spans.next_into(&mut r) {
-        n += 1;
+    let scanned = try_for_each(store, sel, !opts.frame_tags.is_empty(), |s| -> Result<()> {
+        let r = s.span;
         let mut intern = |s: String| -> u32 {
             let next = frames.len() as u32;
             let id = *frame_ids.entry(s.clone()).or_insert(next);
@@ -133,13 +129,13 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
             match by_name.get(&r.name) {
                 Some(&f) => f,
                 None => {
-                    let f = intern(spans.name(r.name).to_owned());
+                    let f = intern(s.name.to_owned());
                     by_name.insert(r.name, f);
                     f
                 }
             }
         } else {
-            intern(frame_name(spans.name(r.name), &r.tags, opts.frame_tags))
+            intern(frame_name(s.name, &r.tags, &opts.frame_tags))
         };
         let start = r.start_ns.saturating_sub(origin);
         sorter.push(Item {
@@ -149,15 +145,13 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
             end: start.saturating_add(r.duration_ns.unwrap_or(0) as i64),
             frame,
         })?;
-    }
-    if let Some(e) = spans.take_error() {
-        return Err(e);
-    }
-    drop(spans);
+        Ok(())
+    })?;
+    let n = scanned.spans;
     drop(by_name);
     drop(frame_ids);
     let thread_names: FxHashMap<(u32, u64), Option<String>> = store
-        .threads(opts.run)?
+        .threads(run)?
         .into_iter()
         .map(|t| ((t.pid, t.tid), t.name))
         .collect();
@@ -230,7 +224,7 @@ pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> Result<u64> {
 
     w.write_all(b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",")?;
     w.write_all(b"\"exporter\":\"ferret\",\"name\":")?;
-    serde_json::to_writer(&mut *w, &format!("ferret run {}", opts.run))?;
+    serde_json::to_writer(&mut *w, &format!("ferret run {run}"))?;
     w.write_all(b",\"activeProfileIndex\":0,\"profiles\":[")?;
     for (i, l) in done.iter().enumerate() {
         if i > 0 {

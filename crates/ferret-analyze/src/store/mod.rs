@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 pub use ferret_io::DEFAULT_NAMESPACE;
 
 /// Which kind of trace file a store is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum FileKind {
-    /// Written by this crate's recorder.
+    /// Written by Ferret's recorder.
     #[serde(rename = "native")]
+    #[default]
     Native,
     /// Written by the Python ferret-io (BeaverDB log table).
     #[serde(rename = "ferret-io")]

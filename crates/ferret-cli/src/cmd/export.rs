@@ -1,8 +1,9 @@
 //! `ferret export` and `ferret flamegraph`.
 
-use super::{open_store, pick_run};
+use super::open_store;
 use crate::error::{CliError, CliResult};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use ferret_analyze::analysis::Query;
 use ferret_analyze::export::{self, Format};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -63,13 +64,15 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, _) = pick_run(&store, a.run.as_deref())?;
     let t = Instant::now();
     let opts = export::Options {
-        run: &run,
-        frame_tags: &a.frame_tags,
+        query: Query {
+            run: a.run.clone(),
+            ..Query::default()
+        },
+        frame_tags: a.frame_tags.clone(),
     };
-    let spans = write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?;
+    let spans = write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?.spans;
     if a.stats {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
@@ -83,10 +86,12 @@ pub fn run(a: Args) -> CliResult {
 
 pub fn run_flame(a: FlameArgs) -> CliResult {
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, _) = pick_run(&store, a.run.as_deref())?;
     let opts = export::Options {
-        run: &run,
-        frame_tags: &[],
+        query: Query {
+            run: a.run.clone(),
+            ..Query::default()
+        },
+        frame_tags: Vec::new(),
     };
     write_output(&a.output, |w| export::write(&store, &opts, Format::Svg, w))?;
     if a.output.as_os_str() != "-" {
