@@ -17,14 +17,16 @@
 //!    Mann–Whitney test on run-level values with several runs on both sides.
 
 use super::paths::folded_frame;
-use super::resolve::PathResolver;
+use super::query::{select, Query};
+use super::scan::{scan, Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
 use super::stats::{
     benjamini_hochberg, compare_bootstrap, mann_whitney_greater, min_samples, poisson_rate_test,
     quantile_bootstrap,
 };
 use crate::error::{Error, Result};
-use crate::store::{FileKind, SpanQuery, SpanRecord, Spans, Store};
+use crate::store::{FileKind, Store};
+use ferret_format::codec::SpanHead;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -248,6 +250,19 @@ impl KeyStats {
         self.min_ns = self.min_ns.min(dur_ns);
         self.max_ns = self.max_ns.max(dur_ns);
         self.sketch.add(dur_ns);
+    }
+
+    /// Adds a span with duration `dur_ns`; its self time comes separately
+    /// through [`KeyStats::add_self`].
+    #[inline]
+    pub fn record_duration(&mut self, dur_ns: u64) {
+        self.record(dur_ns, 0);
+    }
+
+    /// Adds self time to the key.
+    #[inline]
+    pub fn add_self(&mut self, self_ns: u64) {
+        self.self_ns = self.self_ns.saturating_add(self_ns);
     }
 
     /// Adds a span without a duration.
@@ -504,9 +519,7 @@ impl DiffRow {
             Verdict::Improved => Some(Outcome::Improved),
             _ => None,
         };
-        self.tests
-            .iter()
-            .filter(move |t| Some(t.outcome) == want)
+        self.tests.iter().filter(move |t| Some(t.outcome) == want)
     }
 }
 
@@ -599,26 +612,63 @@ pub fn diff(
     compare(&base, &cand, opts)
 }
 
-/// Folds one run into per-key statistics (one streaming pass).
+/// Folds one run into per-key statistics (one streaming pass through the
+/// [scan driver](super::scan), which gives self times and call paths the
+/// same way for native and ferret-io files).
 pub fn collect_run(
     store: &Store,
     run: &str,
     by: By,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunData> {
-    let mut spans = store.spans(run, &SpanQuery::default())?;
-    let mut data = RunData::new(run);
-    if spans.is_native() {
-        collect_native(store, &mut spans, by, &mut data, progress)?;
-    } else {
-        collect_resolved(&mut spans, by, &mut data, progress);
-    }
-    data.skipped_rows = spans.skipped_rows();
-    if let Some(e) = spans.take_error() {
-        return Err(Error::Invalid(format!(
-            "{}: reading run {run} failed part way: {e}",
+    let sel = select(store, &Query::run(run))?;
+    let mut fold = DiffFold {
+        by,
+        by_id: Vec::new(),
+        by_name: Vec::new(),
+        roots: 0,
+    };
+    let opts = ScanOptions {
+        with_tags: false,
+        progress: Some(progress),
+    };
+    let scanned = scan(store, &sel, opts, &mut fold).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: reading run {run} failed: {e}",
             store.path().display()
-        )));
+        ))
+    })?;
+    let mut data = RunData::new(run);
+    data.spans = scanned.spans;
+    data.roots = fold.roots;
+    data.skipped_rows = scanned.skipped_rows;
+    let name_key = |id: usize| folded_frame(scanned.name(id as u32));
+    for (i, s) in fold.by_id.into_iter().enumerate() {
+        if s.count == 0 {
+            continue;
+        }
+        let key = match by {
+            By::Name => name_key(i),
+            By::Path => {
+                let frames: Vec<String> = scanned
+                    .paths
+                    .frames(i as u32)
+                    .into_iter()
+                    .map(|n| folded_frame(scanned.name(n)))
+                    .collect();
+                if frames.is_empty() {
+                    format!("?path{i}")
+                } else {
+                    frames.join(";")
+                }
+            }
+        };
+        data.key(&key).merge(&s);
+    }
+    for (i, s) in fold.by_name.into_iter().enumerate() {
+        if s.count > 0 {
+            data.key(&name_key(i)).merge(&s);
+        }
     }
     Ok(data)
 }
@@ -630,156 +680,49 @@ fn grow(v: &mut Vec<KeyStats>, i: usize) -> &mut KeyStats {
     &mut v[i]
 }
 
-/// Native files: the fixed fields of every span, keyed by name id or path id.
-fn collect_native(
-    store: &Store,
-    spans: &mut Spans<'_>,
+/// Per-key state of one run: indexed by name id (`--by name`) or path id
+/// (`--by path`, where spans without a path fall back to `by_name`).
+struct DiffFold {
     by: By,
-    data: &mut RunData,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
-    // Name mode: index = name id. Path mode: index = path id, and spans
-    // without a path (id 0) go to `by_name`.
-    let mut by_id: Vec<KeyStats> = Vec::new();
-    let mut by_name: Vec<KeyStats> = Vec::new();
-    let (mut n, mut roots) = (0u64, 0u64);
-    let mut next_report = 1u64 << 16;
-    loop {
-        let more = spans.block_heads(|h, name| {
-            n += 1;
-            roots += (h.parent == 0) as u64;
-            let self_ns = h.dur_ns.saturating_sub(h.child_ns);
-            let s = match by {
-                By::Path if h.path != 0 => grow(&mut by_id, h.path as usize),
-                By::Path => grow(&mut by_name, name as usize),
-                By::Name => grow(&mut by_id, name as usize),
-            };
-            s.record(h.dur_ns, self_ns);
-        });
-        if n >= next_report {
-            next_report = n + (1 << 16);
-            progress(n, spans.bytes_read());
-        }
-        if !more {
-            break;
-        }
-    }
-    // Anything block_heads does not cover (it covers every native span).
-    let mut rec = SpanRecord::default();
-    while spans.next_into(&mut rec) {
-        n += 1;
-        roots += rec.parent_id.is_none() as u64;
-        let s = grow(&mut by_name, rec.name as usize);
-        match rec.duration_ns {
-            Some(d) => s.record(d, d.saturating_sub(rec.children_ns.unwrap_or(0))),
-            None => s.record_untimed(),
-        }
-    }
-    progress(n, spans.bytes_read());
-    data.spans = n;
-    data.roots = roots;
-    let name_key = |spans: &Spans<'_>, id: usize| folded_frame(spans.name(id as u32));
-    let put = |data: &mut RunData, key: String, s: KeyStats| {
-        data.key(&key).merge(&s);
-    };
-    match by {
-        By::Name => {
-            for (i, s) in by_id.into_iter().enumerate() {
-                if s.count > 0 {
-                    put(data, name_key(spans, i), s);
-                }
-            }
-        }
-        By::Path => {
-            let table: FxHashMap<u32, (u32, u32)> = store
-                .paths()?
-                .into_iter()
-                .map(|(id, parent, name)| (id, (parent, name)))
-                .collect();
-            for (i, s) in by_id.into_iter().enumerate() {
-                if s.count == 0 {
-                    continue;
-                }
-                let mut frames: Vec<String> = vec![];
-                let mut id = i as u32;
-                while let Some(&(parent, name)) = table.get(&id) {
-                    frames.push(folded_frame(spans.name(name)));
-                    if parent == id || frames.len() > 100_000 {
-                        break;
-                    }
-                    id = parent;
-                }
-                frames.reverse();
-                let key = if frames.is_empty() {
-                    format!("?path{i}")
-                } else {
-                    frames.join(";")
-                };
-                put(data, key, s);
-            }
-        }
-    }
-    for (i, s) in by_name.into_iter().enumerate() {
-        if s.count > 0 {
-            put(data, name_key(spans, i), s);
-        }
-    }
-    Ok(())
+    by_id: Vec<KeyStats>,
+    by_name: Vec<KeyStats>,
+    roots: u64,
 }
 
-/// Files without parent totals or paths (ferret-io): through a
-/// [`PathResolver`], which gives self time and call paths in bounded memory.
-fn collect_resolved(
-    spans: &mut Spans<'_>,
-    by: By,
-    data: &mut RunData,
-    progress: &mut dyn FnMut(u64, u64),
-) {
-    let mut resolver = PathResolver::default();
-    let mut by_id: Vec<KeyStats> = Vec::new();
-    let mut rec = SpanRecord::default();
-    let (mut n, mut roots) = (0u64, 0u64);
-    let on_finished = |by_id: &mut Vec<KeyStats>, f: super::resolve::Finished| {
-        let i = match by {
-            By::Name => f.name,
-            By::Path => f.path,
-        } as usize;
-        let s = grow(by_id, i);
-        match f.dur_ns {
-            Some(d) => s.record(d, f.self_ns.unwrap_or(0)),
+impl DiffFold {
+    #[inline]
+    fn slot(&mut self, name: u32, path: u32) -> &mut KeyStats {
+        match self.by {
+            By::Name => grow(&mut self.by_id, name as usize),
+            By::Path if path != 0 => grow(&mut self.by_id, path as usize),
+            By::Path => grow(&mut self.by_name, name as usize),
+        }
+    }
+}
+
+impl Fold for DiffFold {
+    fn heads_only(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn head(&mut self, h: &SpanHead, name: u32) {
+        self.roots += (h.parent == 0) as u64;
+        self.slot(name, h.path).record_duration(h.dur_ns);
+    }
+
+    fn span(&mut self, r: Resolved<'_>) {
+        self.roots += r.span.parent_id.is_none() as u64;
+        let s = self.slot(r.span.name, r.path);
+        match r.span.duration_ns {
+            Some(d) => s.record_duration(d),
             None => s.record_untimed(),
         }
-    };
-    while spans.next_into(&mut rec) {
-        n += 1;
-        if n & 0xFFFF == 0 {
-            progress(n, spans.bytes_read());
-        }
-        roots += rec.parent_id.is_none() as u64;
-        resolver.push(&rec, &mut |f| on_finished(&mut by_id, f));
     }
-    resolver.finish(&mut |f| on_finished(&mut by_id, f));
-    progress(n, spans.bytes_read());
-    data.spans = n;
-    data.roots = roots;
-    for (i, s) in by_id.into_iter().enumerate() {
-        if s.count == 0 {
-            continue;
-        }
-        let key = match by {
-            By::Name => folded_frame(spans.name(i as u32)),
-            By::Path => {
-                let mut frames = vec![];
-                let mut id = i as u32;
-                while let Some((parent, name)) = resolver.path(id) {
-                    frames.push(folded_frame(spans.name(name)));
-                    id = parent;
-                }
-                frames.reverse();
-                frames.join(";")
-            }
-        };
-        data.key(&key).merge(&s);
+
+    #[inline]
+    fn self_time(&mut self, name: u32, path: u32, self_ns: u64) {
+        self.slot(name, path).add_self(self_ns);
     }
 }
 
@@ -1149,7 +1092,7 @@ pub fn diff_paths(base: &SideSpec<'_>, cand: &SideSpec<'_>) -> Result<Vec<(Strin
     for (side, spec) in [(0, base), (1, cand)] {
         let k = spec.runs.len().max(1) as f64;
         for run in &spec.runs {
-            let (paths, _) = super::paths::fold_paths(spec.store, run)?;
+            let (paths, _) = super::paths::fold_paths(spec.store, &Query::run(run.clone()))?;
             for p in paths {
                 let e = all.entry(p.joined()).or_default();
                 if side == 0 {
