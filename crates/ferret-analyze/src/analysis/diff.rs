@@ -613,7 +613,7 @@ pub fn diff(
 }
 
 /// Folds one run into per-key statistics (one streaming pass through the
-/// [scan driver](super::scan), which gives self times and call paths the
+/// [scan driver](mod@super::scan), which gives self times and call paths the
 /// same way for native and ferret-io files).
 pub fn collect_run(
     store: &Store,
