@@ -64,35 +64,42 @@ fn native(path: &Path, run: &str, roots: u64, slow: f64) {
 }
 
 fn ferret_io(path: &Path, run: &str, roots: u64, slow: f64) {
+    ferret_io_runs(path, &[(run, slow)], roots);
+}
+
+/// A ferret-io file holding several runs, one after the other in time.
+fn ferret_io_runs(path: &Path, runs: &[(&str, f64)], roots: u64) {
     let mut rows = vec![];
     let mut id = 1;
-    for (r, children) in workload(roots, slow) {
-        let start = 1.0 + r as f64 * 0.01;
-        let child: u64 = children.iter().map(|c| c.1).sum();
-        let root = format!("{id:016x}");
-        rows.push(fio_row(
-            &root,
-            None,
-            run,
-            "handle_request",
-            start,
-            Some((child + 100_000) as f64 / 1e9),
-            "ok",
-        ));
-        id += 1;
-        let mut t = start + 50e-6;
-        for (name, d) in children {
+    for (k, (run, slow)) in runs.iter().enumerate() {
+        for (r, children) in workload(roots, *slow) {
+            let start = 1.0 + k as f64 * 100.0 + r as f64 * 0.01;
+            let child: u64 = children.iter().map(|c| c.1).sum();
+            let root = format!("{id:016x}");
             rows.push(fio_row(
-                &format!("{id:016x}"),
-                Some(&root),
+                &root,
+                None,
                 run,
-                name,
-                t,
-                Some(d as f64 / 1e9),
+                "handle_request",
+                start,
+                Some((child + 100_000) as f64 / 1e9),
                 "ok",
             ));
             id += 1;
-            t += d as f64 / 1e9;
+            let mut t = start + 50e-6;
+            for (name, d) in children {
+                rows.push(fio_row(
+                    &format!("{id:016x}"),
+                    Some(&root),
+                    run,
+                    name,
+                    t,
+                    Some(d as f64 / 1e9),
+                    "ok",
+                ));
+                id += 1;
+                t += d as f64 / 1e9;
+            }
         }
     }
     FerretIoFile::new().rows(rows).write(path);
@@ -365,4 +372,39 @@ fn bad_input_exits_two_with_a_clear_message() {
         assert!(e.contains(needle), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{e}");
     }
+}
+
+#[test]
+fn groups_of_runs_use_the_rank_test_and_one_file_defaults_to_its_two_latest_runs() {
+    let f = Files::new();
+    let db = f.path("ci.db");
+    // Five builds at the old speed, then five with db.query 1.5x slower.
+    let runs: Vec<(String, f64)> = (0..10)
+        .map(|i| (format!("build-{i}"), if i < 5 { 1.0 } else { 1.5 }))
+        .collect();
+    let refs: Vec<(&str, f64)> = runs.iter().map(|(r, s)| (r.as_str(), *s)).collect();
+    ferret_io_runs(Path::new(&db), &refs, 60);
+    let mut args = vec!["diff".to_owned(), db.clone()];
+    for (r, _) in &runs[..5] {
+        args.extend(["--base-run".to_owned(), r.clone()]);
+    }
+    for (r, _) in &runs[5..] {
+        args.extend(["--run".to_owned(), r.clone()]);
+    }
+    args.extend(["--format".to_owned(), "json".to_owned()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = ferret(&a);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["method"], "rank_test");
+    assert_eq!(v["base"]["run_ids"].as_array().unwrap().len(), 5);
+    assert_eq!(row(&v, "db.query")["verdict"], "regressed");
+    assert_eq!(row(&v, "render")["verdict"], "~");
+    // One file, no runs named: the latest run against the one before it.
+    let o = ferret(&["diff", &db, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["base"]["run_ids"][0], "build-8");
+    assert_eq!(v["candidate"]["run_ids"][0], "build-9");
+    assert_eq!(v["method"], "bootstrap");
 }
