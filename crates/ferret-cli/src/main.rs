@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Regression) => ExitCode::from(1),
         Err(e) => {
             eprintln!("ferret: {e}");
             ExitCode::from(e.exit_code())

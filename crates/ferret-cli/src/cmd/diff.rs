@@ -212,7 +212,7 @@ pub fn run(a: Args) -> CliResult {
         e => e,
     })?;
     if failed {
-        std::process::exit(1);
+        return Err(CliError::Regression);
     }
     Ok(())
 }
