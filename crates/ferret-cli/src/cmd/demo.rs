@@ -327,9 +327,15 @@ pub fn run(a: Args) -> CliResult {
         "spans:      {made} produced, {persisted} persisted, {} dropped (queue full), {} lost to write errors",
         stats.dropped_queue, stats.dropped_write
     );
+    let rate = persisted as f64 / total.as_secs_f64();
+    // Slow spans (--work-us) make rates far below a million a second.
+    let rate = if rate >= 1e5 {
+        format!("{:.2} M", rate / 1e6)
+    } else {
+        format!("{rate:.0}")
+    };
     println!(
-        "rate:       {:.2} M spans/s persisted ({:.2} s recording + {:.2} s final flush)",
-        persisted as f64 / total.as_secs_f64() / 1e6,
+        "rate:       {rate} spans/s persisted ({:.2} s recording + {:.2} s final flush)",
         recorded.as_secs_f64(),
         (total - recorded).as_secs_f64()
     );
