@@ -42,8 +42,9 @@ declare -A wall cpu
 for i in $(seq "$rounds"); do
     for v in old new; do
         rm -rf "$work/$v/target"
-        t=$( { /usr/bin/time -f "%e %U %S" cargo build -q $profile --manifest-path "$work/$v/Cargo.toml" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-        read -r w u s <<<"$t"
+        /usr/bin/time -o "$work/time" -f "%e %U %S" \
+            cargo build -q $profile --manifest-path "$work/$v/Cargo.toml" >/dev/null 2>&1
+        read -r w u s <"$work/time"
         c=$(echo "$u + $s" | bc)
         wall[$v]+="$w "; cpu[$v]+="$c "
         n=$(cd "$work/$v" && cargo tree -e normal --prefix none 2>/dev/null | sort -u | wc -l)
