@@ -712,9 +712,9 @@ impl Fold for DiffFold {
     }
 
     fn span(&mut self, r: Resolved<'_>) {
-        self.roots += r.span.parent_id.is_none() as u64;
+        self.roots += r.span.parent_id().is_none() as u64;
         let s = self.slot(r.span.name, r.path);
-        match r.span.duration_ns {
+        match r.span.duration_ns() {
             Some(d) => s.record_duration(d),
             None => s.record_untimed(),
         }
