@@ -190,6 +190,13 @@ fn ferret_io_base_against_native_candidate_catches_the_slow_name() {
         .as_f64()
         .unwrap();
     assert!((self_s - 400.0 * 100e-6).abs() < 1e-6, "self {self_s}");
+    // Call paths resolved from the ferret-io file match the native file's.
+    let o = ferret(&["diff", &base, &cand, "--by", "path", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(row(&v, "handle_request;db.query")["verdict"], "regressed");
+    assert_eq!(row(&v, "handle_request;render")["verdict"], "~");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 3, "no new or gone paths");
 }
 
 #[test]
