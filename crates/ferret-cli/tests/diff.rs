@@ -196,7 +196,11 @@ fn ferret_io_base_against_native_candidate_catches_the_slow_name() {
     let v = json(&o);
     assert_eq!(row(&v, "handle_request;db.query")["verdict"], "regressed");
     assert_eq!(row(&v, "handle_request;render")["verdict"], "~");
-    assert_eq!(v["rows"].as_array().unwrap().len(), 3, "no new or gone paths");
+    assert_eq!(
+        v["rows"].as_array().unwrap().len(),
+        3,
+        "no new or gone paths"
+    );
 }
 
 #[test]
