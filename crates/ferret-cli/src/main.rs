@@ -1,5 +1,6 @@
 //! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
 
+mod art;
 mod cmd;
 mod error;
 mod export;

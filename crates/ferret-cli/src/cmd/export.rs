@@ -27,6 +27,11 @@ pub struct Args {
     /// ferret-io files: the table-name namespace.
     #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// folded, svg: frames kept per stack. Deeper frames fold into one
+    /// marker frame `[deeper than N: cut by --max-depth]` that carries their
+    /// self time, so output stays linear in spans on very deep chains.
+    #[arg(long, default_value_t = ferret::analysis::DEFAULT_FOLD_DEPTH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |v| v as usize))]
+    pub max_depth: usize,
     /// Print the span count and rate on stderr when done.
     #[arg(long)]
     pub stats: bool,
@@ -43,6 +48,11 @@ pub struct FlameArgs {
     /// Output file; `-` writes to stdout.
     #[arg(short = 'o', long = "output", default_value = "flame.svg")]
     pub output: PathBuf,
+    /// folded, svg: frames kept per stack. Deeper frames fold into one
+    /// marker frame `[deeper than N: cut by --max-depth]` that carries their
+    /// self time, so output stays linear in spans on very deep chains.
+    #[arg(long, default_value_t = ferret::analysis::DEFAULT_FOLD_DEPTH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |v| v as usize))]
+    pub max_depth: usize,
     /// ferret-io files: the table-name namespace.
     #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
@@ -60,6 +70,7 @@ pub fn run(a: Args) -> CliResult {
     let opts = export::Options {
         run: &run,
         frame_tags: &a.frame_tags,
+        max_depth: a.max_depth,
     };
     let spans = export::export(&store, &opts, a.format, &a.output)?;
     if a.stats {
@@ -79,6 +90,7 @@ pub fn run_flame(a: FlameArgs) -> CliResult {
     let opts = export::Options {
         run: &run,
         frame_tags: &[],
+        max_depth: a.max_depth,
     };
     export::export(&store, &opts, Format::Svg, &a.output)?;
     if a.output.as_os_str() != "-" {

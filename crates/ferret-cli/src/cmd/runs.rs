@@ -77,7 +77,7 @@ pub fn run(a: Args) -> CliResult {
             ]);
             for r in &runs {
                 t.row(vec![
-                    r.run_id.clone(),
+                    fmt::term_safe(&r.run_id).into_owned(),
                     fmt::utc(r.first_start_ns),
                     fmt::utc(r.last_end_ns),
                     fmt::dur((r.last_end_ns - r.first_start_ns).max(0) as f64),
@@ -89,7 +89,7 @@ pub fn run(a: Args) -> CliResult {
                     },
                     r.dropped().to_string(),
                     r.sampled_out.to_string(),
-                    r.label.clone().unwrap_or_default(),
+                    fmt::term_safe(r.label.as_deref().unwrap_or_default()).into_owned(),
                 ]);
             }
             write!(out, "{}", t.render(color))?;

@@ -1,6 +1,7 @@
 //! `ferret analyze --tree`: the slowest call trees of a run.
 
 use super::analyze::{Args, Format};
+use crate::art;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
 use ferret::analysis::{slowest_trees, Tree, TreeNode, TreeOptions};
@@ -27,7 +28,7 @@ pub fn run(store: &Store, run: &str, by_default: bool, a: &Args) -> CliResult {
             let how = if by_default { " (latest)" } else { "" };
             eprintln!("Analyzing run {run}{how}");
             writeln!(out, "Top {} Slowest Traces", a.top)?;
-            write_text(&mut out, &tree, fmt::color_stdout())?;
+            write_text(&mut out, &tree, fmt::color_stdout(), a.max_depth)?;
         }
     }
     out.flush()?;
@@ -59,7 +60,7 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         };
         return format!(
             "{} ×{}  total {total}, avg {}, max {}, {errors}",
-            n.name,
+            fmt::term_safe(&n.name),
             m.count,
             fmt::dur(m.avg_ns()),
             fmt::dur(m.max_ns as f64)
@@ -73,7 +74,7 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         Some(st) => fmt::paint(&d, st, color),
         None => d,
     };
-    let mut s = format!("{} - {d}", n.name);
+    let mut s = format!("{} - {d}", fmt::term_safe(&n.name));
     if let Some(sn) = n.self_ns {
         if !n.children.is_empty() || n.more.is_some() {
             s.push_str(&fmt::paint(
@@ -85,11 +86,11 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
     }
     if !n.tags.is_empty() {
         let t: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        s.push_str(&format!(" ({})", t.join(", ")));
+        s.push_str(&fmt::term_safe(&format!(" ({})", t.join(", "))));
     }
     if n.status.is_error() {
         s.push_str(&fmt::paint(
-            &format!(" ✗ {}", n.status.as_str()),
+            &format!(" ✗ {}", fmt::term_safe(n.status.as_str())),
             Style::Red,
             color,
         ));
@@ -100,29 +101,48 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
 enum Item {
     Node(usize),
     More(usize),
+    /// A node's subtree below `--max-depth`: its span count.
+    Cut(u64),
 }
 
-/// Box-drawing rendering like ferret-io's `--tree`; a blank line after each tree.
-pub fn write_text(out: &mut impl Write, t: &Tree, color: bool) -> std::io::Result<()> {
+/// Spans in the subtrees of `kids` (iteratively; merged lines count their spans).
+fn descendants(t: &Tree, kids: &[usize]) -> u64 {
+    let mut n = 0u64;
+    let mut stack: Vec<usize> = kids.to_vec();
+    while let Some(i) = stack.pop() {
+        let node = &t.nodes[i];
+        n += node.merged.map_or(1, |m| m.count);
+        n += node.more.map_or(0, |m| m.agg.count);
+        stack.extend_from_slice(&node.children);
+    }
+    n
+}
+
+/// Box-drawing rendering like ferret-io's `--tree`; a blank line after each
+/// tree. Indentation stops growing at [`fmt::ART_DEPTH`] levels; deeper
+/// lines show their depth as a number, so a line's length is bounded and
+/// the output is linear in spans. `max_depth` (0 = all) cuts the tree
+/// below that many levels, with a line saying how many spans were cut.
+pub fn write_text(
+    out: &mut impl Write,
+    t: &Tree,
+    color: bool,
+    max_depth: usize,
+) -> std::io::Result<()> {
     for &root in &t.roots {
         let root_ns = t.nodes[root].duration_ns.unwrap_or(0);
-        // (item, prefix of its children's lines' parent, is_last, is_root)
-        let mut stack: Vec<(Item, String, bool, bool)> =
-            vec![(Item::Node(root), String::new(), true, true)];
-        while let Some((item, prefix, last, is_root)) = stack.pop() {
-            let branch = if is_root {
-                ""
-            } else if last {
-                "└── "
-            } else {
-                "├── "
-            };
+        // (item, prefix of its children's lines' parent, is_last, depth)
+        let mut stack: Vec<(Item, String, bool, usize)> =
+            vec![(Item::Node(root), String::new(), true, 0)];
+        while let Some((item, prefix, last, depth)) = stack.pop() {
+            let branch = art::branch(depth, last);
+            let mark = art::depth_mark(depth);
             match item {
                 Item::More(p) => {
                     let m = t.nodes[p].more.unwrap_or_default();
                     writeln!(
                         out,
-                        "{prefix}{branch}{}",
+                        "{prefix}{branch}{mark}{}",
                         fmt::paint(
                             &format!(
                                 "… {} more ({} spans, total {})",
@@ -135,23 +155,36 @@ pub fn write_text(out: &mut impl Write, t: &Tree, color: bool) -> std::io::Resul
                         )
                     )?;
                 }
+                Item::Cut(n) => {
+                    writeln!(
+                        out,
+                        "{prefix}{branch}{mark}{}",
+                        fmt::paint(
+                            &format!("… {n} spans below, cut by --max-depth"),
+                            Style::Dim,
+                            color
+                        )
+                    )?;
+                }
                 Item::Node(i) => {
                     let n = &t.nodes[i];
-                    writeln!(out, "{prefix}{branch}{}", label(n, root_ns, color))?;
-                    let child_prefix = if is_root {
-                        String::new()
-                    } else if last {
-                        format!("{prefix}    ")
+                    writeln!(out, "{prefix}{branch}{mark}{}", label(n, root_ns, color))?;
+                    let child_prefix = art::child_prefix(&prefix, depth, last);
+                    let mut items: Vec<Item> = Vec::new();
+                    if max_depth > 0 && depth + 1 >= max_depth {
+                        let cut = descendants(t, &n.children) + n.more.map_or(0, |m| m.agg.count);
+                        if cut > 0 {
+                            items.push(Item::Cut(cut));
+                        }
                     } else {
-                        format!("{prefix}│   ")
-                    };
-                    let mut items: Vec<Item> = n.children.iter().map(|&c| Item::Node(c)).collect();
-                    if n.more.is_some() {
-                        items.push(Item::More(i));
+                        items.extend(n.children.iter().map(|&c| Item::Node(c)));
+                        if n.more.is_some() {
+                            items.push(Item::More(i));
+                        }
                     }
                     let len = items.len();
                     for (k, it) in items.into_iter().enumerate().rev() {
-                        stack.push((it, child_prefix.clone(), k + 1 == len, false));
+                        stack.push((it, child_prefix.clone(), k + 1 == len, depth + 1));
                     }
                 }
             }

@@ -8,7 +8,7 @@ use inferno::flamegraph;
 use std::io::Write;
 
 pub fn write(store: &Store, opts: &Options, w: &mut dyn Write) -> CliResult<u64> {
-    let (lines, n) = folded::lines(store, opts.run)?;
+    let (lines, n) = folded::lines(store, opts)?;
     if lines.is_empty() {
         return Err(CliError::user(format!(
             "run {} has no span with self time to draw",

@@ -10,7 +10,7 @@ pub mod summary;
 pub mod tree;
 
 pub use calltree::{call_tree, CallNode, CallTree};
-pub use paths::{fold_paths, folded_frame, FoldedPath};
+pub use paths::{cut_frame, fold_paths, folded_frame, FoldOptions, FoldedPath, DEFAULT_FOLD_DEPTH};
 pub use resolve::{Finished, PathResolver};
 pub use sketch::LatencySketch;
 pub use summary::{summarize, NameSummary, SortKey, Summary};
