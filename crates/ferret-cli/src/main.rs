@@ -33,8 +33,23 @@ enum Command {
     Flamegraph(cmd::export::FlameArgs),
 }
 
+impl Command {
+    /// The trace file the command reads or writes.
+    fn db(&self) -> &std::path::Path {
+        match self {
+            Command::Demo(a) => &a.db,
+            Command::Analyze(a) => &a.db,
+            Command::Runs(a) => &a.db,
+            Command::Calltree(a) => &a.db,
+            Command::Export(a) => &a.db,
+            Command::Flamegraph(a) => &a.db,
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    let db = cli.command.db().to_path_buf();
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),
@@ -44,7 +59,10 @@ fn main() {
         Command::Flamegraph(a) => cmd::export::run_flame(a),
     };
     if let Err(e) = r {
-        eprintln!("ferret: {e}");
+        match &e {
+            error::CliError::File(_) => eprintln!("ferret: {}: {e}", db.display()),
+            _ => eprintln!("ferret: {e}"),
+        }
         std::process::exit(e.exit_code());
     }
 }

@@ -241,6 +241,12 @@ pub fn run(a: Args) -> CliResult {
     if a.threads == 0 {
         return Err(CliError::user("--threads must be at least 1"));
     }
+    if a.db.is_dir() {
+        return Err(CliError::user(format!(
+            "{}: is a directory; give a file to record into",
+            a.db.display()
+        )));
+    }
     let shape = match a.shape {
         Shape::Mixed => "mixed",
         Shape::Wide => "wide",
