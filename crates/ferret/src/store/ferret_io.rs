@@ -108,11 +108,23 @@ pub(super) fn latest_run(conn: &Connection, ns: &str) -> Result<String> {
     Err(Error::NoRuns)
 }
 
+/// True when `run` appears verbatim in the JSON text of a row that holds
+/// it: printable ASCII that no JSON writer escapes. Other ids (`café-run`,
+/// which Python writes `caf\u00e9-run`; `say "hi"`; `dom\user`) may be
+/// escaped in the file, so rows cannot be pre-filtered by their text and
+/// only the decoded `run_id` field decides.
+pub(super) fn verbatim_in_json(run: &str) -> bool {
+    run.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' && b != b'/')
+}
+
 pub(super) fn run_exists(conn: &Connection, ns: &str, run: &str) -> Result<bool> {
+    // Escaped ids: match every row (instr of an empty string is 1).
+    let needle = if verbatim_in_json(run) { run } else { "" };
     let mut st = conn.prepare(
         "SELECT data FROM beaver_logs WHERE log_name = ?1 AND instr(data, ?2) > 0 ORDER BY timestamp DESC",
     )?;
-    let mut rows = st.query([ns, run])?;
+    let mut rows = st.query([ns, needle])?;
     while let Some(r) = rows.next()? {
         if let Ok(s) = r.get_ref(0)?.as_str() {
             if let Ok(j) = serde_json::from_str::<JsonRunOnly>(s) {
@@ -297,7 +309,8 @@ fn read_pages(
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
         // JSON parse. (The parser still checks the `run_id` field itself.)
-        let finder = memchr::memmem::Finder::new(run.as_bytes());
+        let needle = if verbatim_in_json(&run) { run.as_str() } else { "" };
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
         loop {
             let lower = last_ts.max(since);
             let sql = if last_ts >= since {
