@@ -52,7 +52,9 @@ impl From<ferret::Error> for CliError {
 /// then the error code's description.
 fn file_error(e: &ferret::Error) -> String {
     match e {
-        ferret::Error::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m))) if m.contains("file:") => {
+        ferret::Error::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m)))
+            if m.contains("file:") =>
+        {
             format!("cannot read the database: {f}")
         }
         ferret::Error::Sqlite(rusqlite::Error::SqliteFailure(f, m)) => {
@@ -65,7 +67,10 @@ fn file_error(e: &ferret::Error) -> String {
                 }
                 _ => "cannot read the database",
             };
-            format!("{what}: {}", m.as_deref().map_or_else(|| f.to_string(), str::to_owned))
+            format!(
+                "{what}: {}",
+                m.as_deref().map_or_else(|| f.to_string(), str::to_owned)
+            )
         }
         ferret::Error::Sqlite(e) => format!("bad database: {e}"),
         ferret::Error::Io(e) => format!("cannot read: {e}"),

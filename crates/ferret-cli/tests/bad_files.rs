@@ -13,8 +13,16 @@ fn small_native(path: &Path) {
 
 fn assert_bad(o: &Outcome, path: &str, what: &str) {
     assert_eq!(o.code, Some(2), "{what}: {o:?}");
-    assert!(o.stderr.contains(path), "{what}: names {path}: {}", o.stderr);
-    assert!(!o.stderr.contains("file:"), "{what}: no internal URI: {}", o.stderr);
+    assert!(
+        o.stderr.contains(path),
+        "{what}: names {path}: {}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("file:"),
+        "{what}: no internal URI: {}",
+        o.stderr
+    );
     assert!(!o.stderr.contains("panicked"), "{what}: {}", o.stderr);
 }
 
@@ -29,7 +37,10 @@ fn damaged_truncated_and_foreign_files_exit_2_naming_the_file() {
         ("trunc-20k.db", bytes[..20_000.min(bytes.len())].to_vec()),
         ("trunc-page.db", bytes[..4096].to_vec()),
         ("trunc-header.db", bytes[..60].to_vec()),
-        ("garbage.db", (0..9000u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        (
+            "garbage.db",
+            (0..9000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
     ] {
         let p = dir.path().join(name);
         std::fs::write(&p, data).unwrap();
@@ -142,7 +153,11 @@ fn an_unreadable_file_exits_2_showing_its_path() {
     let db = top.path().join("secret.db");
     small_native(&db);
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
-    for args in [vec!["runs", s(&db)], vec!["analyze", s(&db)], vec!["calltree", s(&db)]] {
+    for args in [
+        vec!["runs", s(&db)],
+        vec!["analyze", s(&db)],
+        vec!["calltree", s(&db)],
+    ] {
         let o = as_reader(&args);
         assert_bad(&o, s(&db), &format!("{args:?}"));
         assert!(o.stderr.contains("ermission denied"), "{}", o.stderr);

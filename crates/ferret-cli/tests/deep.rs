@@ -53,7 +53,11 @@ fn check_all_commands(db: &str, what: &str) {
         .filter(|l| l.contains("[deeper than 1024: cut by --max-depth]"))
         .collect();
     assert_eq!(cut.len(), 1, "{what}: one cut line");
-    assert_eq!(cut[0].split(';').count(), 1025, "{what}: 1024 frames + marker");
+    assert_eq!(
+        cut[0].split(';').count(),
+        1025,
+        "{what}: 1024 frames + marker"
+    );
     // The svg is well-formed XML.
     run(&["flamegraph", db, "-o", s(&svg)]).ok();
     let text = std::fs::read_to_string(&svg).unwrap();
@@ -90,7 +94,17 @@ fn max_depth_cuts_trees_and_stacks_and_marks_the_cut() {
     let db = dir.path().join("deep.db");
     native_chain(&db, 50);
     let db = s(&db);
-    let folded = run(&["export", db, "--format", "folded", "--max-depth", "3", "-o", "-"]).text();
+    let folded = run(&[
+        "export",
+        db,
+        "--format",
+        "folded",
+        "--max-depth",
+        "3",
+        "-o",
+        "-",
+    ])
+    .text();
     let lines: Vec<&str> = folded.lines().collect();
     assert_eq!(lines.len(), 4, "{folded}");
     assert!(lines[3].starts_with("chain;level;level;[deeper than 3: cut by --max-depth] "));
@@ -103,7 +117,10 @@ fn max_depth_cuts_trees_and_stacks_and_marks_the_cut() {
     assert_eq!(total(&folded), total(&full), "the cut keeps the self time");
 
     let tree = run(&["analyze", db, "--tree", "--max-depth", "3"]).text();
-    assert!(tree.contains("… 47 spans below, cut by --max-depth"), "{tree}");
+    assert!(
+        tree.contains("… 47 spans below, cut by --max-depth"),
+        "{tree}"
+    );
     assert_eq!(tree.lines().filter(|l| l.contains(" - ")).count(), 3);
 
     let ct = run(&["calltree", db, "--max-depth", "2"]).text();
@@ -118,7 +135,15 @@ fn demo_records_a_20k_deep_chain_without_overflowing_the_stack() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("d.db");
     let o = run(&[
-        "demo", "--db", s(&db), "--shape", "deep", "--depth", "20000", "--spans", "20000",
+        "demo",
+        "--db",
+        s(&db),
+        "--shape",
+        "deep",
+        "--depth",
+        "20000",
+        "--spans",
+        "20000",
     ]);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.text().contains("20000 persisted"), "{}", o.text());

@@ -30,7 +30,13 @@ fn escaped_runs_file(path: &std::path::Path) {
             // As Python writes it: non-ASCII escaped as \uXXXX.
             let row: String = row
                 .chars()
-                .map(|c| if c.is_ascii() { c.to_string() } else { format!("\\u{:04x}", c as u32) })
+                .map(|c| {
+                    if c.is_ascii() {
+                        c.to_string()
+                    } else {
+                        format!("\\u{:04x}", c as u32)
+                    }
+                })
                 .collect();
             conn.execute(
                 "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
@@ -67,7 +73,11 @@ fn escaped_ferret_io_run_ids_are_found_by_every_command() {
         assert_eq!(v["spans"], 3, "{id:?}");
         let t = run(&["analyze", db, "--run", id, "--tree", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_slice(&t.ok().stdout).unwrap();
-        assert_eq!(v["roots"][0]["children"].as_array().unwrap().len(), 2, "{id:?}");
+        assert_eq!(
+            v["roots"][0]["children"].as_array().unwrap().len(),
+            2,
+            "{id:?}"
+        );
         let c = run(&["calltree", db, "--run", id, "--format", "json"]);
         let v: serde_json::Value = serde_json::from_slice(&c.ok().stdout).unwrap();
         assert_eq!(v["spans"], 3, "{id:?}");
@@ -75,17 +85,29 @@ fn escaped_ferret_io_run_ids_are_found_by_every_command() {
             let e = run(&["export", db, "--run", id, "--format", fmt, "-o", "-"]);
             assert_eq!(e.code, Some(0), "{id:?} {fmt}: {e:?}");
         }
-        assert_eq!(run(&["analyze", db, "--run", id, "--format", "csv"]).code, Some(0));
+        assert_eq!(
+            run(&["analyze", db, "--run", id, "--format", "csv"]).code,
+            Some(0)
+        );
     }
     // Text output never carries the raw ESC of the last id.
     for args in [vec!["runs", db], vec!["analyze", db, "--run", IDS[3]]] {
         let o = run(&args);
-        assert!(!o.stdout.contains(&0x1b), "{args:?}: raw ESC in {}", o.text());
+        assert!(
+            !o.stdout.contains(&0x1b),
+            "{args:?}: raw ESC in {}",
+            o.text()
+        );
     }
 }
 
 /// Names with control characters, recorded natively and in ferret-io.
-const NAMES: [&str; 4] = ["bel\u{7}", "nul\0byte", "esc\u{1b}[31mred\u{1b}]0;title\u{7}", "c1\u{9b}2J"];
+const NAMES: [&str; 4] = [
+    "bel\u{7}",
+    "nul\0byte",
+    "esc\u{1b}[31mred\u{1b}]0;title\u{7}",
+    "c1\u{9b}2J",
+];
 
 fn native_names(path: &std::path::Path) {
     let p = ferret::Profiler::open(path).unwrap();
@@ -114,7 +136,10 @@ fn fio_names(path: &std::path::Path) {
         let start = t0 + 0.1 * (i + 1) as f64;
         conn.execute(
             "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
-            rusqlite::params![1.0 + i as f64, fio_row(&format!("c{i}"), Some("root"), "r", n, start, Some(0.05))],
+            rusqlite::params![
+                1.0 + i as f64,
+                fio_row(&format!("c{i}"), Some("root"), "r", n, start, Some(0.05))
+            ],
         )
         .unwrap();
     }
@@ -152,11 +177,19 @@ fn control_characters_in_names_keep_svg_well_formed_and_the_terminal_clean() {
             assert!(!o.text().contains('\u{9b}'), "{args:?}: raw C1 CSI");
         }
         let table = run(&["analyze", db]).text();
-        assert!(table.contains("bel\\x07"), "{db}: escaped visibly:\n{table}");
+        assert!(
+            table.contains("bel\\x07"),
+            "{db}: escaped visibly:\n{table}"
+        );
         // Machine formats keep the exact names.
         let j = run(&["analyze", db, "--format", "json", "--limit", "0"]);
         let v: serde_json::Value = serde_json::from_slice(&j.ok().stdout).unwrap();
-        let names: Vec<&str> = v["stats"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
         for n in NAMES {
             assert!(names.contains(&n), "{db}: {n:?} in {names:?}");
         }

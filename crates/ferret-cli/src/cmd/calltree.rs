@@ -104,7 +104,11 @@ fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliR
         let branch = art::branch(depth - 1, last);
         let mark = art::depth_mark(depth - 1);
         let n = &t.nodes[i];
-        let total = fmt::dur(n.total_ns as f64);
+        let total = if n.count == 0 {
+            format!("≥{}", fmt::dur(n.total_ns as f64))
+        } else {
+            fmt::dur(n.total_ns as f64)
+        };
         let total = match fmt::heat(n.total_ns as f64, max) {
             Some(st) => fmt::paint(&total, st, color),
             None => total,
@@ -115,7 +119,11 @@ fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliR
             e => fmt::paint(&format!("  {e} errors"), Style::Red, color),
         };
         let open = if n.count == 0 {
-            fmt::paint("  (open or lost: no span recorded)", Style::Dim, color)
+            fmt::paint(
+                "  (open or lost: the span is not in the file)",
+                Style::Dim,
+                color,
+            )
         } else {
             String::new()
         };

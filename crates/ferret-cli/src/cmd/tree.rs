@@ -74,7 +74,15 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         Some(st) => fmt::paint(&d, st, color),
         None => d,
     };
+    let d = if n.missing { format!("≥{d}") } else { d };
     let mut s = format!("{} - {d}", fmt::term_safe(&n.name));
+    if n.missing {
+        s.push_str(&fmt::paint(
+            " (open or lost: the span is not in the file; times of its children)",
+            Style::Yellow,
+            color,
+        ));
+    }
     if let Some(sn) = n.self_ns {
         if !n.children.is_empty() || n.more.is_some() {
             s.push_str(&fmt::paint(
@@ -218,7 +226,11 @@ fn open_node(out: &mut impl Write, n: &TreeNode) -> CliResult {
         }
         write!(out, "{}:{}", json_str(key), serde_json::to_string(v)?)?;
     }
-    write!(out, "}},\"merged\":")?;
+    write!(out, "}},")?;
+    if n.missing {
+        write!(out, "\"missing\":true,")?;
+    }
+    write!(out, "\"merged\":")?;
     match &n.merged {
         None => write!(out, "null")?,
         Some(m) => write!(

@@ -138,8 +138,18 @@ pub fn s(p: &Path) -> &str {
 pub fn native_chain(path: &Path, depth: u64) {
     let d = depth.to_string();
     run(&[
-        "demo", "--db", s(path), "--shape", "deep", "--depth", &d, "--spans", &d,
-        "--threads", "1", "--no-analyze",
+        "demo",
+        "--db",
+        s(path),
+        "--shape",
+        "deep",
+        "--depth",
+        &d,
+        "--spans",
+        &d,
+        "--threads",
+        "1",
+        "--no-analyze",
     ])
     .ok();
 }

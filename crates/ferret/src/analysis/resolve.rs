@@ -129,7 +129,12 @@ impl PathResolver {
             None => 0,
         };
         let path = self.intern(ppath, s.name);
-        let end = s.end_ns();
+        // A span without a duration is still open (or its end was lost):
+        // its children that follow stay its children.
+        let end = match s.duration_ns {
+            Some(_) => s.end_ns(),
+            None => i64::MAX,
+        };
         if self.open.len() >= self.max_open {
             if let Some(Reverse((_, id))) = self.heap.pop() {
                 self.evicted_early += 1;

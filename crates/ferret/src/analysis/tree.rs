@@ -118,6 +118,11 @@ pub struct TreeNode {
     pub merged: Option<Merged>,
     /// Set when lines were left out after `children`.
     pub more: Option<More>,
+    /// True for a span that is not in the file but whose children are: still
+    /// open (a live file) or lost in a crash. Its name comes from its
+    /// children's call path (native files; `?` otherwise), its start and
+    /// duration from the extent of its recorded children (a lower bound).
+    pub missing: bool,
 }
 
 /// The slowest trees of a run, as a flat arena.
@@ -134,6 +139,10 @@ pub struct Tree {
     /// Passes over the data.
     pub passes: u32,
 }
+
+/// Missing parents tracked as roots at most; past that, orphans are
+/// offered one by one.
+const MAX_MISSING: usize = 1 << 20;
 
 /// Ranking of roots: slower first, then earlier start, then smaller id.
 type Key = (u64, Reverse<i64>, Reverse<u64>);
@@ -175,17 +184,20 @@ impl TopN {
         }
     }
     fn offer(&mut self, s: &SpanRecord) {
-        if self.n == 0 {
-            return;
-        }
-        let c = Cand {
-            key: (
+        self.offer_key(
+            (
                 s.duration_ns.unwrap_or(0),
                 Reverse(s.start_ns),
                 Reverse(s.span_id),
             ),
-            trace: s.trace_id,
-        };
+            s.trace_id,
+        );
+    }
+    fn offer_key(&mut self, key: Key, trace: u64) {
+        if self.n == 0 {
+            return;
+        }
+        let c = Cand { key, trace };
         if self.heap.len() < self.n {
             self.heap.push(Reverse(c));
         } else if let Some(Reverse(min)) = self.heap.peek() {
@@ -405,17 +417,16 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
                 }
             }
             FileKind::Native => {
-                let lossless = store
-                    .run_counters(run)?
-                    .is_some_and(|c| c.dropped() == 0 && c.sampled_out == 0);
-                if !lossless {
-                    let n = store
-                        .runs()?
-                        .iter()
-                        .find(|r| r.run_id == run)
-                        .map_or(1 << 20, |r| r.spans);
-                    bloom = Some(Bloom::new(n));
-                }
+                // Orphans: children of spans that are not in the file (still
+                // open in a live file, or lost). Even a run whose counters
+                // show no loss may be live, so every span id goes into the
+                // Bloom filter.
+                let n = store
+                    .runs()?
+                    .iter()
+                    .find(|r| r.run_id == run)
+                    .map_or(1 << 20, |r| r.spans);
+                bloom = Some(Bloom::new(n));
                 while spans.next_into(&mut rec) {
                     spans_read += 1;
                     if let Some(b) = &mut bloom {
@@ -431,20 +442,35 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
             return Err(e);
         }
     }
+    // Missing parent id -> (first start, last end, trace, a child's path).
+    let mut missing: FxHashMap<u64, (i64, i64, u64, Option<u32>)> = FxHashMap::default();
     if let Some(b) = &bloom {
-        // Native with possible losses: orphans are spans whose parent id is
-        // certainly not in the run.
+        // Native: orphans are spans whose parent id is certainly not in the
+        // run. Those of one missing parent become one root standing for it,
+        // ranked by the extent of its recorded children.
         passes += 1;
         let mut spans = store.spans(run, &SpanQuery::default())?;
         while spans.next_into(&mut rec) {
-            if let Some(p) = rec.parent_id {
-                if !b.contains(p) {
-                    roots_top.offer(&rec);
-                }
+            let Some(p) = rec.parent_id else { continue };
+            if b.contains(p) {
+                continue;
+            }
+            let end = rec.end_ns();
+            if let Some(m) = missing.get_mut(&p) {
+                m.0 = m.0.min(rec.start_ns);
+                m.1 = m.1.max(end);
+            } else if missing.len() < MAX_MISSING {
+                missing.insert(p, (rec.start_ns, end, rec.trace_id, rec.path));
+            } else {
+                roots_top.offer(&rec);
             }
         }
         if let Some(e) = spans.take_error() {
             return Err(e);
+        }
+        for (&id, &(start, end, trace, _)) in &missing {
+            let dur = end.saturating_sub(start).max(0) as u64;
+            roots_top.offer_key((dur, Reverse(start), Reverse(id)), trace);
         }
     }
     drop(bloom);
@@ -480,7 +506,10 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
                 match rec.parent_id.and_then(|p| b.ids.get(&p)) {
                     Some(&pi) => {
                         let p = &b.nodes[pi as usize];
-                        let end = p.start_ns.saturating_add(p.dur.unwrap_or(0) as i64);
+                        // No duration: still open, so it holds what follows.
+                        let end = p.dur.map_or(i64::MAX, |d| {
+                            p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
+                        });
                         if end < rec.start_ns {
                             continue;
                         }
@@ -523,12 +552,34 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
     };
     let k = opts.max_children;
     let mut stack: Vec<(u32, usize)> = Vec::new();
+    let native_paths: FxHashMap<u32, (u32, u32)> = if missing.is_empty() {
+        FxHashMap::default()
+    } else {
+        store
+            .paths()?
+            .into_iter()
+            .map(|(id, parent, name)| (id, (parent, name)))
+            .collect()
+    };
     for c in &chosen {
         let Some(&bi) = b.ids.get(&c.key.2 .0) else {
             continue;
         };
         if !b.nodes[bi as usize].filled {
-            continue;
+            // A missing parent standing as a root: named from its
+            // children's call path, timed by their extent.
+            let Some(&(start, end, _, path)) = missing.get(&c.key.2 .0) else {
+                continue;
+            };
+            let name = path
+                .and_then(|p| native_paths.get(&p))
+                .and_then(|&(parent, _)| native_paths.get(&parent))
+                .map(|&(_, name)| name);
+            let n = &mut b.nodes[bi as usize];
+            n.start_ns = start;
+            n.dur = Some(end.saturating_sub(start).max(0) as u64);
+            n.children_ns = None;
+            n.name = name.unwrap_or(u32::MAX);
         }
         out.roots.push(out.nodes.len());
         push_node(&b, bi, &mut out, &spans, &mut stack);
@@ -573,6 +624,7 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
                             children: Vec::new(),
                             merged: Some(*m),
                             more: None,
+                            missing: false,
                         });
                     }
                     if other.count > 0 {
@@ -599,7 +651,11 @@ fn push_node(
 ) {
     let n = &b.nodes[bi as usize];
     out.nodes.push(TreeNode {
-        name: spans.name(n.name).to_owned(),
+        name: if n.name == u32::MAX {
+            "?".to_owned()
+        } else {
+            spans.name(n.name).to_owned()
+        },
         start_ns: n.start_ns,
         duration_ns: n.dur,
         self_ns: n.self_ns(),
@@ -608,6 +664,7 @@ fn push_node(
         children: Vec::new(),
         merged: None,
         more: None,
+        missing: !n.filled,
     });
     stack.push((bi, out.nodes.len() - 1));
 }

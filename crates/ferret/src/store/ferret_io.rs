@@ -309,7 +309,11 @@ fn read_pages(
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
         // JSON parse. (The parser still checks the `run_id` field itself.)
-        let needle = if verbatim_in_json(&run) { run.as_str() } else { "" };
+        let needle = if verbatim_in_json(&run) {
+            run.as_str()
+        } else {
+            ""
+        };
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
         loop {
             let lower = last_ts.max(since);
