@@ -476,7 +476,12 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
     drop(bloom);
     let mut chosen: Vec<Cand> = roots_top.heap.into_iter().map(|Reverse(c)| c).collect();
     chosen.sort_by(|a, b| b.cmp(a));
+    chosen.dedup_by_key(|c| c.key);
     let root_ids: FxHashSet<u64> = chosen.iter().map(|c| c.key.2 .0).collect();
+    let root_keys: FxHashSet<Key> = chosen.iter().map(|c| c.key).collect();
+    // The node of each chosen root, by its full key: two spans may share
+    // an id (a damaged or merged file), and each chosen one is shown once.
+    let mut root_nodes: FxHashMap<Key, u32> = FxHashMap::default();
     let traces: FxHashSet<u64> = chosen.iter().map(|c| c.trace).collect();
 
     // Pass 2: descendants of the chosen roots.
@@ -495,7 +500,14 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
     let mut spans = store.spans(run, &q)?;
     let native = kind == FileKind::Native;
     while spans.next_into(&mut rec) {
-        let is_root = root_ids.contains(&rec.span_id);
+        let key: Key = (
+            rec.duration_ns.unwrap_or(0),
+            Reverse(rec.start_ns),
+            Reverse(rec.span_id),
+        );
+        let is_root = root_ids.contains(&rec.span_id)
+            && root_keys.contains(&key)
+            && !root_nodes.contains_key(&key);
         if !is_root {
             if native {
                 if !traces.contains(&rec.trace_id) {
@@ -519,12 +531,16 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
             }
         }
         let i = match b.ids.get(&rec.span_id) {
-            Some(&i) if b.nodes[i as usize].filled => continue, // duplicate id
+            // A duplicate id (a damaged or merged file): the later span gets
+            // a node of its own, and later children with that parent id
+            // attach to it (in start order, the most recent one is open).
+            Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id),
             Some(&i) => i,
             None => b.alloc(rec.span_id),
         };
         b.fill(i, &rec);
         if is_root {
+            root_nodes.insert(key, i);
             continue;
         }
         let Some(parent) = rec.parent_id else {
@@ -562,7 +578,12 @@ pub fn slowest_trees(store: &Store, run: &str, opts: &TreeOptions) -> Result<Tre
             .collect()
     };
     for c in &chosen {
-        let Some(&bi) = b.ids.get(&c.key.2 .0) else {
+        let Some(&bi) = root_nodes.get(&c.key).or_else(|| {
+            missing
+                .contains_key(&c.key.2 .0)
+                .then(|| b.ids.get(&c.key.2 .0))
+                .flatten()
+        }) else {
             continue;
         };
         if !b.nodes[bi as usize].filled {

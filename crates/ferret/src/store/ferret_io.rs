@@ -235,6 +235,9 @@ struct RawPage {
     /// Empty, or one entry per row when the reader thread parsed the page
     /// itself (see [`pre_parse`]).
     pre: Vec<Pre>,
+    /// Rows whose timestamp is not a number: out of start order, so this
+    /// run's spans among them are counted as skipped, not read.
+    unordered: bool,
 }
 
 /// A row the reader thread already read with the fast path.
@@ -305,7 +308,15 @@ fn read_pages(
         let conn = super::connect(&path)?;
         let since = q.since_ns.map_or(f64::NEG_INFINITY, |s| s as f64 / 1e9);
         let until = q.until_ns.map_or(f64::INFINITY, |s| s as f64 / 1e9);
-        let mut last_ts = f64::NEG_INFINITY;
+        // Keyset pagination on (timestamp, rowid): a table without its
+        // primary key can hold many rows with one timestamp, and a key on
+        // the timestamp alone would skip the rest of a tie at each page
+        // boundary. (A WITHOUT ROWID table falls back to the timestamp,
+        // which is then unique: it is the primary key.)
+        let has_rowid = conn
+            .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
+            .is_ok();
+        let mut last: Option<(f64, i64)> = None;
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
         // JSON parse. (The parser still checks the `run_id` field itself.)
@@ -316,11 +327,27 @@ fn read_pages(
         };
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
         loop {
-            let lower = last_ts.max(since);
-            let sql = if last_ts >= since {
-                "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4"
-            } else {
-                "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4"
+            let (sql, lower, lower_id) = match (last, has_rowid) {
+                (None, true) => (
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp, rowid LIMIT ?4",
+                    since,
+                    0,
+                ),
+                (Some((ts, id)), true) => (
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND timestamp < ?3 ORDER BY timestamp, rowid LIMIT ?4",
+                    ts,
+                    id,
+                ),
+                (None, false) => (
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4",
+                    since,
+                    0,
+                ),
+                (Some((ts, _)), false) => (
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4",
+                    ts,
+                    0,
+                ),
             };
             // A page the consumer is done with, or a new one: reusing
             // pages spares a fresh multi-megabyte allocation (page faults,
@@ -331,6 +358,7 @@ fn read_pages(
                     p.ends.clear();
                     p.pre.clear();
                     p.not_text = 0;
+                    p.unordered = false;
                     p
                 }
                 Err(_) => RawPage {
@@ -338,16 +366,19 @@ fn read_pages(
                     ends: Vec::with_capacity(PAGE_ROWS as usize),
                     not_text: 0,
                     pre: Vec::new(),
+                    unordered: false,
                 },
             };
             let mut n = 0;
             {
                 let mut st = conn.prepare_cached(sql)?;
-                let mut rows = st.query(rusqlite::params![ns, lower, until, PAGE_ROWS])?;
+                let mut rows =
+                    st.query(rusqlite::params![ns, lower, until, PAGE_ROWS, lower_id])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
                     if n == PAGE_ROWS {
-                        last_ts = r.get(0)?; // where the next page starts
+                        // Where the next page starts.
+                        last = Some((r.get(0)?, r.get(2)?));
                     }
                     match r.get_ref(1)? {
                         rusqlite::types::ValueRef::Text(t) => {
@@ -361,7 +392,7 @@ fn read_pages(
                 }
             }
             if n == 0 {
-                return Ok(());
+                break;
             }
             if !q.with_tags && tx.is_full() {
                 pre_parse(&mut page, &run);
@@ -370,9 +401,49 @@ fn read_pages(
                 return Ok(()); // the consumer is gone
             }
             if n < PAGE_ROWS {
-                return Ok(()); // a short page is the last
+                break; // a short page is the last
             }
         }
+        // Rows whose timestamp is not a number (NULL in a table without
+        // the NOT NULL constraint, text, a blob) have no place in start
+        // order: the consumer counts this run's among them as skipped.
+        if q.since_ns.is_none() && q.until_ns.is_none() {
+            let mut st = conn.prepare(
+                "SELECT data FROM beaver_logs WHERE log_name = ?1 AND typeof(timestamp) NOT IN ('integer', 'real')",
+            )?;
+            let mut rows = st.query([&ns])?;
+            let mut page = RawPage {
+                unordered: true,
+                ..RawPage::default()
+            };
+            while let Some(r) = rows.next()? {
+                match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(t) => {
+                        if finder.find(t).is_some() {
+                            page.text.extend_from_slice(t);
+                            page.ends.push(page.text.len());
+                        }
+                    }
+                    _ => page.not_text += 1,
+                }
+                if page.ends.len() >= PAGE_ROWS as usize {
+                    let full = std::mem::replace(
+                        &mut page,
+                        RawPage {
+                            unordered: true,
+                            ..RawPage::default()
+                        },
+                    );
+                    if tx.send(Feed::Page(full)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !page.ends.is_empty() || page.not_text > 0 {
+                let _ = tx.send(Feed::Page(page));
+            }
+        }
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = tx.send(Feed::Failed(e));
@@ -487,6 +558,7 @@ impl FerretIoSpans {
                 };
                 self.row += 1;
                 match row {
+                    Row::Span if self.page.unordered => self.skipped += 1,
                     Row::Span => return true,
                     Row::OtherRun => {}
                     Row::Malformed => self.skipped += 1,
