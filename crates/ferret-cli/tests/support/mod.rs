@@ -67,7 +67,13 @@ pub fn run_with(args: &[&str], o: &Run) -> Outcome {
     }
     let child = cmd.spawn().expect("spawn ferret");
     let pid = child.id() as libc::pid_t;
-    let deadline = Instant::now() + o.timeout.unwrap_or(Duration::from_secs(60));
+    // FERRET_TEST_TIMEOUT (seconds) caps every run: checking that a test
+    // fails on old code that hangs or floods its output needs no minute.
+    let cap = std::env::var("FERRET_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let deadline = Instant::now() + o.timeout.unwrap_or(cap).min(cap);
     let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let mut timed_out = false;
