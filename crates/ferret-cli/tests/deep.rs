@@ -144,6 +144,8 @@ fn demo_records_a_20k_deep_chain_without_overflowing_the_stack() {
         "20000",
         "--spans",
         "20000",
+        "--threads",
+        "1",
     ]);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.text().contains("20000 persisted"), "{}", o.text());
