@@ -9,17 +9,21 @@ pub enum CliError {
     User(String),
     /// Anything else.
     Internal(String),
-    /// SQLite or I/O trouble reading (or creating) the trace file: a
-    /// damaged, truncated or unreadable file is bad input (exit 2); `main`
-    /// names the file.
-    File(ferret::Error),
+    /// SQLite trouble reading (or creating) the trace file: a damaged,
+    /// truncated or unreadable file is bad input (exit 2); `main` names the
+    /// file before the message.
+    File(String),
+    /// The reader of our output went away (`ferret ... | head`): not an
+    /// error worth a message, and the exit code is 0.
+    BrokenPipe,
 }
 
 impl CliError {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             CliError::User(_) | CliError::File(_) => 2,
             CliError::Internal(_) => 1,
+            CliError::BrokenPipe => 0,
         }
     }
 
@@ -31,18 +35,37 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::User(m) | CliError::Internal(m) => f.write_str(m),
-            CliError::File(e) => f.write_str(&file_error(e)),
+            CliError::User(m) | CliError::Internal(m) | CliError::File(m) => f.write_str(m),
+            CliError::BrokenPipe => f.write_str("broken pipe"),
         }
     }
 }
 
 impl From<ferret::Error> for CliError {
     fn from(e: ferret::Error) -> Self {
+        if let ferret::Error::Storage(s) = &e {
+            return CliError::File(file_error(s));
+        }
         if e.is_user_error() {
             CliError::User(e.to_string())
         } else {
-            CliError::File(e)
+            CliError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<ferret_analyze::Error> for CliError {
+    fn from(e: ferret_analyze::Error) -> Self {
+        if let ferret_analyze::Error::Io(io) = e {
+            return io.into();
+        }
+        if let ferret_analyze::Error::Storage(s) = &e {
+            return CliError::File(file_error(s));
+        }
+        if e.is_user_error() {
+            CliError::User(e.to_string())
+        } else {
+            CliError::Internal(e.to_string())
         }
     }
 }
@@ -50,14 +73,12 @@ impl From<ferret::Error> for CliError {
 /// What went wrong with a file, in words: SQLite's message, unless it
 /// names an internal URI (the read-only fallback opens `file:...?immutable=1`),
 /// then the error code's description.
-fn file_error(e: &ferret::Error) -> String {
+fn file_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let Some(e) = e.source().and_then(|s| s.downcast_ref::<rusqlite::Error>()) else {
+        return format!("cannot read the database: {e}");
+    };
     match e {
-        ferret::Error::Sqlite(rusqlite::Error::SqliteFailure(f, Some(m)))
-            if m.contains("file:") =>
-        {
-            format!("cannot read the database: {f}")
-        }
-        ferret::Error::Sqlite(rusqlite::Error::SqliteFailure(f, m)) => {
+        rusqlite::Error::SqliteFailure(f, m) => {
             let what = match f.code {
                 rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
                     "damaged or not a database"
@@ -67,22 +88,19 @@ fn file_error(e: &ferret::Error) -> String {
                 }
                 _ => "cannot read the database",
             };
-            format!(
-                "{what}: {}",
-                m.as_deref().map_or_else(|| f.to_string(), str::to_owned)
-            )
+            match m {
+                Some(m) if !m.contains("file:") => format!("{what}: {m}"),
+                _ => format!("{what}: {f}"),
+            }
         }
-        ferret::Error::Sqlite(e) => format!("bad database: {e}"),
-        ferret::Error::Io(e) => format!("cannot read: {e}"),
-        other => other.to_string(),
+        e => format!("bad database: {e}"),
     }
 }
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            // `ferret ... | head`: not an error worth a message.
-            std::process::exit(0);
+            return CliError::BrokenPipe;
         }
         CliError::Internal(format!("i/o: {e}"))
     }
@@ -90,6 +108,9 @@ impl From<std::io::Error> for CliError {
 
 impl From<serde_json::Error> for CliError {
     fn from(e: serde_json::Error) -> Self {
+        if e.is_io() {
+            return std::io::Error::from(e).into();
+        }
         CliError::Internal(format!("json: {e}"))
     }
 }

@@ -3,10 +3,11 @@
 mod art;
 mod cmd;
 mod error;
-mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};
+use error::CliError;
+use std::process::ExitCode;
 
 /// Ferret: a persistent span profiler. Analyze trace files of any size in
 /// flat memory: native ferret files and ferret-io (Python) files alike.
@@ -47,7 +48,7 @@ impl Command {
     }
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let db = cli.command.db().to_path_buf();
     let r = match cli.command {
@@ -58,11 +59,15 @@ fn main() {
         Command::Export(a) => cmd::export::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
     };
-    if let Err(e) = r {
-        match &e {
-            error::CliError::File(_) => eprintln!("ferret: {}: {e}", db.display()),
-            _ => eprintln!("ferret: {e}"),
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            match &e {
+                CliError::File(_) => eprintln!("ferret: {}: {e}", db.display()),
+                _ => eprintln!("ferret: {e}"),
+            }
+            ExitCode::from(e.exit_code())
         }
-        std::process::exit(e.exit_code());
     }
 }

@@ -16,8 +16,8 @@
 use crate::clock;
 use crate::intern::Name;
 use crate::recorder::span::{pop_current, start_under, SpanContext, SpanHandle, Under};
-use crate::types::{Status, TagValue};
 use crate::Profiler;
+use ferret_format::{Status, TagValue};
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};

@@ -15,15 +15,12 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod analysis;
 mod clock;
 mod error;
 mod intern;
 mod recorder;
-pub mod store;
-mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use intern::Name;
 #[cfg(feature = "tracing")]
 mod layer;
@@ -48,8 +45,8 @@ pub mod __private {
         crate::recorder::context::ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+pub use ferret_format::{Status, TagValue, Tags};
 pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
-pub use types::{Status, TagValue, Tags};
 
 /// A random 128-bit run id in hex.
 pub fn random_run_id() -> String {
@@ -59,16 +56,4 @@ pub fn random_run_id() -> String {
         b = t.to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// This machine's host name (empty if unknown).
-pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

@@ -2,8 +2,8 @@
 //! writer. Each test re-executes this test binary in a child mode selected by
 //! an environment variable.
 
-use ferret::store::{SpanQuery, Store};
 use ferret::Profiler;
+use ferret_analyze::store::{SpanQuery, Store};
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command};

@@ -3,18 +3,15 @@
 //! The installed profiler is process-global, so every test holds `LOCK` and
 //! records into its own temporary file.
 
-use ferret::store::{SpanQuery, SpanRecord, Store};
 use ferret::{Error, InSpanExt, Profiler, Status, TagValue};
+use ferret_analyze::store::{SpanQuery, SpanRecord, Store};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The installed profiler is process-global: one test at a time.
+use ferret_testkit::serial as lock;
 
 /// A fresh temporary directory and a db path inside it.
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
@@ -723,14 +720,26 @@ fn store_open_errors() {
     let _l = lock();
     let dir = tempfile::tempdir().unwrap();
     let g = garbage_file(dir.path());
-    assert!(matches!(Store::open(&g), Err(Error::NotSqlite(_))));
+    assert!(matches!(
+        Store::open(&g),
+        Err(ferret_analyze::Error::NotSqlite(_))
+    ));
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(Store::open(&empty), Err(Error::EmptyFile(_))));
+    assert!(matches!(
+        Store::open(&empty),
+        Err(ferret_analyze::Error::EmptyFile(_))
+    ));
     let missing = dir.path().join("missing.db");
-    assert!(matches!(Store::open(&missing), Err(Error::NotFound(_))));
+    assert!(matches!(
+        Store::open(&missing),
+        Err(ferret_analyze::Error::NotFound(_))
+    ));
     assert!(!missing.exists(), "reading must not create the file");
-    assert!(matches!(Store::open(dir.path()), Err(Error::NotSqlite(_))));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(ferret_analyze::Error::NotSqlite(_))
+    ));
 
     // A file with a run but no spans.
     let path = dir.path().join("t.db");
@@ -748,6 +757,6 @@ fn store_open_errors() {
     );
     assert!(matches!(
         s.spans("other", &SpanQuery::default()),
-        Err(Error::UnknownRun { .. })
+        Err(ferret_analyze::Error::UnknownRun { .. })
     ));
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{CliError, CliResult};
 use ferret::{InSpanExt, Profiler};
+use ferret_analyze::analysis::{summarize, Query, SortKey, SummaryOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -295,19 +296,11 @@ pub fn run(a: Args) -> CliResult {
         return Ok(());
     }
     println!();
-    super::analyze::run(super::analyze::Args {
-        db: a.db.clone(),
-        run: Some(run_id),
-        sort: ferret::analysis::SortKey::Total,
+    let store = super::open_store(&a.db, None)?;
+    let opts = SummaryOptions {
+        sort: SortKey::Total,
         limit: 20,
-        format: super::analyze::Format::Table,
-        names: vec![],
-        since: None,
-        until: None,
-        namespace: ferret::store::DEFAULT_NAMESPACE.to_owned(),
-        tree: false,
-        top: 20,
-        max_children: 50,
-        max_depth: 0,
-    })
+    };
+    let summary = summarize(&store, &Query::run(run_id), &opts, None)?;
+    super::analyze::render(&summary, super::analyze::Format::Table)
 }

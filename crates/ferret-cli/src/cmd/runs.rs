@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 
@@ -34,7 +34,7 @@ pub fn run(a: Args) -> CliResult {
     let store = open_store(&a.db, Some(&a.namespace))?;
     let runs = store.runs()?;
     if runs.is_empty() {
-        return Err(ferret::Error::NoRuns.into());
+        return Err(ferret_analyze::Error::NoRuns.into());
     }
     let mut out = std::io::stdout().lock();
     match a.format {

@@ -2,7 +2,7 @@
 //! buffer (an asymmetric lock so that `flush()` on one thread can drain
 //! the buffers of all others), and the batch handed over the bounded queue.
 
-use crate::types::{Status, TagValue};
+use ferret_format::{Status, TagValue};
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU64, Ordering};
@@ -40,7 +40,7 @@ impl Sealed {
     /// Encodes `extra` (a status other than ok, and tags).
     pub(crate) fn seal(extra: &Extra) -> Box<Sealed> {
         let mut bytes = Vec::with_capacity(SEALED_INLINE);
-        let flags = crate::store::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
+        let flags = ferret_format::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
         Box::new(if bytes.len() <= SEALED_INLINE {
             let mut buf = [0; SEALED_INLINE];
             buf[..bytes.len()].copy_from_slice(&bytes);
@@ -57,7 +57,7 @@ impl Sealed {
         })
     }
 
-    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](crate::store::codec::BlockEncoder).
+    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](ferret_format::codec::BlockEncoder).
     #[inline]
     pub(crate) fn tail(&self) -> (u8, &[u8]) {
         match self {

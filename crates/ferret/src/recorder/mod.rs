@@ -3,6 +3,7 @@
 
 pub(crate) mod buffer;
 pub(crate) mod context;
+mod file;
 pub(crate) mod future;
 pub(crate) mod sampler;
 pub(crate) mod span;
@@ -10,7 +11,6 @@ pub(crate) mod writer;
 
 use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
-use crate::store::schema;
 use buffer::{RawSpan, ThreadBuf};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::path::{Path, PathBuf};
@@ -201,10 +201,10 @@ impl Inner {
         let (ack_tx, ack_rx) = bounded(1);
         self.tx
             .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(30))
-            .map_err(|_| Error::Invalid("ferret: the writer thread is gone".into()))?;
+            .map_err(|_| Error::WriterFailed("the writer thread is gone".into()))?;
         ack_rx
             .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| Error::Invalid("ferret: the writer did not finish in time".into()))
+            .map_err(|_| Error::WriterFailed("it did not finish in time".into()))
     }
 
     fn stats(&self) -> RecorderStats {
@@ -299,7 +299,7 @@ impl ProfilerBuilder {
     /// Opens the file (creating it if needed), registers the run and this
     /// process, and starts the writer thread.
     pub fn open(self) -> Result<Profiler> {
-        let conn = schema::open_for_write(&self.path)?;
+        let conn = file::open_for_write(&self.path)?;
         let run_key = self
             .run_id
             .or_else(|| {
@@ -308,9 +308,9 @@ impl ProfilerBuilder {
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or_else(crate::random_run_id);
-        let host = crate::hostname();
+        let host = file::hostname();
         let anchor = Anchor::now();
-        let (run_db_id, proc_db_id) = schema::register_process(
+        let (run_db_id, proc_db_id) = file::register_process(
             &conn,
             &run_key,
             self.label.as_deref(),

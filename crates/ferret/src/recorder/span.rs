@@ -5,7 +5,7 @@ use super::context::{with_local, Decision, Frame, ACTIVE};
 use super::Inner;
 use crate::clock;
 use crate::intern::Name;
-use crate::types::{Status, TagValue};
+use ferret_format::{Status, TagValue};
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};

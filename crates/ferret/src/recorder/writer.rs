@@ -5,8 +5,8 @@
 use super::buffer::{RawSpan, Sealed};
 use super::Inner;
 use crate::intern;
-use crate::store::codec::BlockEncoder;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use ferret_format::codec::{BlockEncoder, SpanHead};
 use rusqlite::Connection;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -206,9 +206,18 @@ impl Writer {
                 }
                 let start = self.inner.anchor.wall_ns(s.start);
                 let tail = s.extra.as_ref().map_or((0, &[][..]), |e| e.tail());
-                enc.push_encoded(
-                    s.id, s.parent, s.trace, last_db, start, s.dur_ns, s.child_ns, s.thread, tail,
-                );
+                let head = SpanHead {
+                    id: s.id,
+                    parent: s.parent,
+                    trace: s.trace,
+                    path: last_db,
+                    start_ns: start,
+                    dur_ns: s.dur_ns,
+                    child_ns: s.child_ns,
+                    thread: s.thread,
+                    error: false,
+                };
+                enc.push_encoded(&head, tail);
                 min_start = min_start.min(start);
                 max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
                 if enc.len() == BLOCK_SPANS as u64 {
