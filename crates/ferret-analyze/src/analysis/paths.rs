@@ -244,7 +244,8 @@ fn stacks(scanned: &Scanned, totals: &[u64], max_depth: usize) -> Vec<FoldedPath
     let mut out = Vec::new();
     let mut line = String::new();
     // (children sorted, next child, length of `line` before this level)
-    let mut stack: Vec<(Vec<(String, u32)>, usize, usize)> = vec![(sorted(0), 0, 0)];
+    type Level = (Vec<(String, u32)>, usize, usize);
+    let mut stack: Vec<Level> = vec![(sorted(0), 0, 0)];
     while let Some(top) = stack.last_mut() {
         if top.1 >= top.0.len() {
             let (_, _, len) = stack.pop().expect("non-empty");
