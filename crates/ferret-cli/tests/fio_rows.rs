@@ -128,3 +128,57 @@ fn duplicate_span_ids_show_each_root_once() {
     assert_eq!(roots[0]["children"][0]["name"], "second_child");
     assert_eq!(roots[1]["children"][0]["name"], "first_child");
 }
+
+#[test]
+fn extreme_times_are_counted_consistently_and_never_saturated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("extreme.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    fio_schema(&conn, true);
+    let t0 = 1_700_000_000.0;
+    // (timestamp column, start, duration)
+    let rows: [(f64, f64, Option<f64>); 6] = [
+        (t0, t0, Some(0.5)),                  // ordinary
+        (t0 + 1.0, t0 + 1.0, Some(0.25)),     // ordinary
+        (1e300, 1e300, Some(1.0)),            // start past i64 ns
+        (-1e300, -1e300, Some(1.0)),          // start before it
+        (t0 + 2.0, t0 + 2.0, Some(1e300)),    // duration past it
+        (f64::INFINITY, t0 + 3.0, Some(0.1)), // +inf timestamp column
+    ];
+    for (i, (ts, start, dur)) in rows.iter().enumerate() {
+        let row = fio_row(&format!("s{i}"), None, "r", "x", *start, *dur);
+        conn.execute(
+            "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
+            rusqlite::params![ts, row],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let db = s(&db);
+    let v = analyze_json(db);
+    // Three spans fit (the +inf timestamp row has an ordinary start), three
+    // do not and are counted: every stored row is accounted for.
+    assert_eq!(v["spans"], 3, "{v}");
+    assert_eq!(v["skipped_rows"], 3, "{v}");
+    let max = v["stats"][0]["max_s"].as_f64().unwrap();
+    assert!((max - 0.5).abs() < 1e-9, "no saturated duration: {v}");
+    let runs: serde_json::Value =
+        serde_json::from_slice(&run(&["runs", db, "--format", "json"]).ok().stdout).unwrap();
+    let listed = runs.as_array().or(runs["runs"].as_array()).unwrap()[0]["spans"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(listed, 6, "runs counts every stored row");
+    // speedscope: events in time order in every profile.
+    let sp = run(&["export", db, "--format", "speedscope", "-o", "-"]);
+    let v: serde_json::Value = serde_json::from_slice(&sp.ok().stdout).unwrap();
+    for p in v["profiles"].as_array().unwrap() {
+        let ats: Vec<i64> = p["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["at"].as_i64().unwrap())
+            .collect();
+        assert!(ats.windows(2).all(|w| w[0] <= w[1]), "{ats:?}");
+        assert_eq!(ats.len(), 6, "3 spans open and close");
+    }
+}

@@ -296,7 +296,7 @@ pub fn summarize(
         wall_ns: if n == 0 {
             0
         } else {
-            (fold.last - fold.first).max(0) as u64
+            fold.last.saturating_sub(fold.first).max(0) as u64
         },
         first_start_ns: if n == 0 { 0 } else { fold.first },
         stats,

@@ -74,6 +74,26 @@ pub(crate) fn span_key(s: &str) -> u64 {
     h.max(1)
 }
 
+/// A span's start and duration in ns, or `None` when they do not fit:
+/// a start outside ±292 years of the epoch (i64 ns), or an end past it.
+/// Such a row is counted as skipped rather than read with saturated times
+/// (which would give wrong durations and out-of-order exports).
+fn span_times(start_s: f64, dur_s: Option<f64>) -> Option<(i64, Option<u64>)> {
+    const LIMIT: f64 = 9.2e18; // just under i64::MAX ns
+    let start = start_s * 1e9;
+    if !start.is_finite() || start.abs() >= LIMIT {
+        return None;
+    }
+    let start = start.round() as i64;
+    let dur = dur_to_ns(dur_s);
+    if let Some(d) = dur {
+        if d as f64 >= LIMIT || start.checked_add(d as i64).is_none() {
+            return None;
+        }
+    }
+    Some((start, dur))
+}
+
 fn secs_to_ns(s: f64) -> i64 {
     (s * 1e9).round() as i64
 }
@@ -173,7 +193,7 @@ pub(super) fn runs(conn: &Connection, ns: &str) -> Result<Vec<RunInfo>> {
         let start = secs_to_ns(j.start_time);
         let end = match (j.end_time, dur_to_ns(j.duration)) {
             (Some(e), _) if e.is_finite() => secs_to_ns(e),
-            (_, Some(d)) => start + d as i64,
+            (_, Some(d)) => start.saturating_add(d.min(i64::MAX as u64) as i64),
             _ => start,
         };
         let info = match by_run.get_mut(j.run_id.as_ref()) {
@@ -275,14 +295,17 @@ fn pre_parse(page: &mut RawPage, run: &str) {
         start = end;
         page.pre.push(match super::fio_fast::parse(text) {
             Some(r) if r.run_id != run => Pre::OtherRun,
-            Some(r) => Pre::Span(PreSpan {
-                span_key: span_key(r.span_id),
-                parent_key: r.parent_id.map(span_key),
-                name: range(r.name),
-                start_ns: secs_to_ns(r.start_time),
-                duration_ns: dur_to_ns(r.duration),
-                status: r.status.map(range),
-            }),
+            Some(r) => match span_times(r.start_time, r.duration) {
+                Some((start_ns, duration_ns)) => Pre::Span(PreSpan {
+                    span_key: span_key(r.span_id),
+                    parent_key: r.parent_id.map(span_key),
+                    name: range(r.name),
+                    start_ns,
+                    duration_ns,
+                    status: r.status.map(range),
+                }),
+                None => Pre::Declined, // serde_json rejects it the same way
+            },
             None => Pre::Declined,
         });
     }
@@ -308,6 +331,8 @@ fn read_pages(
         let conn = super::connect(&path)?;
         let since = q.since_ns.map_or(f64::NEG_INFINITY, |s| s as f64 / 1e9);
         let until = q.until_ns.map_or(f64::INFINITY, |s| s as f64 / 1e9);
+        // Without --until, a timestamp of +inf is read too (then counted).
+        let unbounded = q.until_ns.is_none();
         // Keyset pagination on (timestamp, rowid): a table without its
         // primary key can hold many rows with one timestamp, and a key on
         // the timestamp alone would skip the rest of a tie at each page
@@ -329,22 +354,22 @@ fn read_pages(
         loop {
             let (sql, lower, lower_id) = match (last, has_rowid) {
                 (None, true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp, rowid LIMIT ?4",
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
                     since,
                     0,
                 ),
                 (Some((ts, id)), true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND timestamp < ?3 ORDER BY timestamp, rowid LIMIT ?4",
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
                     ts,
                     id,
                 ),
                 (None, false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4",
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
                     since,
                     0,
                 ),
                 (Some((ts, _)), false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4",
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
                     ts,
                     0,
                 ),
@@ -372,8 +397,9 @@ fn read_pages(
             let mut n = 0;
             {
                 let mut st = conn.prepare_cached(sql)?;
-                let mut rows =
-                    st.query(rusqlite::params![ns, lower, until, PAGE_ROWS, lower_id])?;
+                let mut rows = st.query(rusqlite::params![
+                    ns, lower, until, PAGE_ROWS, lower_id, unbounded
+                ])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
                     if n == PAGE_ROWS {
@@ -624,6 +650,9 @@ fn parse_row(
             if r.run_id != run {
                 return Row::OtherRun;
             }
+            let Some((start_ns, duration_ns)) = span_times(r.start_time, r.duration) else {
+                return Row::Malformed;
+            };
             fill(
                 out,
                 names,
@@ -631,8 +660,8 @@ fn parse_row(
                     span_key: span_key(r.span_id),
                     parent_key: r.parent_id.map(span_key),
                     name: r.name,
-                    start_ns: secs_to_ns(r.start_time),
-                    duration_ns: dur_to_ns(r.duration),
+                    start_ns,
+                    duration_ns,
                     status: r.status,
                 },
             );
@@ -702,6 +731,9 @@ fn parse_row_serde(
     } else {
         vec![]
     };
+    let Some((start_ns, duration_ns)) = span_times(j.start_time, j.duration) else {
+        return Row::Malformed;
+    };
     fill(
         out,
         names,
@@ -709,8 +741,8 @@ fn parse_row_serde(
             span_key: span_key(&j.span_id),
             parent_key: j.parent_id.as_deref().map(span_key),
             name: &j.name,
-            start_ns: secs_to_ns(j.start_time),
-            duration_ns: dur_to_ns(j.duration),
+            start_ns,
+            duration_ns,
             status: j.status.as_deref(),
         },
     );

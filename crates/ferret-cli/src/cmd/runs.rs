@@ -48,7 +48,7 @@ pub fn run(a: Args) -> CliResult {
                         "host": r.host,
                         "first_start_s": r.first_start_ns as f64 / 1e9,
                         "last_end_s": r.last_end_ns as f64 / 1e9,
-                        "wall_s": (r.last_end_ns - r.first_start_ns).max(0) as f64 / 1e9,
+                        "wall_s": r.last_end_ns.saturating_sub(r.first_start_ns).max(0) as f64 / 1e9,
                         "spans": r.spans,
                         "pids": r.pids,
                         "accepted": r.accepted,
@@ -80,7 +80,7 @@ pub fn run(a: Args) -> CliResult {
                     fmt::term_safe(&r.run_id).into_owned(),
                     fmt::utc(r.first_start_ns),
                     fmt::utc(r.last_end_ns),
-                    fmt::dur((r.last_end_ns - r.first_start_ns).max(0) as f64),
+                    fmt::dur(r.last_end_ns.saturating_sub(r.first_start_ns).max(0) as f64),
                     r.spans.to_string(),
                     if r.pids.is_empty() {
                         "-".into()
