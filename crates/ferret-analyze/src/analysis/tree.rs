@@ -658,7 +658,7 @@ fn push_node(b: &Builder, bi: u32, out: &mut Tree, spans: &Scanned, stack: &mut 
         },
         start_ns: n.start_ns,
         duration_ns: n.dur,
-        self_ns: n.self_ns(),
+        self_ns: if n.filled { n.self_ns() } else { None },
         status: n.status.clone(),
         tags: n.tags.clone(),
         children: Vec::new(),
