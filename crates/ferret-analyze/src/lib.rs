@@ -21,6 +21,7 @@
 pub mod analysis;
 mod error;
 pub mod export;
+pub mod guide;
 pub mod store;
 
 pub use error::{Error, Result, StorageError};

@@ -411,10 +411,10 @@ fn a_closed_pipe_is_a_quiet_success() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 20,000 spans as JSON lines: megabytes, far more than a pipe buffers.
-    #[allow(clippy::single_element_loop)] // room for more commands
-    for args in [vec!["export", db, "--format", "jsonl"]] {
+    {
+        let args = ["export", db, "--format", "jsonl"];
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferret"))
-            .args(&args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -27,6 +27,7 @@ fn check_all_commands(db: &str, what: &str) {
         vec!["calltree", db],
         vec!["calltree", db, "--format", "json"],
     ];
+    let mut outputs = std::collections::HashMap::new();
     for args in cases {
         let o = run(&args);
         assert_eq!(o.code, Some(0), "{what} {args:?}: {o:?}");
@@ -42,12 +43,17 @@ fn check_all_commands(db: &str, what: &str) {
             "{what} {args:?}: peak RSS {} KB",
             o.maxrss_kb
         );
+        if args[0] == "flamegraph" {
+            // The svg is well-formed XML.
+            svg_texts(&std::fs::read_to_string(&svg).unwrap());
+        }
         let _ = std::fs::remove_file(&svg);
         let _ = std::fs::remove_file(&svg2);
+        outputs.insert(args.join(" "), o.text());
     }
     // The folded stacks are cut at the default depth, with a marker frame
     // that keeps the total.
-    let folded = run(&["export", db, "--format", "folded", "-o", "-"]).text();
+    let folded = &outputs[&format!("export {db} --format folded -o -")];
     let cut: Vec<&str> = folded
         .lines()
         .filter(|l| l.contains("[deeper than 1024: cut by --max-depth]"))
@@ -58,12 +64,8 @@ fn check_all_commands(db: &str, what: &str) {
         1025,
         "{what}: 1024 frames + marker"
     );
-    // The svg is well-formed XML.
-    run(&["flamegraph", db, "-o", s(&svg)]).ok();
-    let text = std::fs::read_to_string(&svg).unwrap();
-    svg_texts(&text);
     // The text tree shows deep lines' depth as a number, with a bounded prefix.
-    let tree = run(&["analyze", db, "--tree"]).text();
+    let tree = &outputs[&format!("analyze {db} --tree")];
     let deepest = tree
         .lines()
         .filter(|l| l.contains(&format!("[{}] level", DEPTH - 1)))

@@ -17,6 +17,7 @@
 
 mod clock;
 mod error;
+pub mod guide;
 mod intern;
 mod recorder;
 

@@ -205,15 +205,15 @@ pub fn scan(
                     if n & 0xFFFF == 0 {
                         report(n, spans.bytes_read());
                     }
-                    let path = rec.path.unwrap_or(0);
+                    let path = rec.path().unwrap_or(0);
                     fold.span(Resolved {
                         span: &rec,
                         path,
                         parent_path: paths.parent(path),
                         name: spans.name(rec.name),
                     });
-                    if let Some(d) = rec.duration_ns {
-                        let child = rec.children_ns.unwrap_or(0);
+                    if let Some(d) = rec.duration_ns() {
+                        let child = rec.children_ns().unwrap_or(0);
                         fold.self_time(rec.name, path, d.saturating_sub(child));
                     }
                 }

@@ -189,11 +189,11 @@ impl TopN {
     fn offer(&mut self, s: &SpanRecord) {
         self.offer_key(
             (
-                s.duration_ns.unwrap_or(0),
-                Reverse(s.start_ns),
-                Reverse(s.span_id),
+                s.duration_ns().unwrap_or(0),
+                Reverse(s.start_ns()),
+                Reverse(s.span_id()),
             ),
-            s.trace_id,
+            s.trace_id(),
         );
     }
     fn offer_key(&mut self, key: Key, trace: u64) {
@@ -388,9 +388,9 @@ impl Builder {
         let n = &mut self.nodes[i as usize];
         n.filled = true;
         n.name = s.name;
-        n.start_ns = s.start_ns;
-        n.dur = s.duration_ns;
-        n.children_ns = s.children_ns;
+        n.start_ns = s.start_ns();
+        n.dur = s.duration_ns();
+        n.children_ns = s.children_ns();
         n.status = s.status.clone();
         n.tags = s.tags.clone();
     }
@@ -420,10 +420,10 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         ScanOptions::default(),
         &mut ForEach(|r: super::scan::Resolved<'_>| {
             if let Some(b) = &mut bloom {
-                b.insert(r.span.span_id);
+                b.insert(r.span.span_id());
             }
             let root = match kind {
-                FileKind::Native => r.span.parent_id.is_none(),
+                FileKind::Native => r.span.parent_id().is_none(),
                 FileKind::FerretIo => r.parent_path == 0,
             };
             if root {
@@ -445,16 +445,16 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
             ScanOptions::default(),
             &mut ForEach(|r: super::scan::Resolved<'_>| {
                 let rec = r.span;
-                let Some(p) = rec.parent_id else { return };
+                let Some(p) = rec.parent_id() else { return };
                 if b.contains(p) {
                     return;
                 }
                 let end = rec.end_ns();
                 if let Some(m) = missing.get_mut(&p) {
-                    m.0 = m.0.min(rec.start_ns);
+                    m.0 = m.0.min(rec.start_ns());
                     m.1 = m.1.max(end);
                 } else if missing.len() < MAX_MISSING {
-                    missing.insert(p, (rec.start_ns, end, rec.trace_id, r.path));
+                    missing.insert(p, (rec.start_ns(), end, rec.trace_id(), r.path));
                 } else {
                     roots_top.offer(rec);
                 }
@@ -495,28 +495,28 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         &mut ForEach(|r: super::scan::Resolved<'_>| {
             let rec = r.span;
             let key: Key = (
-                rec.duration_ns.unwrap_or(0),
-                Reverse(rec.start_ns),
-                Reverse(rec.span_id),
+                rec.duration_ns().unwrap_or(0),
+                Reverse(rec.start_ns()),
+                Reverse(rec.span_id()),
             );
-            let is_root = root_ids.contains(&rec.span_id)
+            let is_root = root_ids.contains(&rec.span_id())
                 && root_keys.contains(&key)
                 && !root_nodes.contains_key(&key);
             if !is_root {
                 if native {
-                    if !traces.contains(&rec.trace_id) {
+                    if !traces.contains(&rec.trace_id()) {
                         return;
                     }
                 } else {
                     // Start order: the parent is kept already, and still open.
-                    match rec.parent_id.and_then(|p| b.ids.get(&p)) {
+                    match rec.parent_id().and_then(|p| b.ids.get(&p)) {
                         Some(&pi) => {
                             let p = &b.nodes[pi as usize];
                             // No duration: still open, so it holds what follows.
                             let end = p.dur.map_or(i64::MAX, |d| {
                                 p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
                             });
-                            if end < rec.start_ns {
+                            if end < rec.start_ns() {
                                 return;
                             }
                         }
@@ -524,20 +524,20 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                     }
                 }
             }
-            let i = match b.ids.get(&rec.span_id) {
+            let i = match b.ids.get(&rec.span_id()) {
                 // A duplicate id (a damaged or merged file): the later span
                 // gets a node of its own, and later children with that parent
                 // id attach to it (in start order, the most recent one is open).
-                Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id),
+                Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id()),
                 Some(&i) => i,
-                None => b.alloc(rec.span_id),
+                None => b.alloc(rec.span_id()),
             };
             b.fill(i, rec);
             if is_root {
                 root_nodes.insert(key, i);
                 return;
             }
-            let Some(parent) = rec.parent_id else {
+            let Some(parent) = rec.parent_id() else {
                 // A parentless span that is not a chosen root (trace id clash).
                 b.free_subtree(i);
                 return;

@@ -2,7 +2,7 @@
 //! a page of rows at a time (keyset pagination on the block id, through the
 //! `(run, id)` index), decoded lazily.
 
-use super::{RunInfo, SpanQuery, SpanRecord, ThreadInfo};
+use super::{Recorded, RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
 use ferret_format::codec::{BlockDecoder, BlockSpan, SpanHead};
 use rusqlite::{Connection, OptionalExtension};
@@ -400,14 +400,12 @@ impl<'a> NativeSpans<'a> {
                         {
                             continue;
                         }
-                        out.span_id = h.id;
-                        out.parent_id = if h.parent == 0 { None } else { Some(h.parent) };
-                        out.trace_id = h.trace;
-                        out.path = Some(h.path);
+                        out.head = *h;
                         out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
-                        out.start_ns = h.start_ns;
-                        out.duration_ns = Some(h.dur_ns);
-                        out.children_ns = Some(h.child_ns);
+                        out.recorded = Recorded {
+                            duration: true,
+                            path_and_children: true,
+                        };
                         out.status = std::mem::take(&mut s.status);
                         if !with_tags {
                             out.tags.clear();
