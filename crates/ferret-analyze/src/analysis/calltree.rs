@@ -94,13 +94,14 @@ impl Fold for CallFold {
         let err = r.span.status.is_error();
         let a = self.acc(r.path);
         a.count += 1;
-        a.total += d;
+        a.total = a.total.saturating_add(d);
         a.max = a.max.max(d);
         a.errors += err as u64;
     }
 
     fn self_time(&mut self, _name: u32, path: u32, self_ns: u64) {
-        self.acc(path).self_ns += self_ns;
+        let a = self.acc(path);
+        a.self_ns = a.self_ns.saturating_add(self_ns);
     }
 }
 
@@ -202,6 +203,9 @@ pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
         n.children.sort_by(by_total);
     }
     out.roots.sort_by(by_total);
-    out.total_ns = out.roots.iter().map(|&r| out.nodes[r].total_ns).sum();
+    out.total_ns = out
+        .roots
+        .iter()
+        .fold(0u64, |a, &r| a.saturating_add(out.nodes[r].total_ns));
     Ok(out)
 }

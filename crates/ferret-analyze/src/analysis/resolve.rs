@@ -128,7 +128,7 @@ impl PathResolver {
         let parent = s.parent_id().and_then(|p| self.open.get_mut(&p));
         let ppath = match parent {
             Some(p) => {
-                p.child_ns += s.duration_ns().unwrap_or(0);
+                p.child_ns = p.child_ns.saturating_add(s.duration_ns().unwrap_or(0));
                 p.path
             }
             None => 0,

@@ -64,17 +64,17 @@ pub struct Merged {
 impl Merged {
     fn add(&mut self, dur: u64, self_ns: u64, err: bool) {
         self.count += 1;
-        self.total_ns += dur;
+        self.total_ns = self.total_ns.saturating_add(dur);
         self.max_ns = self.max_ns.max(dur);
-        self.self_ns += self_ns;
+        self.self_ns = self.self_ns.saturating_add(self_ns);
         self.error_count += err as u64;
     }
 
     fn absorb(&mut self, o: &Merged) {
         self.count += o.count;
-        self.total_ns += o.total_ns;
+        self.total_ns = self.total_ns.saturating_add(o.total_ns);
         self.max_ns = self.max_ns.max(o.max_ns);
-        self.self_ns += o.self_ns;
+        self.self_ns = self.self_ns.saturating_add(o.self_ns);
         self.error_count += o.error_count;
     }
 

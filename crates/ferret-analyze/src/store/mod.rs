@@ -131,7 +131,7 @@ impl SpanRecord {
     pub fn end_ns(&self) -> i64 {
         self.head
             .start_ns
-            .saturating_add(self.duration_ns().unwrap_or(0) as i64)
+            .saturating_add(self.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64)
     }
 }
 
