@@ -96,7 +96,8 @@ fn fio_base(dir: &Path) -> PathBuf {
 }
 
 /// Kinds of damage.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
+    "hostile-blocks",
     "truncate",
     "flip-bytes",
     "block-blobs",
@@ -231,6 +232,70 @@ fn damage(base: &Path, out: &Path, kind: &str, r: &mut Rng) {
                 bytes[i] ^= 1 << r.below(8);
             }
             std::fs::write(out, bytes).unwrap();
+        }
+        "hostile-blocks" if native => {
+            // Well-encoded blocks whose values are hostile: extreme times
+            // and durations, duplicate ids, parents that are themselves or
+            // their children, unknown path ids.
+            std::fs::write(out, &bytes).unwrap();
+            let conn = rusqlite::Connection::open(out).unwrap();
+            let (run, process): (i64, i64) = conn
+                .query_row(
+                    "SELECT run, process FROM ferret_blocks ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let edge_i = [
+                i64::MIN,
+                i64::MIN + 1,
+                -1,
+                0,
+                1,
+                i64::MAX - 1,
+                i64::MAX,
+                1_700_000_000_000_000_000,
+            ];
+            let edge_u = [0, 1, u64::MAX, u64::MAX / 2, i64::MAX as u64, 1 << 63, 1000];
+            for _ in 0..=r.below(3) {
+                let mut enc = ferret_format::codec::BlockEncoder::new();
+                for _ in 0..=r.below(40) {
+                    let id = 1 + r.below(8);
+                    let other = 1 + r.below(8);
+                    let head = ferret_format::codec::SpanHead {
+                        id,
+                        parent: *r.pick(&[0, id, id + 1, other, u64::MAX]),
+                        trace: *r.pick(&[0, 1, id, u64::MAX]),
+                        path: r.below(60) as u32,
+                        start_ns: if r.below(2) == 0 {
+                            *r.pick(&edge_i)
+                        } else {
+                            r.next() as i64
+                        },
+                        dur_ns: if r.below(2) == 0 {
+                            *r.pick(&edge_u)
+                        } else {
+                            r.next()
+                        },
+                        child_ns: *r.pick(&edge_u),
+                        thread: r.below(4) as u32,
+                        error: false,
+                    };
+                    let status = if r.below(4) == 0 {
+                        ferret_format::Status::Error
+                    } else {
+                        ferret_format::Status::Ok
+                    };
+                    let tags: Vec<(String, ferret_format::TagValue)> = vec![];
+                    enc.push(&head, &status, &tags);
+                }
+                let n = enc.len() as i64;
+                conn.execute(
+                    "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![run, process, *r.pick(&edge_i), *r.pick(&edge_i), n, enc.finish()],
+                )
+                .unwrap();
+            }
         }
         "random-file" => {
             // An SQLite header followed by random pages.

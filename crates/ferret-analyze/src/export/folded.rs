@@ -16,15 +16,24 @@ fn fold_options(opts: &Options) -> FoldOptions {
         })
 }
 
-/// The folded lines of a run and the number of spans read.
-pub fn lines(store: &Store, sel: &Selection, opts: &Options) -> Result<(Vec<String>, u64)> {
+/// The folded lines of a run and the number of spans read, with counts
+/// shifted right by the returned number of bits when their sum would not
+/// fit in 62 bits (inferno adds counts in a `usize`; damaged files can hold
+/// durations near `u64::MAX`).
+pub fn lines(store: &Store, sel: &Selection, opts: &Options) -> Result<(Vec<String>, u64, u32)> {
     let (paths, n) = fold_selection(store, sel, &fold_options(opts))?;
+    let total: u128 = paths.iter().map(|p| p.self_ns as u128).sum();
+    let mut shift = 0;
+    while total >> shift > (1u128 << 62) {
+        shift += 1;
+    }
     Ok((
         paths
             .into_iter()
-            .map(|p| format!("{} {}", p.stack, p.self_ns))
+            .map(|p| format!("{} {}", p.stack, (p.self_ns >> shift).max(1)))
             .collect(),
         n,
+        shift,
     ))
 }
 
