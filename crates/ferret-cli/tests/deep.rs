@@ -118,6 +118,19 @@ fn max_depth_cuts_trees_and_stacks_and_marks_the_cut() {
     };
     assert_eq!(total(&folded), total(&full), "the cut keeps the self time");
 
+    let j = run(&[
+        "analyze",
+        db,
+        "--tree",
+        "--max-depth",
+        "3",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&j.ok().stdout).unwrap();
+    let third = &v["roots"][0]["children"][0]["children"][0];
+    assert_eq!(third["children"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(third["cut_spans"], 47, "{v}");
     let tree = run(&["analyze", db, "--tree", "--max-depth", "3"]).text();
     assert!(
         tree.contains("… 47 spans below, cut by --max-depth"),

@@ -38,7 +38,7 @@ pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
     let out = std::io::stdout().lock();
     let mut out = std::io::BufWriter::new(out);
     match r.format {
-        Format::Json => write_json(&mut out, &tree)?,
+        Format::Json => write_json(&mut out, &tree, r.max_depth)?,
         Format::Text => {
             let how = if tree.latest { " (latest)" } else { "" };
             eprintln!("Analyzing run {}{how}", tree.run_id);
@@ -263,24 +263,38 @@ fn open_node(out: &mut impl Write, n: &TreeNode) -> CliResult {
 
 /// The JSON document, written without recursion (deep chains are fine).
 /// Lines left out appear as a last merged child named `… N more`.
-pub fn write_json(out: &mut impl Write, t: &Tree) -> CliResult {
+pub fn write_json(out: &mut impl Write, t: &Tree, max_depth: usize) -> CliResult {
     write!(out, "{{\"run_id\":{},\"roots\":[", json_str(&t.run_id))?;
     for (ri, &root) in t.roots.iter().enumerate() {
         if ri > 0 {
             write!(out, ",")?;
         }
         open_node(out, &t.nodes[root])?;
-        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        // (node, next child, its depth; root = 0)
+        let mut stack: Vec<(usize, usize, usize)> = vec![(root, 0, 0)];
         while let Some(top) = stack.last_mut() {
             let n = &t.nodes[top.0];
-            if top.1 < n.children.len() {
+            let cut = max_depth > 0 && top.2 + 1 >= max_depth;
+            if !cut && top.1 < n.children.len() {
                 if top.1 > 0 {
                     write!(out, ",")?;
                 }
                 let c = n.children[top.1];
+                let depth = top.2 + 1;
                 top.1 += 1;
                 open_node(out, &t.nodes[c])?;
-                stack.push((c, 0));
+                stack.push((c, 0, depth));
+                continue;
+            }
+            if cut {
+                // Below --max-depth: no children, and how many spans that cut.
+                let below = descendants(t, &n.children) + n.more.map_or(0, |m| m.agg.count);
+                write!(out, "]")?;
+                if below > 0 {
+                    write!(out, ",\"cut_spans\":{below}")?;
+                }
+                write!(out, "}}")?;
+                stack.pop();
                 continue;
             }
             if let Some(m) = &n.more {
