@@ -337,11 +337,13 @@ fn read_pages(
         // Keyset pagination on (timestamp, rowid): a table without its
         // primary key can hold many rows with one timestamp, and a key on
         // the timestamp alone would skip the rest of a tie at each page
-        // boundary. (A WITHOUT ROWID table falls back to the timestamp,
-        // which is then unique: it is the primary key.)
-        let has_rowid = conn
-            .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
-            .is_ok();
+        // boundary. BeaverDB's table has the unique key (log_name,
+        // timestamp), so ties cannot occur and the timestamp alone is the
+        // key (the cheaper query); so it is for a WITHOUT ROWID table.
+        let has_rowid = !unique_timestamps(&conn)
+            && conn
+                .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
+                .is_ok();
         let mut last: Option<(f64, i64)> = None;
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
@@ -475,6 +477,27 @@ fn read_pages(
     if let Err(e) = result {
         let _ = tx.send(Feed::Failed(e));
     }
+}
+
+/// True when `beaver_logs` has a unique index on exactly `(log_name,
+/// timestamp)` (BeaverDB's primary key): no two rows of a log share a
+/// timestamp.
+fn unique_timestamps(conn: &Connection) -> bool {
+    let unique: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_index_list('beaver_logs') WHERE \"unique\" = 1")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .unwrap_or_default();
+    unique.iter().any(|idx| {
+        conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .and_then(|mut st| {
+                st.query_map([idx], |r| r.get::<_, Option<String>>(0))?
+                    .collect::<rusqlite::Result<Vec<Option<String>>>>()
+            })
+            .is_ok_and(|cols| cols == [Some("log_name".to_owned()), Some("timestamp".to_owned())])
+    })
 }
 
 /// Pages that may wait between the reader thread and the parser.
