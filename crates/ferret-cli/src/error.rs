@@ -16,6 +16,8 @@ pub enum CliError {
     /// The reader of our output went away (`ferret ... | head`): not an
     /// error worth a message, and the exit code is 0.
     BrokenPipe,
+    /// `ferret diff`'s gate failed: the report is printed, exit 1, no message.
+    Regression,
 }
 
 impl CliError {
@@ -24,6 +26,7 @@ impl CliError {
             CliError::User(_) | CliError::File(_) => 2,
             CliError::Internal(_) => 1,
             CliError::BrokenPipe => 0,
+            CliError::Regression => 1,
         }
     }
 
@@ -37,6 +40,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::User(m) | CliError::Internal(m) | CliError::File(m) => f.write_str(m),
             CliError::BrokenPipe => f.write_str("broken pipe"),
+            CliError::Regression => f.write_str("regression found"),
         }
     }
 }

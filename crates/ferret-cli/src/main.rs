@@ -2,6 +2,8 @@
 
 mod art;
 mod cmd;
+mod diff_config;
+mod diff_render;
 mod error;
 mod fmt;
 
@@ -30,27 +32,32 @@ enum Command {
     Calltree(cmd::calltree::Args),
     /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
     Export(cmd::export::Args),
+    /// Compare two runs (or groups of runs) per name and gate regressions (exit 1).
+    Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
 }
 
 impl Command {
-    /// The trace file the command reads or writes.
-    fn db(&self) -> &std::path::Path {
-        match self {
+    /// The trace file the command reads or writes (`None` when it reads
+    /// two: `diff` of two files names them in its own messages).
+    fn db(&self) -> Option<&std::path::Path> {
+        Some(match self {
             Command::Demo(a) => &a.db,
             Command::Analyze(a) => &a.db,
             Command::Runs(a) => &a.db,
             Command::Calltree(a) => &a.db,
             Command::Export(a) => &a.db,
             Command::Flamegraph(a) => &a.db,
-        }
+            Command::Diff(a) if a.candidate.is_none() => &a.base,
+            Command::Diff(_) => return None,
+        })
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let db = cli.command.db().to_path_buf();
+    let db = cli.command.db().map(std::path::Path::to_path_buf);
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),
@@ -58,13 +65,18 @@ fn main() -> ExitCode {
         Command::Calltree(a) => cmd::calltree::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Regression) => ExitCode::from(1),
         Err(e) => {
             match &e {
-                CliError::File(_) => eprintln!("ferret: {}: {e}", db.display()),
+                CliError::File(_) => match &db {
+                    Some(db) => eprintln!("ferret: {}: {e}", db.display()),
+                    None => eprintln!("ferret: {e}"),
+                },
                 _ => eprintln!("ferret: {e}"),
             }
             ExitCode::from(e.exit_code())

@@ -598,7 +598,7 @@ fn queue_full_drops_are_counted() {
             }
         })
     };
-    while p.stats().dropped_queue == 0
+    while p.stats().dropped_queue + p.stats().shed == 0
         && produced.load(std::sync::atomic::Ordering::Relaxed) < 5_000_000
     {
         flood(&produced);
@@ -606,8 +606,9 @@ fn queue_full_drops_are_counted() {
     helper.join().unwrap();
     let st = p.close().unwrap();
     let produced = produced.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(st.dropped_queue > 0, "{st:?}");
-    assert_eq!(st.accepted + st.dropped_queue, produced, "{st:?}");
+    // Every span is a root here: under pressure whole traces are shed.
+    assert!(st.dropped_queue + st.shed > 0, "{st:?}");
+    assert_eq!(st.accepted + st.dropped_queue + st.shed, produced, "{st:?}");
     assert_eq!(st.dropped_write, 0);
 
     let v = read_run(&path, "full");

@@ -5,11 +5,13 @@
 //! number of spans.
 
 pub mod calltree;
+pub mod diff;
 pub mod paths;
 pub mod query;
 pub mod resolve;
 pub mod scan;
 pub mod sketch;
+pub mod stats;
 pub mod summary;
 pub mod tree;
 

@@ -211,6 +211,7 @@ pub(super) fn runs(conn: &Connection, ns: &str) -> Result<Vec<RunInfo>> {
                 dropped_queue: 0,
                 dropped_write: 0,
                 sampled_out: 0,
+                ..Default::default()
             }),
         };
         info.spans += 1;

@@ -147,7 +147,7 @@ pub struct SpanQuery {
 }
 
 /// One run of a file, as listed by [`Store::runs`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunInfo {
     /// The run id.
     pub run_id: String,
@@ -171,9 +171,27 @@ pub struct RunInfo {
     pub dropped_write: u64,
     /// Spans skipped by sampling / rate limits.
     pub sampled_out: u64,
+    /// Spans of whole traces skipped because the recorder's queue was
+    /// filling up (format 2; 0 before).
+    pub shed: u64,
+    /// Processes that have not closed their profiler: still recording, or
+    /// ended without `close()` (killed, crashed, `process::exit`). Their
+    /// counters are those of their last commit. Always 0 for files of
+    /// format 1 and for ferret-io files, which do not record it.
+    pub processes_unclosed: u32,
+    /// Spans that unclosed processes had accepted by their last commit but
+    /// that are not in the file: a lower bound of what they lost (spans
+    /// still in their threads' buffers are not known).
+    pub lost_unclosed: u64,
 }
 
 impl RunInfo {
+    /// False when some process of the run did not close its profiler
+    /// (see [`processes_unclosed`](Self::processes_unclosed)).
+    pub fn complete(&self) -> bool {
+        self.processes_unclosed == 0
+    }
+
     /// Spans the recorder lost (queue full + write errors).
     pub fn dropped(&self) -> u64 {
         self.dropped_queue + self.dropped_write
