@@ -449,6 +449,9 @@ fn commands(db: &str, out: &str) -> Vec<Vec<String>> {
         vec!["export", db, "--format", "svg", "-o", out],
         vec!["export", db, "--format", "jsonl", "-o", out],
         vec!["flamegraph", db, "-o", out],
+        // A file against itself: no regression can show (exit 1 would).
+        vec!["diff", db, db],
+        vec!["diff", db, db, "--by", "path"],
     ];
     v.into_iter()
         .map(|c| c.into_iter().map(str::to_owned).collect())
