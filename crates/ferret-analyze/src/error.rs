@@ -15,6 +15,8 @@ pub enum Error {
     NotFound(PathBuf),
     /// The file is empty (0 bytes).
     EmptyFile(PathBuf),
+    /// The file exists but cannot be read (permissions, or not a regular file).
+    Unreadable(PathBuf, std::io::Error),
     /// The file exists but is not an SQLite database.
     NotSqlite(PathBuf),
     /// SQLite, but neither a ferret nor a ferret-io trace file.
@@ -59,6 +61,7 @@ impl fmt::Display for Error {
         match self {
             Error::NotFound(p) => write!(f, "{}: no such file", p.display()),
             Error::EmptyFile(p) => write!(f, "{}: empty file, not a trace file", p.display()),
+            Error::Unreadable(p, e) => write!(f, "{}: cannot read: {e}", p.display()),
             Error::NotSqlite(p) => write!(f, "{}: not an SQLite database", p.display()),
             Error::NoSpanTables(p) => write!(
                 f,

@@ -247,8 +247,9 @@ fn time_window_filters_by_start() {
 }
 
 /// A native run whose recorder lost spans: a span whose parent is absent
-/// from the file is the root of its own tree (found through pass 1's Bloom
-/// filter of span ids), with its descendants under it.
+/// from the file (found through pass 1's Bloom filter of span ids) hangs
+/// under a root standing for that missing parent, marked as missing and
+/// timed by its recorded children, with its descendants under it.
 #[test]
 fn native_orphans_of_a_lossy_run_are_roots() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,8 +273,15 @@ fn native_orphans_of_a_lossy_run_are_roots() {
     let t = ferret_analyze::analysis::slowest_trees(&store, &Query::run("r"), &Default::default())
         .unwrap();
     let roots: Vec<&str> = t.roots.iter().map(|&i| t.nodes[i].name.as_str()).collect();
-    assert_eq!(roots, ["orphan", "root"], "slowest first, orphan included");
-    let orphan = &t.nodes[t.roots[0]];
+    assert_eq!(roots.len(), 2, "{roots:?}");
+    assert_eq!(roots[1], "root");
+    let lost = &t.nodes[t.roots[0]];
+    assert!(lost.missing, "the lost parent is shown as such");
+    assert!(!t.nodes[t.roots[1]].missing);
+    assert_eq!(lost.duration_ns, Some(300), "the extent of its children");
+    assert_eq!(lost.children.len(), 1);
+    let orphan = &t.nodes[lost.children[0]];
+    assert_eq!(orphan.name, "orphan");
     assert_eq!(orphan.duration_ns, Some(300));
     assert_eq!(orphan.self_ns, Some(250));
     let kids: Vec<&str> = orphan

@@ -29,6 +29,29 @@ pub fn dur(ns: f64) -> String {
     }
 }
 
+/// `s` safe to print on a terminal: control characters (ESC, BEL, NUL,
+/// DEL, C1, ...) become visible escapes (`\x1b`, `\u{9b}`), so that a span
+/// name cannot move the cursor, recolor or retitle the user's terminal.
+pub fn term_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let v = c as u32;
+            if v < 0x80 {
+                out.push_str(&format!("\\x{v:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{v:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// ANSI styles.
 #[derive(Clone, Copy)]
 pub enum Style {
@@ -243,6 +266,15 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(term_safe("plain µs"), "plain µs");
+        assert_eq!(
+            term_safe("a\u{1b}[31mb\u{7}\0\u{9b}"),
+            "a\\x1b[31mb\\x07\\x00\\u{9b}"
+        );
+    }
 
     #[test]
     fn durations_pick_units() {

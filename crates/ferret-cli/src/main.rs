@@ -1,5 +1,6 @@
 //! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
 
+mod art;
 mod cmd;
 mod diff_config;
 mod diff_render;
@@ -37,8 +38,26 @@ enum Command {
     Flamegraph(cmd::export::FlameArgs),
 }
 
+impl Command {
+    /// The trace file the command reads or writes (`None` when it reads
+    /// two: `diff` of two files names them in its own messages).
+    fn db(&self) -> Option<&std::path::Path> {
+        Some(match self {
+            Command::Demo(a) => &a.db,
+            Command::Analyze(a) => &a.db,
+            Command::Runs(a) => &a.db,
+            Command::Calltree(a) => &a.db,
+            Command::Export(a) => &a.db,
+            Command::Flamegraph(a) => &a.db,
+            Command::Diff(a) if a.candidate.is_none() => &a.base,
+            Command::Diff(_) => return None,
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let db = cli.command.db().map(std::path::Path::to_path_buf);
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),
@@ -53,7 +72,13 @@ fn main() -> ExitCode {
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
         Err(CliError::Regression) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("ferret: {e}");
+            match &e {
+                CliError::File(_) => match &db {
+                    Some(db) => eprintln!("ferret: {}: {e}", db.display()),
+                    None => eprintln!("ferret: {e}"),
+                },
+                _ => eprintln!("ferret: {e}"),
+            }
             ExitCode::from(e.exit_code())
         }
     }

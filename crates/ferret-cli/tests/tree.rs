@@ -236,7 +236,9 @@ fn deep_chains_do_not_overflow() {
     let out = ferret(&["calltree", db, "--format", "json"]);
     assert_eq!(nested(&out), (DEPTH, true));
     let text = ferret(&["calltree", db, "--depth", "3"]);
-    assert_eq!(text.lines().count(), 4);
+    // 3 levels, the cut (with what it cut), the summary line.
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.contains(&format!("… {} paths below, cut by --max-depth", DEPTH - 3)));
     let text = ferret(&["analyze", db, "--tree"]);
     assert_eq!(text.lines().count(), DEPTH + 2);
 }

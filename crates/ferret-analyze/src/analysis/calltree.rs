@@ -18,7 +18,9 @@ pub struct CallNode {
     pub name: String,
     /// Spans on this path.
     pub count: u64,
-    /// Sum of their durations.
+    /// Sum of their durations. A path with no span of its own (`count`
+    /// 0: the span is still open in a live file, or was lost) has the sum
+    /// of its children's totals, a lower bound.
     pub total_ns: u64,
     /// Sum of their self times.
     pub self_ns: u64,
@@ -92,13 +94,14 @@ impl Fold for CallFold {
         let err = r.span.status.is_error();
         let a = self.acc(r.path);
         a.count += 1;
-        a.total += d;
+        a.total = a.total.saturating_add(d);
         a.max = a.max.max(d);
         a.errors += err as u64;
     }
 
     fn self_time(&mut self, _name: u32, path: u32, self_ns: u64) {
-        self.acc(path).self_ns += self_ns;
+        let a = self.acc(path);
+        a.self_ns = a.self_ns.saturating_add(self_ns);
     }
 }
 
@@ -168,6 +171,23 @@ pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
             out.roots.push(index[id]);
         }
     }
+    // A path with no span of its own but with descendants is an open span
+    // (a live file) or one lost in a crash: its total is that of its
+    // children, a lower bound, so that percentages stay real. Post-order,
+    // iteratively.
+    let mut stack: Vec<(usize, bool)> = out.roots.iter().map(|&r| (r, false)).collect();
+    while let Some((i, done)) = stack.pop() {
+        if !done {
+            stack.push((i, true));
+            stack.extend(out.nodes[i].children.iter().map(|&c| (c, false)));
+        } else if out.nodes[i].total_ns == 0 {
+            let sum = out.nodes[i]
+                .children
+                .iter()
+                .fold(0u64, |a, &c| a.saturating_add(out.nodes[c].total_ns));
+            out.nodes[i].total_ns = sum;
+        }
+    }
     let totals: Vec<(u64, String)> = out
         .nodes
         .iter()
@@ -183,6 +203,9 @@ pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
         n.children.sort_by(by_total);
     }
     out.roots.sort_by(by_total);
-    out.total_ns = out.roots.iter().map(|&r| out.nodes[r].total_ns).sum();
+    out.total_ns = out
+        .roots
+        .iter()
+        .fold(0u64, |a, &r| a.saturating_add(out.nodes[r].total_ns));
     Ok(out)
 }

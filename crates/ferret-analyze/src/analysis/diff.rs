@@ -1094,7 +1094,7 @@ pub fn diff_paths(base: &SideSpec<'_>, cand: &SideSpec<'_>) -> Result<Vec<(Strin
         for run in &spec.runs {
             let (paths, _) = super::paths::fold_paths(spec.store, &Query::run(run.clone()))?;
             for p in paths {
-                let e = all.entry(p.joined()).or_default();
+                let e = all.entry(p.stack).or_default();
                 if side == 0 {
                     e.0 += p.self_ns as f64 / k;
                 } else {

@@ -16,7 +16,10 @@ pub mod summary;
 pub mod tree;
 
 pub use calltree::{call_tree, CallNode, CallTree};
-pub use paths::{fold_paths, folded_frame, FoldedPath};
+pub use paths::{
+    cut_frame, fold_paths, fold_paths_with, folded_frame, FoldOptions, FoldedPath,
+    DEFAULT_FOLD_DEPTH,
+};
 pub use query::{select, NameFilter, Query, Selection, TimeBound};
 pub use resolve::{Finished, PathResolver};
 pub use scan::{scan, Fold, Resolved, ScanOptions, Scanned};

@@ -22,6 +22,8 @@ use std::collections::BinaryHeap;
 pub const DEFAULT_MAX_OPEN: usize = 1_000_000;
 
 struct Open {
+    /// The end its heap entry carries (a duplicate id leaves a stale entry).
+    end: i64,
     path: u32,
     name: u32,
     dur: Option<u64>,
@@ -98,7 +100,10 @@ impl PathResolver {
         id
     }
 
-    fn finish_one(&mut self, id: u64, out: &mut impl FnMut(Finished)) {
+    fn finish_one(&mut self, id: u64, end: i64, out: &mut impl FnMut(Finished)) {
+        if self.open.get(&id).is_none_or(|o| o.end != end) {
+            return; // a stale heap entry of an id used twice
+        }
         if let Some(o) = self.open.remove(&id) {
             out(Finished {
                 span_id: id,
@@ -118,27 +123,33 @@ impl PathResolver {
                 break;
             }
             self.heap.pop();
-            self.finish_one(id, out);
+            self.finish_one(id, end, out);
         }
         let parent = s.parent_id().and_then(|p| self.open.get_mut(&p));
         let ppath = match parent {
             Some(p) => {
-                p.child_ns += s.duration_ns().unwrap_or(0);
+                p.child_ns = p.child_ns.saturating_add(s.duration_ns().unwrap_or(0));
                 p.path
             }
             None => 0,
         };
         let path = self.intern(ppath, s.name);
-        let end = s.end_ns();
+        // A span without a duration is still open (or its end was lost):
+        // its children that follow stay its children.
+        let end = match s.duration_ns() {
+            Some(_) => s.end_ns(),
+            None => i64::MAX,
+        };
         if self.open.len() >= self.max_open {
-            if let Some(Reverse((_, id))) = self.heap.pop() {
+            if let Some(Reverse((end, id))) = self.heap.pop() {
                 self.evicted_early += 1;
-                self.finish_one(id, out);
+                self.finish_one(id, end, out);
             }
         }
         if let Some(old) = self.open.insert(
             s.span_id(),
             Open {
+                end,
                 path,
                 name: s.name,
                 dur: s.duration_ns(),
@@ -160,8 +171,8 @@ impl PathResolver {
 
     /// Finishes every span still open (end of stream).
     pub fn finish(&mut self, out: &mut impl FnMut(Finished)) {
-        while let Some(Reverse((_, id))) = self.heap.pop() {
-            self.finish_one(id, out);
+        while let Some(Reverse((end, id))) = self.heap.pop() {
+            self.finish_one(id, end, out);
         }
     }
 }

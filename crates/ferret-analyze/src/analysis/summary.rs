@@ -206,7 +206,10 @@ impl Fold for SummaryFold {
     #[inline(always)]
     fn head(&mut self, h: &SpanHead, name: u32) {
         self.first = self.first.min(h.start_ns);
-        self.last = self.last.max(h.start_ns.saturating_add(h.dur_ns as i64));
+        self.last = self.last.max(
+            h.start_ns
+                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
+        );
         let a = self.acc(name);
         a.count += 1;
         a.errors += h.is_error() as u64;
@@ -296,7 +299,7 @@ pub fn summarize(
         wall_ns: if n == 0 {
             0
         } else {
-            (fold.last - fold.first).max(0) as u64
+            fold.last.saturating_sub(fold.first).max(0) as u64
         },
         first_start_ns: if n == 0 { 0 } else { fold.first },
         stats,

@@ -64,17 +64,17 @@ pub struct Merged {
 impl Merged {
     fn add(&mut self, dur: u64, self_ns: u64, err: bool) {
         self.count += 1;
-        self.total_ns += dur;
+        self.total_ns = self.total_ns.saturating_add(dur);
         self.max_ns = self.max_ns.max(dur);
-        self.self_ns += self_ns;
+        self.self_ns = self.self_ns.saturating_add(self_ns);
         self.error_count += err as u64;
     }
 
     fn absorb(&mut self, o: &Merged) {
         self.count += o.count;
-        self.total_ns += o.total_ns;
+        self.total_ns = self.total_ns.saturating_add(o.total_ns);
         self.max_ns = self.max_ns.max(o.max_ns);
-        self.self_ns += o.self_ns;
+        self.self_ns = self.self_ns.saturating_add(o.self_ns);
         self.error_count += o.error_count;
     }
 
@@ -119,6 +119,11 @@ pub struct TreeNode {
     pub merged: Option<Merged>,
     /// Set when lines were left out after `children`.
     pub more: Option<More>,
+    /// True for a span that is not in the file but whose children are: still
+    /// open (a live file) or lost in a crash. Its name comes from its
+    /// children's call path (native files; `?` otherwise), its start and
+    /// duration from the extent of its recorded children (a lower bound).
+    pub missing: bool,
 }
 
 /// The slowest trees of a run, as a flat arena.
@@ -137,6 +142,10 @@ pub struct Tree {
     /// Passes over the data.
     pub passes: u32,
 }
+
+/// Missing parents tracked as roots at most; past that, orphans are
+/// offered one by one.
+const MAX_MISSING: usize = 1 << 20;
 
 /// Ranking of roots: slower first, then earlier start, then smaller id.
 type Key = (u64, Reverse<i64>, Reverse<u64>);
@@ -178,17 +187,20 @@ impl TopN {
         }
     }
     fn offer(&mut self, s: &SpanRecord) {
-        if self.n == 0 {
-            return;
-        }
-        let c = Cand {
-            key: (
+        self.offer_key(
+            (
                 s.duration_ns().unwrap_or(0),
                 Reverse(s.start_ns()),
                 Reverse(s.span_id()),
             ),
-            trace: s.trace_id(),
-        };
+            s.trace_id(),
+        );
+    }
+    fn offer_key(&mut self, key: Key, trace: u64) {
+        if self.n == 0 {
+            return;
+        }
+        let c = Cand { key, trace };
         if self.heap.len() < self.n {
             self.heap.push(Reverse(c));
         } else if let Some(Reverse(min)) = self.heap.peek() {
@@ -396,14 +408,11 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
     let mut roots_top = TopN::new(opts.top);
     let mut bloom = None;
     if kind == FileKind::Native {
-        let lossless = sel
-            .counters
-            .as_ref()
-            .is_some_and(|c| c.dropped() == 0 && c.sampled_out == 0);
-        if !lossless {
-            let n = sel.counters.as_ref().map_or(1 << 20, |r| r.spans);
-            bloom = Some(Bloom::new(n));
-        }
+        // Orphans: children of spans that are not in the file (still open
+        // in a live file, or lost). Even a run whose counters show no loss
+        // may be live, so every span id goes into the Bloom filter.
+        let n = sel.counters.as_ref().map_or(1 << 20, |r| r.spans);
+        bloom = Some(Bloom::new(n));
     }
     let scanned = scan(
         store,
@@ -423,26 +432,47 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         }),
     )?;
     let spans_read = scanned.spans;
+    // Missing parent id -> (first start, last end, trace, a child's path).
+    let mut missing: FxHashMap<u64, (i64, i64, u64, u32)> = FxHashMap::default();
     if let Some(b) = &bloom {
-        // Native with possible losses: orphans are spans whose parent id is
-        // certainly not in the run.
+        // Native: orphans are spans whose parent id is certainly not in the
+        // run. Those of one missing parent become one root standing for it,
+        // ranked by the extent of its recorded children.
         passes += 1;
         scan(
             store,
             &sel,
             ScanOptions::default(),
             &mut ForEach(|r: super::scan::Resolved<'_>| {
-                if let Some(p) = r.span.parent_id() {
-                    if !b.contains(p) {
-                        roots_top.offer(r.span);
-                    }
+                let rec = r.span;
+                let Some(p) = rec.parent_id() else { return };
+                if b.contains(p) {
+                    return;
+                }
+                let end = rec.end_ns();
+                if let Some(m) = missing.get_mut(&p) {
+                    m.0 = m.0.min(rec.start_ns());
+                    m.1 = m.1.max(end);
+                } else if missing.len() < MAX_MISSING {
+                    missing.insert(p, (rec.start_ns(), end, rec.trace_id(), r.path));
+                } else {
+                    roots_top.offer(rec);
                 }
             }),
         )?;
+        for (&id, &(start, end, trace, _)) in &missing {
+            let dur = end.saturating_sub(start).max(0) as u64;
+            roots_top.offer_key((dur, Reverse(start), Reverse(id)), trace);
+        }
     }
     let mut chosen: Vec<Cand> = roots_top.heap.into_iter().map(|Reverse(c)| c).collect();
     chosen.sort_by(|a, b| b.cmp(a));
+    chosen.dedup_by_key(|c| c.key);
     let root_ids: FxHashSet<u64> = chosen.iter().map(|c| c.key.2 .0).collect();
+    let root_keys: FxHashSet<Key> = chosen.iter().map(|c| c.key).collect();
+    // The node of each chosen root, by its full key: two spans may share
+    // an id (a damaged or merged file), and each chosen one is shown once.
+    let mut root_nodes: FxHashMap<Key, u32> = FxHashMap::default();
     let traces: FxHashSet<u64> = chosen.iter().map(|c| c.trace).collect();
 
     // Pass 2: descendants of the chosen roots.
@@ -464,7 +494,14 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         },
         &mut ForEach(|r: super::scan::Resolved<'_>| {
             let rec = r.span;
-            let is_root = root_ids.contains(&rec.span_id());
+            let key: Key = (
+                rec.duration_ns().unwrap_or(0),
+                Reverse(rec.start_ns()),
+                Reverse(rec.span_id()),
+            );
+            let is_root = root_ids.contains(&rec.span_id())
+                && root_keys.contains(&key)
+                && !root_nodes.contains_key(&key);
             if !is_root {
                 if native {
                     if !traces.contains(&rec.trace_id()) {
@@ -475,7 +512,10 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                     match rec.parent_id().and_then(|p| b.ids.get(&p)) {
                         Some(&pi) => {
                             let p = &b.nodes[pi as usize];
-                            let end = p.start_ns.saturating_add(p.dur.unwrap_or(0) as i64);
+                            // No duration: still open, so it holds what follows.
+                            let end = p.dur.map_or(i64::MAX, |d| {
+                                p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
+                            });
                             if end < rec.start_ns() {
                                 return;
                             }
@@ -485,12 +525,16 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                 }
             }
             let i = match b.ids.get(&rec.span_id()) {
-                Some(&i) if b.nodes[i as usize].filled => return, // duplicate id
+                // A duplicate id (a damaged or merged file): the later span
+                // gets a node of its own, and later children with that parent
+                // id attach to it (in start order, the most recent one is open).
+                Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id()),
                 Some(&i) => i,
                 None => b.alloc(rec.span_id()),
             };
             b.fill(i, rec);
             if is_root {
+                root_nodes.insert(key, i);
                 return;
             }
             let Some(parent) = rec.parent_id() else {
@@ -519,11 +563,29 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
     let k = opts.max_children;
     let mut stack: Vec<(u32, usize)> = Vec::new();
     for c in &chosen {
-        let Some(&bi) = b.ids.get(&c.key.2 .0) else {
+        let Some(&bi) = root_nodes.get(&c.key).or_else(|| {
+            missing
+                .contains_key(&c.key.2 .0)
+                .then(|| b.ids.get(&c.key.2 .0))
+                .flatten()
+        }) else {
             continue;
         };
         if !b.nodes[bi as usize].filled {
-            continue;
+            // A missing parent standing as a root: named from its
+            // children's call path, timed by their extent.
+            let Some(&(start, end, _, path)) = missing.get(&c.key.2 .0) else {
+                continue;
+            };
+            let name = spans
+                .paths
+                .get(spans.paths.parent(path))
+                .map(|(_, name)| name);
+            let n = &mut b.nodes[bi as usize];
+            n.start_ns = start;
+            n.dur = Some(end.saturating_sub(start).max(0) as u64);
+            n.children_ns = None;
+            n.name = name.unwrap_or(u32::MAX);
         }
         out.roots.push(out.nodes.len());
         push_node(&b, bi, &mut out, spans, &mut stack);
@@ -568,6 +630,7 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                             children: Vec::new(),
                             merged: Some(*m),
                             more: None,
+                            missing: false,
                         });
                     }
                     if other.count > 0 {
@@ -588,15 +651,20 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
 fn push_node(b: &Builder, bi: u32, out: &mut Tree, spans: &Scanned, stack: &mut Vec<(u32, usize)>) {
     let n = &b.nodes[bi as usize];
     out.nodes.push(TreeNode {
-        name: spans.name(n.name).to_owned(),
+        name: if n.name == u32::MAX {
+            "?".to_owned()
+        } else {
+            spans.name(n.name).to_owned()
+        },
         start_ns: n.start_ns,
         duration_ns: n.dur,
-        self_ns: n.self_ns(),
+        self_ns: if n.filled { n.self_ns() } else { None },
         status: n.status.clone(),
         tags: n.tags.clone(),
         children: Vec::new(),
         merged: None,
         more: None,
+        missing: !n.filled,
     });
     stack.push((bi, out.nodes.len() - 1));
 }

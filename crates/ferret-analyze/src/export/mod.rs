@@ -87,6 +87,10 @@ pub struct Options {
     pub query: Query,
     /// speedscope: tag keys appended to frame names.
     pub frame_tags: Vec<String>,
+    /// folded, svg: frames kept per stack (`None`:
+    /// [`DEFAULT_FOLD_DEPTH`](crate::analysis::DEFAULT_FOLD_DEPTH)); deeper
+    /// frames fold into one marker frame that carries their self time.
+    pub max_depth: Option<usize>,
 }
 
 /// What an export wrote.

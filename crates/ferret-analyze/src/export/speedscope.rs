@@ -142,7 +142,7 @@ pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) 
             pid: r.pid,
             tid: r.tid,
             start,
-            end: start.saturating_add(r.duration_ns().unwrap_or(0) as i64),
+            end: start.saturating_add(r.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64),
             frame,
         })?;
         Ok(())

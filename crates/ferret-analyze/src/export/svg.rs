@@ -9,8 +9,8 @@ use inferno::flamegraph;
 use std::io::Write;
 
 /// Draws the run as a flame graph SVG (width = self time); returns the spans read.
-pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write) -> Result<u64> {
-    let (lines, n) = folded::lines(store, sel)?;
+pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    let (lines, n, shift) = folded::lines(store, sel, opts)?;
     if lines.is_empty() {
         return Err(Error::Invalid(format!(
             "run {} has no span with self time to draw",
@@ -19,7 +19,13 @@ pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write)
     }
     let mut o = flamegraph::Options::default();
     o.title = format!("ferret run {}", sel.run);
-    o.subtitle = Some(format!("{n} spans; width = self time"));
+    o.subtitle = Some(if shift == 0 {
+        format!("{n} spans; width = self time")
+    } else {
+        format!(
+            "{n} spans; width = self time (in units of 2^{shift} ns: the file's times overflow)"
+        )
+    });
     o.count_name = "ns".to_owned();
     o.name_type = "Span:".to_owned();
     flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), w)

@@ -75,6 +75,26 @@ pub(crate) fn span_key(s: &str) -> u64 {
     h.max(1)
 }
 
+/// A span's start and duration in ns, or `None` when they do not fit:
+/// a start outside ±292 years of the epoch (i64 ns), or an end past it.
+/// Such a row is counted as skipped rather than read with saturated times
+/// (which would give wrong durations and out-of-order exports).
+fn span_times(start_s: f64, dur_s: Option<f64>) -> Option<(i64, Option<u64>)> {
+    const LIMIT: f64 = 9.2e18; // just under i64::MAX ns
+    let start = start_s * 1e9;
+    if !start.is_finite() || start.abs() >= LIMIT {
+        return None;
+    }
+    let start = start.round() as i64;
+    let dur = dur_to_ns(dur_s);
+    if let Some(d) = dur {
+        if d as f64 >= LIMIT || start.checked_add(d as i64).is_none() {
+            return None;
+        }
+    }
+    Some((start, dur))
+}
+
 fn secs_to_ns(s: f64) -> i64 {
     (s * 1e9).round() as i64
 }
@@ -109,11 +129,23 @@ pub(super) fn latest_run(conn: &Connection, ns: &str) -> Result<String> {
     Err(Error::NoRuns)
 }
 
+/// True when `run` appears verbatim in the JSON text of a row that holds
+/// it: printable ASCII that no JSON writer escapes. Other ids (`café-run`,
+/// which Python writes `caf\u00e9-run`; `say "hi"`; `dom\user`) may be
+/// escaped in the file, so rows cannot be pre-filtered by their text and
+/// only the decoded `run_id` field decides.
+pub(super) fn verbatim_in_json(run: &str) -> bool {
+    run.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' && b != b'/')
+}
+
 pub(super) fn run_exists(conn: &Connection, ns: &str, run: &str) -> Result<bool> {
+    // Escaped ids: match every row (instr of an empty string is 1).
+    let needle = if verbatim_in_json(run) { run } else { "" };
     let mut st = conn.prepare(
         "SELECT data FROM beaver_logs WHERE log_name = ?1 AND instr(data, ?2) > 0 ORDER BY timestamp DESC",
     )?;
-    let mut rows = st.query([ns, run])?;
+    let mut rows = st.query([ns, needle])?;
     while let Some(r) = rows.next()? {
         if let Ok(s) = r.get_ref(0)?.as_str() {
             if let Ok(j) = serde_json::from_str::<JsonRunOnly>(s) {
@@ -162,7 +194,7 @@ pub(super) fn runs(conn: &Connection, ns: &str) -> Result<Vec<RunInfo>> {
         let start = secs_to_ns(j.start_time);
         let end = match (j.end_time, dur_to_ns(j.duration)) {
             (Some(e), _) if e.is_finite() => secs_to_ns(e),
-            (_, Some(d)) => start + d as i64,
+            (_, Some(d)) => start.saturating_add(d.min(i64::MAX as u64) as i64),
             _ => start,
         };
         let info = match by_run.get_mut(j.run_id.as_ref()) {
@@ -225,6 +257,9 @@ struct RawPage {
     /// Empty, or one entry per row when the reader thread parsed the page
     /// itself (see [`pre_parse`]).
     pre: Vec<Pre>,
+    /// Rows whose timestamp is not a number: out of start order, so this
+    /// run's spans among them are counted as skipped, not read.
+    unordered: bool,
 }
 
 /// A row the reader thread already read with the fast path.
@@ -262,14 +297,17 @@ fn pre_parse(page: &mut RawPage, run: &str) {
         start = end;
         page.pre.push(match super::fio_fast::parse(text) {
             Some(r) if r.run_id != run => Pre::OtherRun,
-            Some(r) => Pre::Span(PreSpan {
-                span_key: span_key(r.span_id),
-                parent_key: r.parent_id.map(span_key),
-                name: range(r.name),
-                start_ns: secs_to_ns(r.start_time),
-                duration_ns: dur_to_ns(r.duration),
-                status: r.status.map(range),
-            }),
+            Some(r) => match span_times(r.start_time, r.duration) {
+                Some((start_ns, duration_ns)) => Pre::Span(PreSpan {
+                    span_key: span_key(r.span_id),
+                    parent_key: r.parent_id.map(span_key),
+                    name: range(r.name),
+                    start_ns,
+                    duration_ns,
+                    status: r.status.map(range),
+                }),
+                None => Pre::Declined, // serde_json rejects it the same way
+            },
             None => Pre::Declined,
         });
     }
@@ -295,17 +333,50 @@ fn read_pages(
         let conn = super::connect(&path)?;
         let since = q.since_ns.map_or(f64::NEG_INFINITY, |s| s as f64 / 1e9);
         let until = q.until_ns.map_or(f64::INFINITY, |s| s as f64 / 1e9);
-        let mut last_ts = f64::NEG_INFINITY;
+        // Without --until, a timestamp of +inf is read too (then counted).
+        let unbounded = q.until_ns.is_none();
+        // Keyset pagination on (timestamp, rowid): a table without its
+        // primary key can hold many rows with one timestamp, and a key on
+        // the timestamp alone would skip the rest of a tie at each page
+        // boundary. BeaverDB's table has the unique key (log_name,
+        // timestamp), so ties cannot occur and the timestamp alone is the
+        // key (the cheaper query); so it is for a WITHOUT ROWID table.
+        let has_rowid = !unique_timestamps(&conn)
+            && conn
+                .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
+                .is_ok();
+        let mut last: Option<(f64, i64)> = None;
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
         // JSON parse. (The parser still checks the `run_id` field itself.)
-        let finder = memchr::memmem::Finder::new(run.as_bytes());
+        let needle = if verbatim_in_json(&run) {
+            run.as_str()
+        } else {
+            ""
+        };
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
         loop {
-            let lower = last_ts.max(since);
-            let sql = if last_ts >= since {
-                "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4"
-            } else {
-                "SELECT timestamp, data FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND timestamp < ?3 ORDER BY timestamp LIMIT ?4"
+            let (sql, lower, lower_id) = match (last, has_rowid) {
+                (None, true) => (
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
+                    since,
+                    0,
+                ),
+                (Some((ts, id)), true) => (
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
+                    ts,
+                    id,
+                ),
+                (None, false) => (
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
+                    since,
+                    0,
+                ),
+                (Some((ts, _)), false) => (
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
+                    ts,
+                    0,
+                ),
             };
             // A page the consumer is done with, or a new one: reusing
             // pages spares a fresh multi-megabyte allocation (page faults,
@@ -316,6 +387,7 @@ fn read_pages(
                     p.ends.clear();
                     p.pre.clear();
                     p.not_text = 0;
+                    p.unordered = false;
                     p
                 }
                 Err(_) => RawPage {
@@ -323,16 +395,20 @@ fn read_pages(
                     ends: Vec::with_capacity(PAGE_ROWS as usize),
                     not_text: 0,
                     pre: Vec::new(),
+                    unordered: false,
                 },
             };
             let mut n = 0;
             {
                 let mut st = conn.prepare_cached(sql)?;
-                let mut rows = st.query(rusqlite::params![ns, lower, until, PAGE_ROWS])?;
+                let mut rows = st.query(rusqlite::params![
+                    ns, lower, until, PAGE_ROWS, lower_id, unbounded
+                ])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
                     if n == PAGE_ROWS {
-                        last_ts = r.get(0)?; // where the next page starts
+                        // Where the next page starts.
+                        last = Some((r.get(0)?, r.get(2)?));
                     }
                     match r.get_ref(1)? {
                         rusqlite::types::ValueRef::Text(t) => {
@@ -346,7 +422,7 @@ fn read_pages(
                 }
             }
             if n == 0 {
-                return Ok(());
+                break;
             }
             if !q.with_tags && tx.is_full() {
                 pre_parse(&mut page, &run);
@@ -355,13 +431,74 @@ fn read_pages(
                 return Ok(()); // the consumer is gone
             }
             if n < PAGE_ROWS {
-                return Ok(()); // a short page is the last
+                break; // a short page is the last
             }
         }
+        // Rows whose timestamp is not a number (NULL in a table without
+        // the NOT NULL constraint, text, a blob) have no place in start
+        // order: the consumer counts this run's among them as skipped.
+        if q.since_ns.is_none() && q.until_ns.is_none() {
+            let mut st = conn.prepare(
+                "SELECT data FROM beaver_logs WHERE log_name = ?1 AND typeof(timestamp) NOT IN ('integer', 'real')",
+            )?;
+            let mut rows = st.query([&ns])?;
+            let mut page = RawPage {
+                unordered: true,
+                ..RawPage::default()
+            };
+            while let Some(r) = rows.next()? {
+                match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(t) => {
+                        if finder.find(t).is_some() {
+                            page.text.extend_from_slice(t);
+                            page.ends.push(page.text.len());
+                        }
+                    }
+                    _ => page.not_text += 1,
+                }
+                if page.ends.len() >= PAGE_ROWS as usize {
+                    let full = std::mem::replace(
+                        &mut page,
+                        RawPage {
+                            unordered: true,
+                            ..RawPage::default()
+                        },
+                    );
+                    if tx.send(Feed::Page(full)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !page.ends.is_empty() || page.not_text > 0 {
+                let _ = tx.send(Feed::Page(page));
+            }
+        }
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = tx.send(Feed::Failed(e));
     }
+}
+
+/// True when `beaver_logs` has a unique index on exactly `(log_name,
+/// timestamp)` (BeaverDB's primary key): no two rows of a log share a
+/// timestamp.
+fn unique_timestamps(conn: &Connection) -> bool {
+    let unique: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_index_list('beaver_logs') WHERE \"unique\" = 1")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .unwrap_or_default();
+    unique.iter().any(|idx| {
+        conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .and_then(|mut st| {
+                st.query_map([idx], |r| r.get::<_, Option<String>>(0))?
+                    .collect::<rusqlite::Result<Vec<Option<String>>>>()
+            })
+            .is_ok_and(|cols| cols == [Some("log_name".to_owned()), Some("timestamp".to_owned())])
+    })
 }
 
 /// Pages that may wait between the reader thread and the parser.
@@ -472,6 +609,7 @@ impl FerretIoSpans {
                 };
                 self.row += 1;
                 match row {
+                    Row::Span if self.page.unordered => self.skipped += 1,
                     Row::Span => return true,
                     Row::OtherRun => {}
                     Row::Malformed => self.skipped += 1,
@@ -537,6 +675,9 @@ fn parse_row(
             if r.run_id != run {
                 return Row::OtherRun;
             }
+            let Some((start_ns, duration_ns)) = span_times(r.start_time, r.duration) else {
+                return Row::Malformed;
+            };
             fill(
                 out,
                 names,
@@ -544,8 +685,8 @@ fn parse_row(
                     span_key: span_key(r.span_id),
                     parent_key: r.parent_id.map(span_key),
                     name: r.name,
-                    start_ns: secs_to_ns(r.start_time),
-                    duration_ns: dur_to_ns(r.duration),
+                    start_ns,
+                    duration_ns,
                     status: r.status,
                 },
             );
@@ -620,6 +761,9 @@ fn parse_row_serde(
     } else {
         vec![]
     };
+    let Some((start_ns, duration_ns)) = span_times(j.start_time, j.duration) else {
+        return Row::Malformed;
+    };
     fill(
         out,
         names,
@@ -627,8 +771,8 @@ fn parse_row_serde(
             span_key: span_key(&j.span_id),
             parent_key: j.parent_id.as_deref().map(span_key),
             name: &j.name,
-            start_ns: secs_to_ns(j.start_time),
-            duration_ns: dur_to_ns(j.duration),
+            start_ns,
+            duration_ns,
             status: j.status.as_deref(),
         },
     );

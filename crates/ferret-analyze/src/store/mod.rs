@@ -131,7 +131,7 @@ impl SpanRecord {
     pub fn end_ns(&self) -> i64 {
         self.head
             .start_ns
-            .saturating_add(self.duration_ns().unwrap_or(0) as i64)
+            .saturating_add(self.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64)
     }
 }
 
@@ -238,6 +238,25 @@ fn not_sqlite(path: &Path, e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase)
 }
 
+/// A path percent-encoded for an SQLite `file:` URI: every byte but
+/// unreserved ASCII and `/` as `%XX`, so that non-ASCII names (`café.db`,
+/// or bytes that are not UTF-8) reach the file system exactly.
+fn uri_path(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for b in bytes {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn open_ro(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
@@ -245,12 +264,7 @@ fn open_ro(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
     let conn = if immutable {
         let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let mut uri = String::from("file:");
-        for b in abs.to_string_lossy().bytes() {
-            match b {
-                b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02X}")),
-                _ => uri.push(b as char),
-            }
-        }
+        uri.push_str(&uri_path(&abs));
         uri.push_str("?immutable=1");
         Connection::open_with_flags(uri, flags)?
     } else {
@@ -315,6 +329,9 @@ impl Store {
         }
         if meta.len() == 0 {
             return Err(Error::EmptyFile(path.to_path_buf()));
+        }
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(Error::Unreadable(path.to_path_buf(), e));
         }
         let conn = connect(path)?;
         let has = |t: &str| -> Result<bool> {

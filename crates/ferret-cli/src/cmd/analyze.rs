@@ -69,6 +69,10 @@ pub struct Args {
     /// With --tree: children per node before same-name siblings merge.
     #[arg(long, default_value_t = 50)]
     pub max_children: usize,
+    /// With --tree: levels to show (0 = all). A node whose children are
+    /// cut shows `… N spans below, cut by --max-depth`.
+    #[arg(long, default_value_t = 0)]
+    pub max_depth: usize,
 }
 
 fn parse_sort(s: &str) -> Result<SortKey, String> {
@@ -140,6 +144,7 @@ pub fn run(a: Args) -> CliResult {
             top: a.top,
             max_children: a.max_children,
             format,
+            max_depth: a.max_depth,
         };
         return super::tree::run(&store, &q, &opts);
     }
@@ -150,9 +155,11 @@ pub fn run(a: Args) -> CliResult {
     };
     let summary = summarize(&store, &q, &opts, Some(&mut |n, b| progress.update(n, b))).map_err(
         |e| match e {
-            e @ ferret_analyze::Error::Storage(_) => {
-                CliError::Internal(format!("reading {} failed part way: {e}", a.db.display()))
-            }
+            // A damaged file (exit 2; `main` names it).
+            e @ ferret_analyze::Error::Storage(_) => match CliError::from(e) {
+                CliError::File(m) => CliError::File(format!("reading failed part way: {m}")),
+                other => other,
+            },
             e => e.into(),
         },
     )?;
@@ -162,12 +169,9 @@ pub fn run(a: Args) -> CliResult {
 
 /// Prints a summary in `format` on stdout.
 pub fn render(summary: &Summary, format: Format) -> CliResult {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
-        Format::Json => {
-            serde_json::to_writer(&mut out, &json_summary(summary))?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(&mut out, summary)?,
         Format::Csv => write_csv(&mut out, summary)?,
         Format::Table | Format::Text => {
             let color = fmt::color_stdout();
@@ -177,6 +181,7 @@ pub fn render(summary: &Summary, format: Format) -> CliResult {
             writeln!(out, "{}", summary_line(summary, color))?;
         }
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -184,28 +189,58 @@ fn secs(ns: f64) -> f64 {
     ns / 1e9
 }
 
-/// The JSON document of the schema (times in seconds).
-pub fn json_summary(s: &Summary) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": s.run_id,
-        "format": s.format.as_str(),
-        "spans": s.spans,
-        "skipped_rows": s.skipped_rows,
-        "stats": s.stats.iter().map(|n| serde_json::json!({
-            "name": n.name,
-            "count": n.count,
-            "total_s": secs(n.total_ns as f64),
-            "avg_s": secs(n.avg_ns),
-            "min_s": secs(n.min_ns as f64),
-            "max_s": secs(n.max_ns as f64),
-            "p50_s": secs(n.p50_ns),
-            "p95_s": secs(n.p95_ns),
-            "p99_s": secs(n.p99_ns),
-            "self_s": secs(n.self_ns as f64),
-            "error_count": n.error_count,
-            "error_rate": n.error_rate,
-        })).collect::<Vec<_>>(),
-    })
+/// One row of the JSON `stats` array (times in seconds).
+#[derive(serde::Serialize)]
+struct JsonStat<'a> {
+    name: &'a str,
+    count: u64,
+    total_s: f64,
+    avg_s: f64,
+    min_s: f64,
+    max_s: f64,
+    p50_s: f64,
+    p95_s: f64,
+    p99_s: f64,
+    self_s: f64,
+    error_count: u64,
+    error_rate: f64,
+}
+
+/// The JSON document of the schema (times in seconds), written
+/// row by row: memory as the CSV path's, whatever the number of names.
+pub fn write_json(out: &mut impl Write, s: &Summary) -> CliResult {
+    write!(
+        out,
+        "{{\"run_id\":{},\"format\":{},\"spans\":{},\"skipped_rows\":{},\"stats\":[",
+        serde_json::to_string(&s.run_id)?,
+        serde_json::to_string(s.format.as_str())?,
+        s.spans,
+        s.skipped_rows
+    )?;
+    for (i, n) in s.stats.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &JsonStat {
+                name: &n.name,
+                count: n.count,
+                total_s: secs(n.total_ns as f64),
+                avg_s: secs(n.avg_ns),
+                min_s: secs(n.min_ns as f64),
+                max_s: secs(n.max_ns as f64),
+                p50_s: secs(n.p50_ns),
+                p95_s: secs(n.p95_ns),
+                p99_s: secs(n.p99_ns),
+                self_s: secs(n.self_ns as f64),
+                error_count: n.error_count,
+                error_rate: n.error_rate,
+            },
+        )?;
+    }
+    writeln!(out, "]}}")?;
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {
@@ -274,7 +309,7 @@ pub fn render_table(s: &Summary, color: bool) -> String {
             )
         };
         t.row(vec![
-            n.name.clone(),
+            fmt::term_safe(&n.name).into_owned(),
             n.count.to_string(),
             total,
             fmt::dur(n.self_ns as f64),

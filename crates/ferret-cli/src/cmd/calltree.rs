@@ -1,6 +1,7 @@
 //! `ferret calltree`: every span of a run merged by call path.
 
 use super::open_store;
+use crate::art;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
 use ferret_analyze::analysis::{call_tree, CallTree, Query};
@@ -26,8 +27,9 @@ pub struct Args {
     /// Run id (default: the latest run).
     #[arg(long)]
     pub run: Option<String>,
-    /// Levels to show; 0 shows all.
-    #[arg(long, default_value_t = 0)]
+    /// Levels to show; 0 shows all. A path whose children are cut shows
+    /// `… N paths below, cut by --max-depth`.
+    #[arg(long, visible_alias = "max-depth", default_value_t = 0)]
     pub depth: usize,
     /// Hide paths below this percentage of the run's total time.
     #[arg(long, default_value_t = 0.0)]
@@ -82,6 +84,17 @@ fn visible<'a>(
         .filter(move |&c| pct(t, t.nodes[c].total_ns) >= a.min_percent)
 }
 
+/// Paths in the subtrees of `kids`, counted without recursion.
+fn paths_below(t: &CallTree, kids: &[usize]) -> usize {
+    let mut n = 0;
+    let mut stack = kids.to_vec();
+    while let Some(i) = stack.pop() {
+        n += 1;
+        stack.extend_from_slice(&t.nodes[i].children);
+    }
+    n
+}
+
 fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliResult {
     let max = t.roots.first().map_or(0, |&r| t.nodes[r].total_ns) as f64;
     // (node, prefix, is_last, depth)
@@ -91,15 +104,14 @@ fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliR
         stack.push((r, String::new(), k + 1 == roots.len(), 1));
     }
     while let Some((i, prefix, last, depth)) = stack.pop() {
+        let branch = art::branch(depth - 1, last);
+        let mark = art::depth_mark(depth - 1);
         let n = &t.nodes[i];
-        let branch = if depth == 1 {
-            ""
-        } else if last {
-            "└── "
+        let total = if n.count == 0 {
+            format!("≥{}", fmt::dur(n.total_ns as f64))
         } else {
-            "├── "
+            fmt::dur(n.total_ns as f64)
         };
-        let total = fmt::dur(n.total_ns as f64);
         let total = match fmt::heat(n.total_ns as f64, max) {
             Some(st) => fmt::paint(&total, st, color),
             None => total,
@@ -109,27 +121,44 @@ fn write_text(out: &mut impl Write, t: &CallTree, a: &Args, color: bool) -> CliR
             1 => fmt::paint("  1 error", Style::Red, color),
             e => fmt::paint(&format!("  {e} errors"), Style::Red, color),
         };
+        let open = if n.count == 0 {
+            fmt::paint(
+                "  (open or lost: the span is not in the file)",
+                Style::Dim,
+                color,
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{prefix}{branch}{} ×{}  total {total} ({:.1}%)  self {}  avg {}  max {}{errors}",
-            n.name,
+            "{prefix}{branch}{mark}{} ×{}  total {total} ({:.1}%)  self {}  avg {}  max {}{errors}{open}",
+            fmt::term_safe(&n.name),
             n.count,
             pct(t, n.total_ns),
             fmt::dur(n.self_ns as f64),
             fmt::dur(n.avg_ns()),
             fmt::dur(n.max_ns as f64),
         )?;
+        let child_prefix = art::child_prefix(&prefix, depth - 1, last);
+        let kids: Vec<usize> = visible(t, &n.children, a).collect();
         if a.depth > 0 && depth >= a.depth {
+            let below = paths_below(t, &kids);
+            if below > 0 {
+                writeln!(
+                    out,
+                    "{child_prefix}{}{}{}",
+                    art::branch(depth, true),
+                    art::depth_mark(depth),
+                    fmt::paint(
+                        &format!("… {below} paths below, cut by --max-depth"),
+                        Style::Dim,
+                        color
+                    )
+                )?;
+            }
             continue;
         }
-        let child_prefix = if depth == 1 {
-            String::new()
-        } else if last {
-            format!("{prefix}    ")
-        } else {
-            format!("{prefix}│   ")
-        };
-        let kids: Vec<usize> = visible(t, &n.children, a).collect();
         for (k, &c) in kids.iter().enumerate().rev() {
             stack.push((c, child_prefix.clone(), k + 1 == kids.len(), depth + 1));
         }

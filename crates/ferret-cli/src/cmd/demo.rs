@@ -248,14 +248,19 @@ fn wide(total: u64, threads: usize) -> u64 {
     total.max(1)
 }
 
-fn chain(level: u64, depth: u64, seed: u64) -> u64 {
-    let _g = ferret::span("level");
-    work_as("level", seed + level);
-    if level + 1 < depth {
-        1 + chain(level + 1, depth, seed)
-    } else {
-        1
+/// A chain of `depth` nested spans under the current span, built with an
+/// explicit stack of guards (no recursion: a depth of 100,000 needs no more
+/// stack than a depth of 1). Guards end innermost first. Returns spans made.
+fn chain(depth: u64, seed: u64) -> u64 {
+    let mut guards = Vec::with_capacity(depth.min(1 << 20) as usize);
+    for level in 0..depth {
+        guards.push(ferret::span("level"));
+        work_as("level", seed + level);
     }
+    while let Some(g) = guards.pop() {
+        drop(g);
+    }
+    depth
 }
 
 fn deep(total: u64, threads: usize, depth: u64) -> u64 {
@@ -272,7 +277,7 @@ fn deep(total: u64, threads: usize, depth: u64) -> u64 {
                     let _root = ferret::span("chain");
                     mine += 1;
                     if d > 1 {
-                        mine += chain(0, d - 1, mine);
+                        mine += chain(d - 1, mine);
                     }
                 }
                 made.fetch_add(mine, Ordering::Relaxed);
@@ -285,6 +290,12 @@ fn deep(total: u64, threads: usize, depth: u64) -> u64 {
 pub fn run(a: Args) -> CliResult {
     if a.threads == 0 {
         return Err(CliError::user("--threads must be at least 1"));
+    }
+    if a.db.is_dir() {
+        return Err(CliError::user(format!(
+            "{}: is a directory; give a file to record into",
+            a.db.display()
+        )));
     }
     if !(a.work_us.is_finite() && a.work_us > 0.0) {
         return Err(CliError::user("--work-us must be a positive number"));

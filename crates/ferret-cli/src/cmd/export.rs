@@ -36,6 +36,11 @@ pub struct Args {
     /// ferret-io files: the table-name namespace.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// folded, svg: frames kept per stack. Deeper frames fold into one
+    /// marker frame `[deeper than N: cut by --max-depth]` that carries their
+    /// self time, so output stays linear in spans on very deep chains.
+    #[arg(long, default_value_t = ferret_analyze::analysis::DEFAULT_FOLD_DEPTH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |v| v as usize))]
+    pub max_depth: usize,
     /// Print the span count and rate on stderr when done.
     #[arg(long)]
     pub stats: bool,
@@ -52,6 +57,11 @@ pub struct FlameArgs {
     /// Output file; `-` writes to stdout.
     #[arg(short = 'o', long = "output", default_value = "flame.svg")]
     pub output: PathBuf,
+    /// folded, svg: frames kept per stack. Deeper frames fold into one
+    /// marker frame `[deeper than N: cut by --max-depth]` that carries their
+    /// self time, so output stays linear in spans on very deep chains.
+    #[arg(long, default_value_t = ferret_analyze::analysis::DEFAULT_FOLD_DEPTH, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |v| v as usize))]
+    pub max_depth: usize,
     /// ferret-io files: the table-name namespace.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
@@ -71,6 +81,7 @@ pub fn run(a: Args) -> CliResult {
             ..Query::default()
         },
         frame_tags: a.frame_tags.clone(),
+        max_depth: Some(a.max_depth),
     };
     let spans = write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?.spans;
     if a.stats {
@@ -92,6 +103,7 @@ pub fn run_flame(a: FlameArgs) -> CliResult {
             ..Query::default()
         },
         frame_tags: Vec::new(),
+        max_depth: Some(a.max_depth),
     };
     write_output(&a.output, |w| export::write(&store, &opts, Format::Svg, w))?;
     if a.output.as_os_str() != "-" {

@@ -62,7 +62,7 @@ pub fn run(a: Args) -> CliResult {
                         "host": r.host,
                         "first_start_s": r.first_start_ns as f64 / 1e9,
                         "last_end_s": r.last_end_ns as f64 / 1e9,
-                        "wall_s": (r.last_end_ns - r.first_start_ns).max(0) as f64 / 1e9,
+                        "wall_s": r.last_end_ns.saturating_sub(r.first_start_ns).max(0) as f64 / 1e9,
                         "spans": r.spans,
                         "pids": r.pids,
                         "accepted": r.accepted,
@@ -97,10 +97,10 @@ pub fn run(a: Args) -> CliResult {
             ]);
             for r in &runs {
                 t.row(vec![
-                    r.run_id.clone(),
+                    fmt::term_safe(&r.run_id).into_owned(),
                     fmt::utc(r.first_start_ns),
                     fmt::utc(r.last_end_ns),
-                    fmt::dur((r.last_end_ns - r.first_start_ns).max(0) as f64),
+                    fmt::dur(r.last_end_ns.saturating_sub(r.first_start_ns).max(0) as f64),
                     r.spans.to_string(),
                     if r.pids.is_empty() {
                         "-".into()
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> CliResult {
                     } else {
                         incomplete_note(r)
                     },
-                    r.label.clone().unwrap_or_default(),
+                    fmt::term_safe(r.label.as_deref().unwrap_or_default()).into_owned(),
                 ]);
             }
             write!(out, "{}", t.render(color))?;

@@ -1,5 +1,6 @@
 //! `ferret analyze --tree`: the slowest call trees of a run.
 
+use crate::art;
 use crate::error::CliResult;
 use crate::fmt::{self, Style};
 use ferret_analyze::analysis::{slowest_trees, Query, Tree, TreeNode, TreeOptions};
@@ -24,6 +25,8 @@ pub struct Request {
     pub max_children: usize,
     /// Output format.
     pub format: Format,
+    /// Levels to show (0 = all).
+    pub max_depth: usize,
 }
 
 pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
@@ -35,12 +38,12 @@ pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
     let out = std::io::stdout().lock();
     let mut out = std::io::BufWriter::new(out);
     match r.format {
-        Format::Json => write_json(&mut out, &tree)?,
+        Format::Json => write_json(&mut out, &tree, r.max_depth)?,
         Format::Text => {
             let how = if tree.latest { " (latest)" } else { "" };
             eprintln!("Analyzing run {}{how}", tree.run_id);
             writeln!(out, "Top {} Slowest Traces", r.top)?;
-            write_text(&mut out, &tree, fmt::color_stdout())?;
+            write_text(&mut out, &tree, fmt::color_stdout(), r.max_depth)?;
         }
     }
     out.flush()?;
@@ -72,7 +75,7 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         };
         return format!(
             "{} ×{}  total {total}, avg {}, max {}, {errors}",
-            n.name,
+            fmt::term_safe(&n.name),
             m.count,
             fmt::dur(m.avg_ns()),
             fmt::dur(m.max_ns as f64)
@@ -86,7 +89,15 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
         Some(st) => fmt::paint(&d, st, color),
         None => d,
     };
-    let mut s = format!("{} - {d}", n.name);
+    let d = if n.missing { format!("≥{d}") } else { d };
+    let mut s = format!("{} - {d}", fmt::term_safe(&n.name));
+    if n.missing {
+        s.push_str(&fmt::paint(
+            " (open or lost: the span is not in the file; times of its children)",
+            Style::Yellow,
+            color,
+        ));
+    }
     if let Some(sn) = n.self_ns {
         if !n.children.is_empty() || n.more.is_some() {
             s.push_str(&fmt::paint(
@@ -98,11 +109,11 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
     }
     if !n.tags.is_empty() {
         let t: Vec<String> = n.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        s.push_str(&format!(" ({})", t.join(", ")));
+        s.push_str(&fmt::term_safe(&format!(" ({})", t.join(", "))));
     }
     if n.status.is_error() {
         s.push_str(&fmt::paint(
-            &format!(" ✗ {}", n.status.as_str()),
+            &format!(" ✗ {}", fmt::term_safe(n.status.as_str())),
             Style::Red,
             color,
         ));
@@ -113,29 +124,48 @@ pub fn label(n: &TreeNode, root_ns: u64, color: bool) -> String {
 enum Item {
     Node(usize),
     More(usize),
+    /// A node's subtree below `--max-depth`: its span count.
+    Cut(u64),
 }
 
-/// Box-drawing rendering like ferret-io's `--tree`; a blank line after each tree.
-pub fn write_text(out: &mut impl Write, t: &Tree, color: bool) -> std::io::Result<()> {
+/// Spans in the subtrees of `kids` (iteratively; merged lines count their spans).
+fn descendants(t: &Tree, kids: &[usize]) -> u64 {
+    let mut n = 0u64;
+    let mut stack: Vec<usize> = kids.to_vec();
+    while let Some(i) = stack.pop() {
+        let node = &t.nodes[i];
+        n += node.merged.map_or(1, |m| m.count);
+        n += node.more.map_or(0, |m| m.agg.count);
+        stack.extend_from_slice(&node.children);
+    }
+    n
+}
+
+/// Box-drawing rendering like ferret-io's `--tree`; a blank line after each
+/// tree. Indentation stops growing at [`fmt::ART_DEPTH`] levels; deeper
+/// lines show their depth as a number, so a line's length is bounded and
+/// the output is linear in spans. `max_depth` (0 = all) cuts the tree
+/// below that many levels, with a line saying how many spans were cut.
+pub fn write_text(
+    out: &mut impl Write,
+    t: &Tree,
+    color: bool,
+    max_depth: usize,
+) -> std::io::Result<()> {
     for &root in &t.roots {
         let root_ns = t.nodes[root].duration_ns.unwrap_or(0);
-        // (item, prefix of its children's lines' parent, is_last, is_root)
-        let mut stack: Vec<(Item, String, bool, bool)> =
-            vec![(Item::Node(root), String::new(), true, true)];
-        while let Some((item, prefix, last, is_root)) = stack.pop() {
-            let branch = if is_root {
-                ""
-            } else if last {
-                "└── "
-            } else {
-                "├── "
-            };
+        // (item, prefix of its children's lines' parent, is_last, depth)
+        let mut stack: Vec<(Item, String, bool, usize)> =
+            vec![(Item::Node(root), String::new(), true, 0)];
+        while let Some((item, prefix, last, depth)) = stack.pop() {
+            let branch = art::branch(depth, last);
+            let mark = art::depth_mark(depth);
             match item {
                 Item::More(p) => {
                     let m = t.nodes[p].more.unwrap_or_default();
                     writeln!(
                         out,
-                        "{prefix}{branch}{}",
+                        "{prefix}{branch}{mark}{}",
                         fmt::paint(
                             &format!(
                                 "… {} more ({} spans, total {})",
@@ -148,23 +178,36 @@ pub fn write_text(out: &mut impl Write, t: &Tree, color: bool) -> std::io::Resul
                         )
                     )?;
                 }
+                Item::Cut(n) => {
+                    writeln!(
+                        out,
+                        "{prefix}{branch}{mark}{}",
+                        fmt::paint(
+                            &format!("… {n} spans below, cut by --max-depth"),
+                            Style::Dim,
+                            color
+                        )
+                    )?;
+                }
                 Item::Node(i) => {
                     let n = &t.nodes[i];
-                    writeln!(out, "{prefix}{branch}{}", label(n, root_ns, color))?;
-                    let child_prefix = if is_root {
-                        String::new()
-                    } else if last {
-                        format!("{prefix}    ")
+                    writeln!(out, "{prefix}{branch}{mark}{}", label(n, root_ns, color))?;
+                    let child_prefix = art::child_prefix(&prefix, depth, last);
+                    let mut items: Vec<Item> = Vec::new();
+                    if max_depth > 0 && depth + 1 >= max_depth {
+                        let cut = descendants(t, &n.children) + n.more.map_or(0, |m| m.agg.count);
+                        if cut > 0 {
+                            items.push(Item::Cut(cut));
+                        }
                     } else {
-                        format!("{prefix}│   ")
-                    };
-                    let mut items: Vec<Item> = n.children.iter().map(|&c| Item::Node(c)).collect();
-                    if n.more.is_some() {
-                        items.push(Item::More(i));
+                        items.extend(n.children.iter().map(|&c| Item::Node(c)));
+                        if n.more.is_some() {
+                            items.push(Item::More(i));
+                        }
                     }
                     let len = items.len();
                     for (k, it) in items.into_iter().enumerate().rev() {
-                        stack.push((it, child_prefix.clone(), k + 1 == len, false));
+                        stack.push((it, child_prefix.clone(), k + 1 == len, depth + 1));
                     }
                 }
             }
@@ -198,7 +241,11 @@ fn open_node(out: &mut impl Write, n: &TreeNode) -> CliResult {
         }
         write!(out, "{}:{}", json_str(key), serde_json::to_string(v)?)?;
     }
-    write!(out, "}},\"merged\":")?;
+    write!(out, "}},")?;
+    if n.missing {
+        write!(out, "\"missing\":true,")?;
+    }
+    write!(out, "\"merged\":")?;
     match &n.merged {
         None => write!(out, "null")?,
         Some(m) => write!(
@@ -216,24 +263,38 @@ fn open_node(out: &mut impl Write, n: &TreeNode) -> CliResult {
 
 /// The JSON document, written without recursion (deep chains are fine).
 /// Lines left out appear as a last merged child named `… N more`.
-pub fn write_json(out: &mut impl Write, t: &Tree) -> CliResult {
+pub fn write_json(out: &mut impl Write, t: &Tree, max_depth: usize) -> CliResult {
     write!(out, "{{\"run_id\":{},\"roots\":[", json_str(&t.run_id))?;
     for (ri, &root) in t.roots.iter().enumerate() {
         if ri > 0 {
             write!(out, ",")?;
         }
         open_node(out, &t.nodes[root])?;
-        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        // (node, next child, its depth; root = 0)
+        let mut stack: Vec<(usize, usize, usize)> = vec![(root, 0, 0)];
         while let Some(top) = stack.last_mut() {
             let n = &t.nodes[top.0];
-            if top.1 < n.children.len() {
+            let cut = max_depth > 0 && top.2 + 1 >= max_depth;
+            if !cut && top.1 < n.children.len() {
                 if top.1 > 0 {
                     write!(out, ",")?;
                 }
                 let c = n.children[top.1];
+                let depth = top.2 + 1;
                 top.1 += 1;
                 open_node(out, &t.nodes[c])?;
-                stack.push((c, 0));
+                stack.push((c, 0, depth));
+                continue;
+            }
+            if cut {
+                // Below --max-depth: no children, and how many spans that cut.
+                let below = descendants(t, &n.children) + n.more.map_or(0, |m| m.agg.count);
+                write!(out, "]")?;
+                if below > 0 {
+                    write!(out, ",\"cut_spans\":{below}")?;
+                }
+                write!(out, "}}")?;
+                stack.pop();
                 continue;
             }
             if let Some(m) = &n.more {
