@@ -13,17 +13,21 @@
 //! profiler.close().unwrap();
 //! ```
 
+mod open;
+mod tags;
+
 use crate::clock;
-use crate::intern::Name;
-use crate::recorder::span::{pop_current, start_under, SpanContext, SpanHandle, Under};
-use crate::types::{Status, TagValue};
+use crate::recorder::span::{SpanContext, Under};
 use crate::Profiler;
+use open::{Open, Rec};
+use std::cell::Cell;
 use std::fmt;
+use tags::Val;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 /// A [`tracing_subscriber::Layer`] that records every `tracing` span as a
 /// Ferret span, into the globally installed [`Profiler`].
@@ -45,13 +49,32 @@ use tracing_subscriber::registry::LookupSpan;
 ///   nest under one another in both directions;
 /// - **duration**: from the span's creation to its close (when its last
 ///   handle drops). A span entered many times, such as the span of an
-///   `.instrument(fut)` future polled many times, is recorded once;
+///   `.instrument(fut)` future polled many times, is recorded once. A span
+///   that nothing but its children keeps open (a handler that spawned
+///   `tokio::spawn(work.instrument(span))` and returned) ends at its last
+///   exit, not when the last child closes; see "Detached children" below;
 /// - **busy time**: the time the span was entered (on any thread), as the tag
 ///   `busy_ns` (see [`with_busy_time`](Self::with_busy_time));
 /// - **status**: error when a field named `error` is recorded (its value
 ///   becomes the tag `error`) or when an event of level `ERROR` happens inside
 ///   the span (the event's `error` field, or else its message, becomes the
 ///   tag `error` if there is none yet; `#[instrument(err)]` works this way).
+///
+/// # Detached children
+///
+/// In `tracing`, an open child keeps its parent open: a background task
+/// spawned inside a request handler would stretch the handler's span until
+/// the task ends. The layer records instead what the code did:
+///
+/// - a span whose close comes only because its last child closed ends at
+///   its last exit (the end of the last poll, for an instrumented future);
+/// - a child that closes while its parent is not entered anywhere waits in
+///   the parent until the parent is entered again (then it ended inside the
+///   parent's life) or closes; children that ended after their parent's end
+///   are recorded with their own start and duration, still under their
+///   parent (same parent id and trace), with the tag `detached = true`, and
+///   their time is not counted in the parent's children time (so the
+///   parent's self time is not negative either).
 ///
 /// The layer records into whichever profiler is installed when a span opens;
 /// [`FerretLayer::new`] installs the one it is given. Events other than
@@ -97,46 +120,92 @@ impl FerretLayer {
 
 /// Per-span state, kept in the span's extensions.
 struct SpanData {
-    handle: SpanHandle,
+    rec: Rec,
     /// Enters not yet exited (a span may be entered on several threads).
     entered: u32,
     /// When `entered` went from 0 to 1.
     since: u64,
     busy_ns: u64,
-    /// The tag `error` is set.
-    has_error: bool,
+    /// When `entered` last went back to 0 (raw ticks; 0 = never).
+    last_exit: u64,
+    /// Children that closed while this span was not entered anywhere,
+    /// recorded when it is entered again or closes: only then is it known
+    /// whether they outlived it (see "Detached children" on [`FerretLayer`]).
+    waiting: Vec<Waiting>,
+}
+
+/// A child span closed while its parent was idle.
+struct Waiting {
+    span: Box<Open>,
+    end: u64,
 }
 
 impl SpanData {
-    /// The id this span's frame has on a thread's stack, if it pushes one.
-    fn frame_id(&self) -> Option<u64> {
-        self.handle.frame_id()
+    fn open(&mut self) -> Option<&mut Open> {
+        match &mut self.rec {
+            Rec::Open(o) => Some(o),
+            _ => None,
+        }
     }
+
+    /// Records the waiting children as children that ended within this
+    /// span's life (`cutoff` = None), or, with a cutoff, marks those that
+    /// ended after it as detached.
+    fn release_waiting(&mut self, cutoff: Option<u64>) {
+        for w in std::mem::take(&mut self.waiting) {
+            let mut child = w.span;
+            let detached = cutoff.is_some_and(|c| w.end > c);
+            if detached {
+                child.tags.set("detached", Val::Bool(true));
+            } else if let Some(me) = self.open() {
+                me.credit(child.duration_at(w.end));
+            }
+            child.finish(w.end, false);
+        }
+    }
+}
+
+thread_local! {
+    /// The tracing parent of the span whose close this layer saw last on
+    /// this thread, until another callback comes: the registry closes a
+    /// parent that only its children kept alive right after the last of
+    /// them, so a close of exactly that parent next is such a close.
+    static CLOSED_CHILD_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+fn forget_closed_child() {
+    let _ = CLOSED_CHILD_OF.try_with(|c| c.set(0));
 }
 
 /// Turns span fields into tags.
 struct Fields<'a> {
-    data: &'a mut SpanData,
+    open: &'a mut Open,
 }
 
 impl Fields<'_> {
-    fn put(&mut self, field: &Field, value: TagValue) {
-        if field.name() == "error" && value != TagValue::Bool(false) {
-            self.data.handle.set_error(value);
-            self.data.has_error = true;
-        } else {
-            self.data.handle.tag(field.name(), value);
+    fn is_error(field: &Field) -> bool {
+        field.name() == "error"
+    }
+
+    fn put(&mut self, field: &Field, value: Val) {
+        if Self::is_error(field) {
+            if value == Val::Bool(false) {
+                self.open.tags.set(field.name(), value);
+                return;
+            }
+            self.open.tags.set_error_status();
         }
+        self.open.tags.set(field.name(), value);
     }
 }
 
 impl Visit for Fields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        self.put(field, Val::F64(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.put(field, Val::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -144,51 +213,84 @@ impl Visit for Fields<'_> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.put(field, Val::Bool(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_text(field.name(), |s| s.push_str(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, TagValue::Str(value.to_string()));
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_text(field.name(), |s| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{value}");
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, TagValue::Str(format!("{value:?}")));
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_debug(field.name(), value);
     }
 }
 
-/// Finds an event's `error` and `message` fields.
-#[derive(Default)]
-struct Message {
-    error: Option<String>,
-    message: Option<String>,
+/// Copies an `ERROR` event's `error` field, or else its message, into the
+/// span's tag `error`.
+struct ErrorText<'a> {
+    open: &'a mut Open,
+    /// 2 = took `error`, 1 = took `message`.
+    took: u8,
 }
 
-impl Message {
-    fn put(&mut self, field: &Field, value: impl FnOnce() -> String) {
-        match field.name() {
-            "error" => self.error = Some(value()),
-            "message" => self.message = Some(value()),
-            _ => {}
+impl ErrorText<'_> {
+    fn take(&mut self, field: &Field, write: impl FnOnce(&mut String)) {
+        let rank = match field.name() {
+            "error" => 2,
+            "message" => 1,
+            _ => return,
+        };
+        if rank > self.took {
+            self.took = rank;
+            self.open.tags.set_text("error", write);
         }
     }
 }
 
-impl Visit for Message {
+impl Visit for ErrorText<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, || value.to_owned());
+        self.take(field, |s| s.push_str(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, || value.to_string());
+        self.take(field, |s| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{value}");
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, || format!("{value:?}"));
+        self.take(field, |s| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{value:?}");
+        });
     }
+}
+
+/// The context of `span`'s parent, for a span with an explicit parent.
+fn parent_context<S>(span: &SpanRef<'_, S>) -> Option<SpanContext>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let p = span.parent()?;
+    let mut ext = p.extensions_mut();
+    ext.get_mut::<SpanData>()?.rec.context()
 }
 
 impl<S> Layer<S> for FerretLayer
@@ -196,49 +298,43 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
         let Some(span) = ctx.span(id) else { return };
         let meta = attrs.metadata();
-        let name = Name::Static(meta.name());
-        let handle = if attrs.is_root() {
-            start_under(name, Under::Root)
+        let name = meta.name();
+        let mut rec = if attrs.is_root() {
+            Rec::begin(name, Under::Root)
         } else if attrs.is_contextual() {
             // The innermost span current on this thread: the current tracing
             // span (pushed by `on_enter`) or a Ferret span opened inside it.
-            start_under(name, Under::Current)
+            Rec::begin(name, Under::Current)
         } else {
-            let parent: Option<SpanContext> = span.parent().and_then(|p| {
-                p.extensions()
-                    .get::<SpanData>()
-                    .and_then(|d| d.handle.context())
-            });
-            match &parent {
-                Some(p) => start_under(name, Under::Span(p)),
-                None => start_under(name, Under::Root),
+            match parent_context(&span) {
+                Some(p) => Rec::begin(name, Under::Span(&p)),
+                None => Rec::begin(name, Under::Root),
             }
         };
-        let mut data = SpanData {
-            handle,
+        if let Rec::Open(open) = &mut rec {
+            if self.target_tag {
+                open.tags.set("target", Val::Static(meta.target()));
+            }
+            attrs.record(&mut Fields { open });
+        }
+        span.extensions_mut().insert(SpanData {
+            rec,
             entered: 0,
             since: 0,
             busy_ns: 0,
-            has_error: false,
-        };
-        if data.handle.is_recording() {
-            if self.target_tag {
-                data.handle.tag("target", meta.target());
-            }
-            attrs.record(&mut Fields { data: &mut data });
-        }
-        span.extensions_mut().insert(data);
+            last_exit: 0,
+            waiting: Vec::new(),
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
-            if data.handle.is_recording() {
-                values.record(&mut Fields { data });
-            }
+        if let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) {
+            values.record(&mut Fields { open });
         }
     }
 
@@ -250,42 +346,37 @@ where
             return;
         };
         let mut ext = span.extensions_mut();
-        let Some(data) = ext.get_mut::<SpanData>() else {
+        let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) else {
             return;
         };
-        if !data.handle.is_recording() {
-            return;
-        }
-        if data.has_error {
-            data.handle.set_status(Status::Error);
-        } else {
-            let mut m = Message::default();
-            event.record(&mut m);
-            let text = m
-                .error
-                .or(m.message)
-                .unwrap_or_else(|| "error event".to_owned());
-            data.handle.set_error(text);
-            data.has_error = true;
+        open.tags.set_error_status();
+        if !open.tags.has("error") {
+            let mut t = ErrorText { open, took: 0 };
+            event.record(&mut t);
+            if t.took == 0 {
+                t.open.tags.set("error", Val::Static("error event"));
+            }
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         let Some(data) = ext.get_mut::<SpanData>() else {
             return;
         };
-        if data.frame_id().is_none() {
+        if !data.rec.push() {
             return;
         }
-        data.handle.push_current();
-        if self.busy_time {
-            if data.entered == 0 {
-                data.since = clock::now_raw();
+        if data.entered == 0 {
+            // Running again: children that closed meanwhile ended inside it.
+            if !data.waiting.is_empty() {
+                data.release_waiting(None);
             }
-            data.entered += 1;
+            data.since = clock::now_raw();
         }
+        data.entered += 1;
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
@@ -294,25 +385,64 @@ where
         let Some(data) = ext.get_mut::<SpanData>() else {
             return;
         };
-        let Some(frame) = data.frame_id() else { return };
-        pop_current(frame);
-        if self.busy_time && data.entered > 0 {
+        if matches!(data.rec, Rec::Off) {
+            return;
+        }
+        data.rec.pop();
+        if data.entered > 0 {
             data.entered -= 1;
             if data.entered == 0 {
-                data.busy_ns += clock::delta_ns(data.since, clock::now_raw());
+                let now = clock::now_raw();
+                data.busy_ns += clock::delta_ns(data.since, now);
+                data.last_exit = now;
             }
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let closed_child_of = CLOSED_CHILD_OF.try_with(|c| c.replace(0)).unwrap_or(0);
         let Some(span) = ctx.span(&id) else { return };
+        let parent = span.parent();
+        // Set before returning, whatever happens: the parent's close, if
+        // this close ends it, comes next.
+        struct Mark(u64);
+        impl Drop for Mark {
+            fn drop(&mut self) {
+                let _ = CLOSED_CHILD_OF.try_with(|c| c.set(self.0));
+            }
+        }
+        let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()));
         let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
-        if self.busy_time && data.handle.is_recording() {
-            let busy = data.busy_ns;
-            data.handle.tag("busy_ns", busy);
+        let now = clock::now_raw();
+        // Kept alive only by children after its last exit: it ends there.
+        let kept_by_children =
+            closed_child_of == id.into_u64() && data.entered == 0 && data.last_exit != 0;
+        let end = if kept_by_children {
+            data.last_exit
+        } else {
+            now
+        };
+        data.release_waiting(kept_by_children.then_some(end));
+        let busy = data.busy_ns;
+        let Rec::Open(mut open) = data.rec else {
+            return;
+        };
+        if self.busy_time {
+            open.tags.set("busy_ns", busy.into());
         }
-        data.handle.end();
+        // A child closing while its parent is idle waits in the parent.
+        if let Some(p) = &parent {
+            let mut ext = p.extensions_mut();
+            if let Some(pd) = ext.get_mut::<SpanData>() {
+                let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == open.parent_id());
+                if same_parent && pd.entered == 0 {
+                    pd.waiting.push(Waiting { span: open, end });
+                    return;
+                }
+            }
+        }
+        open.finish(end, true);
     }
 }
