@@ -167,14 +167,21 @@ impl SpanData {
 
 thread_local! {
     /// The tracing parent of the span whose close this layer saw last on
-    /// this thread, until another callback comes: the registry closes a
-    /// parent that only its children kept alive right after the last of
-    /// them, so a close of exactly that parent next is such a close.
-    static CLOSED_CHILD_OF: Cell<u64> = const { Cell::new(0) };
+    /// this thread, and when, until another callback comes: the registry
+    /// closes a parent that only its children kept alive right after the
+    /// last of them (within the same `try_close` call), so a close of
+    /// exactly that parent next, and at once, is such a close.
+    static CLOSED_CHILD_OF: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
+/// How soon after its child's close a parent's close counts as caused by
+/// it. A nested close takes a microsecond
+/// or two; a parent whose own handle is dropped right after its last child
+/// within this window is taken as kept open by that child.
+const NESTED_CLOSE_NS: u64 = 200_000;
+
 fn forget_closed_child() {
-    let _ = CLOSED_CHILD_OF.try_with(|c| c.set(0));
+    let _ = CLOSED_CHILD_OF.try_with(|c| c.set((0, 0)));
 }
 
 /// Turns span fields into tags.
@@ -331,6 +338,7 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        forget_closed_child();
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) {
@@ -380,6 +388,7 @@ where
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         let Some(data) = ext.get_mut::<SpanData>() else {
@@ -400,7 +409,9 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let closed_child_of = CLOSED_CHILD_OF.try_with(|c| c.replace(0)).unwrap_or(0);
+        let (closed_child_of, child_closed_at) = CLOSED_CHILD_OF
+            .try_with(|c| c.replace((0, 0)))
+            .unwrap_or((0, 0));
         let Some(span) = ctx.span(&id) else { return };
         let parent = span.parent();
         // Set before returning, whatever happens: the parent's close, if
@@ -408,7 +419,8 @@ where
         struct Mark(u64);
         impl Drop for Mark {
             fn drop(&mut self) {
-                let _ = CLOSED_CHILD_OF.try_with(|c| c.set(self.0));
+                let v = (self.0, clock::now_raw());
+                let _ = CLOSED_CHILD_OF.try_with(|c| c.set(v));
             }
         }
         let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()));
@@ -417,8 +429,10 @@ where
         };
         let now = clock::now_raw();
         // Kept alive only by children after its last exit: it ends there.
-        let kept_by_children =
-            closed_child_of == id.into_u64() && data.entered == 0 && data.last_exit != 0;
+        let kept_by_children = closed_child_of == id.into_u64()
+            && clock::delta_ns(child_closed_at, now) < NESTED_CLOSE_NS
+            && data.entered == 0
+            && data.last_exit != 0;
         let end = if kept_by_children {
             data.last_exit
         } else {
