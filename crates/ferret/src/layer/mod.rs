@@ -118,7 +118,8 @@ impl FerretLayer {
     }
 }
 
-/// Per-span state, kept in the span's extensions.
+/// Per-span state, kept in the span's extensions (the span's ids first).
+#[repr(C)]
 struct SpanData {
     rec: Rec,
     /// Enters not yet exited (a span may be entered on several threads).
@@ -153,7 +154,7 @@ impl SpanData {
     /// ended after it as detached.
     fn release_waiting(&mut self, cutoff: Option<u64>) {
         for w in std::mem::take(&mut self.waiting) {
-            let mut child = w.span;
+            let mut child = *w.span;
             let detached = cutoff.is_some_and(|c| w.end > c);
             if detached {
                 child.tags.set("detached", Val::Bool(true));
@@ -227,7 +228,9 @@ impl Visit for Fields<'_> {
         if Self::is_error(field) {
             self.open.tags.set_error_status();
         }
-        self.open.tags.set_text(field.name(), |s| s.push_str(value));
+        self.open.tags.set_text(field.name(), |s| {
+            let _ = s.write_str(value);
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -235,7 +238,6 @@ impl Visit for Fields<'_> {
             self.open.tags.set_error_status();
         }
         self.open.tags.set_text(field.name(), |s| {
-            use std::fmt::Write as _;
             let _ = write!(s, "{value}");
         });
     }
@@ -257,7 +259,7 @@ struct ErrorText<'a> {
 }
 
 impl ErrorText<'_> {
-    fn take(&mut self, field: &Field, write: impl FnOnce(&mut String)) {
+    fn take(&mut self, field: &Field, write: impl FnOnce(&mut dyn std::fmt::Write)) {
         let rank = match field.name() {
             "error" => 2,
             "message" => 1,
@@ -272,19 +274,19 @@ impl ErrorText<'_> {
 
 impl Visit for ErrorText<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.take(field, |s| s.push_str(value));
+        self.take(field, |s| {
+            let _ = s.write_str(value);
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.take(field, |s| {
-            use std::fmt::Write as _;
             let _ = write!(s, "{value}");
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.take(field, |s| {
-            use std::fmt::Write as _;
             let _ = write!(s, "{value:?}");
         });
     }
@@ -452,7 +454,10 @@ where
             if let Some(pd) = ext.get_mut::<SpanData>() {
                 let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == open.parent_id());
                 if same_parent && pd.entered == 0 {
-                    pd.waiting.push(Waiting { span: open, end });
+                    pd.waiting.push(Waiting {
+                        span: Box::new(open),
+                        end,
+                    });
                     return;
                 }
             }

@@ -20,24 +20,27 @@ pub(super) enum Rec {
     /// Its trace was skipped by sampling: it pushes skipped frames so that
     /// its descendants are skipped too.
     Skipped,
-    /// Recorded.
-    Open(Box<Open>),
+    /// Recorded. Kept inline: the span's extensions are one allocation
+    /// already, and a second box would be a second cache miss on every
+    /// poll of an instrumented future.
+    Open(Open),
 }
 
-/// A recorded span, open.
+/// A recorded span, open. The fields every enter and exit reads come first.
+#[repr(C)]
 pub(super) struct Open {
-    inner: Arc<Inner>,
     pub id: u64,
-    parent: u64,
     trace: u64,
     path: u32,
     thread: u32,
-    start: u64,
-    /// Time of finished children credited when this span's frames popped.
-    child_ns: u64,
     /// Where children finishing elsewhere add their time; created the
     /// first time a child needs it.
     shared: Option<Arc<AtomicU64>>,
+    /// Time of finished children credited when this span's frames popped.
+    child_ns: u64,
+    parent: u64,
+    start: u64,
+    inner: Arc<Inner>,
     /// Further counters, when frames on several threads each made one.
     more_shared: Vec<Arc<AtomicU64>>,
     /// The parent's counter, when the parent is another span.
@@ -70,7 +73,7 @@ impl Rec {
             match l.begin(&Name::Static(name), explicit) {
                 Decision::Off => Rec::Off,
                 Decision::Skip => Rec::Skipped,
-                Decision::Record(b) => Rec::Open(Box::new(Open {
+                Decision::Record(b) => Rec::Open(Open {
                     inner: l.inner.clone().expect("begin checked"),
                     id: b.id,
                     parent: b.parent,
@@ -83,7 +86,7 @@ impl Rec {
                     more_shared: Vec::new(),
                     parent_shared: if b.parent == 0 { None } else { parent_shared },
                     tags: Tags::default(),
-                })),
+                }),
             }
         })
         .unwrap_or(Rec::Off)
@@ -179,7 +182,7 @@ impl Open {
     /// `credit_parent`: add its duration to the parent's children time
     /// (false for a child that outlived its parent, or one credited
     /// directly with [`credit`](Self::credit)).
-    pub(super) fn finish(mut self: Box<Self>, end: u64, credit_parent: bool) {
+    pub(super) fn finish(mut self, end: u64, credit_parent: bool) {
         if std::thread::panicking() {
             self.tags.set_error_status();
             if !self.tags.has("error") {

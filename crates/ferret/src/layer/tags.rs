@@ -6,7 +6,6 @@
 
 use crate::recorder::buffer::Sealed;
 use std::cell::RefCell;
-use std::fmt::Write as _;
 
 /// Status bits and tag flag of a span's flags byte (docs/FORMAT.md).
 const ST_ERROR: u8 = 1;
@@ -43,12 +42,55 @@ impl From<u64> for Val {
     }
 }
 
+/// Text bytes kept in place before moving to the heap (enough for
+/// tower-http's method, URI and version fields).
+const TEXT_INLINE: usize = 96;
+
+/// The text of a span's string values: in place while short, else on the
+/// heap (all of it, so that ranges stay valid).
+struct Text {
+    inline: [u8; TEXT_INLINE],
+    len: usize,
+    heap: Option<String>,
+}
+
+impl Text {
+    fn len(&self) -> usize {
+        self.heap.as_ref().map_or(self.len, String::len)
+    }
+
+    fn get(&self, start: usize, len: usize) -> Option<&str> {
+        match &self.heap {
+            Some(h) => h.get(start..start + len),
+            None => std::str::from_utf8(self.inline.get(start..start + len)?).ok(),
+        }
+    }
+}
+
+impl std::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if let Some(h) = &mut self.heap {
+            h.push_str(s);
+        } else if self.len + s.len() <= TEXT_INLINE {
+            self.inline[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            // Whole strs only were written: the bytes so far are UTF-8.
+            let mut h = String::with_capacity((self.len + s.len()).max(2 * TEXT_INLINE));
+            h.push_str(std::str::from_utf8(&self.inline[..self.len]).unwrap_or(""));
+            h.push_str(s);
+            self.heap = Some(h);
+        }
+        Ok(())
+    }
+}
+
 /// A span's status and tags.
 pub(super) struct Tags {
     inline: [(&'static str, Val); INLINE],
     len: usize,
     spill: Vec<(&'static str, Val)>,
-    text: String,
+    text: Text,
     error: bool,
 }
 
@@ -58,7 +100,11 @@ impl Default for Tags {
             inline: [("", Val::Bool(false)); INLINE],
             len: 0,
             spill: Vec::new(),
-            text: String::new(),
+            text: Text {
+                inline: [0; TEXT_INLINE],
+                len: 0,
+                heap: None,
+            },
             error: false,
         }
     }
@@ -86,7 +132,7 @@ impl Tags {
     }
 
     /// Adds or replaces a tag whose value is text written by `f`.
-    pub(super) fn set_text(&mut self, key: &'static str, f: impl FnOnce(&mut String)) {
+    pub(super) fn set_text(&mut self, key: &'static str, f: impl FnOnce(&mut dyn std::fmt::Write)) {
         let start = self.text.len();
         f(&mut self.text);
         let len = self.text.len() - start;
@@ -123,9 +169,7 @@ impl Tags {
     fn str_of(&self, v: &Val) -> Option<&str> {
         match *v {
             Val::Static(s) => Some(s),
-            Val::Text { start, len } => {
-                self.text.get(start as usize..start as usize + len as usize)
-            }
+            Val::Text { start, len } => self.text.get(start as usize, len as usize),
             _ => None,
         }
     }
@@ -247,6 +291,12 @@ mod tests {
                 })
                 .collect(),
             vec![("long", TagValue::Str(long.clone()))],
+            // Text that starts in place and moves to the heap midway.
+            vec![
+                ("a", TagValue::Str("y".repeat(60))),
+                ("b", TagValue::Str("z".repeat(60))),
+                ("c", TagValue::Str("é".repeat(40))),
+            ],
         ];
         for error in [false, true] {
             for case in &cases {
@@ -257,7 +307,9 @@ mod tests {
                             // A static value, as the layer stores the target.
                             t.set(k, Val::Static(Box::leak(s.clone().into_boxed_str())))
                         }
-                        TagValue::Str(s) => t.set_text(k, |o| o.push_str(s)),
+                        TagValue::Str(s) => t.set_text(k, |o| {
+                            let _ = o.write_str(s);
+                        }),
                         TagValue::I64(i) => t.set(k, Val::I64(*i)),
                         TagValue::U64(u) => t.set(k, Val::U64(*u)),
                         TagValue::F64(f) => t.set(k, Val::F64(*f)),
