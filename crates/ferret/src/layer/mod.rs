@@ -157,7 +157,7 @@ impl SpanData {
             let mut child = *w.span;
             let detached = cutoff.is_some_and(|c| w.end > c);
             if detached {
-                child.tags.set("detached", Val::Bool(true));
+                child.detached = true;
             } else if let Some(me) = self.open() {
                 me.credit(child.duration_at(w.end));
             }
@@ -325,7 +325,7 @@ where
         };
         if let Rec::Open(open) = &mut rec {
             if self.target_tag {
-                open.tags.set("target", Val::Static(meta.target()));
+                open.tags.set_target(meta.target());
             }
             attrs.record(&mut Fields { open });
         }
@@ -446,7 +446,7 @@ where
             return;
         };
         if self.busy_time {
-            open.tags.set("busy_ns", busy.into());
+            open.busy_ns = Some(busy);
         }
         // A child closing while its parent is idle waits in the parent.
         if let Some(p) = &parent {

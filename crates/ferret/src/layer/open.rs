@@ -45,6 +45,10 @@ pub(super) struct Open {
     more_shared: Vec<Arc<AtomicU64>>,
     /// The parent's counter, when the parent is another span.
     parent_shared: Option<Arc<AtomicU64>>,
+    /// The `busy_ns` tag to write, if busy time is recorded.
+    pub busy_ns: Option<u64>,
+    /// Ended after its parent: tagged `detached`.
+    pub detached: bool,
     pub tags: Tags,
 }
 
@@ -85,6 +89,8 @@ impl Rec {
                     shared: None,
                     more_shared: Vec::new(),
                     parent_shared: if b.parent == 0 { None } else { parent_shared },
+                    busy_ns: None,
+                    detached: false,
                     tags: Tags::default(),
                 }),
             }
@@ -208,7 +214,7 @@ impl Open {
             child_ns: child,
             path: self.path,
             thread: self.thread,
-            extra: self.tags.seal(),
+            extra: self.tags.seal(self.busy_ns, self.detached),
         };
         let inner = &self.inner;
         let mut span = Some(span);

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 const ST_ERROR: u8 = 1;
 const F_TAGS: u8 = 1 << 6;
 /// Tags kept in place before spilling to a vector.
-const INLINE: usize = 8;
+const INLINE: usize = 4;
 /// Tail bytes that fit in an inline [`Sealed`].
 const SEALED_INLINE: usize = 54;
 
@@ -44,7 +44,7 @@ impl From<u64> for Val {
 
 /// Text bytes kept in place before moving to the heap (enough for
 /// tower-http's method, URI and version fields).
-const TEXT_INLINE: usize = 96;
+const TEXT_INLINE: usize = 64;
 
 /// The text of a span's string values: in place while short, else on the
 /// heap (all of it, so that ranges stay valid).
@@ -85,8 +85,12 @@ impl std::fmt::Write for Text {
     }
 }
 
-/// A span's status and tags.
+/// A span's status and tags. The target and the two tags the layer adds at
+/// close (`busy_ns`, `detached`) are not stored as entries: [`seal`](Self::seal)
+/// writes them, so that the entries in place suffice for most spans'
+/// fields (a span's state is copied and allocated whole: smaller is cheaper).
 pub(super) struct Tags {
+    target: Option<&'static str>,
     inline: [(&'static str, Val); INLINE],
     len: usize,
     spill: Vec<(&'static str, Val)>,
@@ -97,6 +101,7 @@ pub(super) struct Tags {
 impl Default for Tags {
     fn default() -> Tags {
         Tags {
+            target: None,
             inline: [("", Val::Bool(false)); INLINE],
             len: 0,
             spill: Vec::new(),
@@ -117,6 +122,11 @@ impl Tags {
             .chain(b.iter_mut())
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
+    }
+
+    /// Sets the tag `target`, written first.
+    pub(super) fn set_target(&mut self, target: &'static str) {
+        self.target = Some(target);
     }
 
     /// Adds or replaces a tag.
@@ -175,9 +185,14 @@ impl Tags {
     }
 
     /// The tail as a block stores it (flags, bytes), or `None` for a plain
-    /// ok span without tags.
-    pub(super) fn seal(&self) -> Option<Box<Sealed>> {
-        let n = self.len + self.spill.len();
+    /// ok span without tags: the target, the fields, then `busy_ns` and
+    /// `detached = true` if given.
+    pub(super) fn seal(&self, busy_ns: Option<u64>, detached: bool) -> Option<Box<Sealed>> {
+        let n = self.len
+            + self.spill.len()
+            + usize::from(self.target.is_some())
+            + usize::from(busy_ns.is_some())
+            + usize::from(detached);
         if n == 0 && !self.error {
             return None;
         }
@@ -187,7 +202,7 @@ impl Tags {
         }
         let seal = |out: &mut Vec<u8>| {
             out.clear();
-            self.encode(n, out);
+            self.encode(n, busy_ns, detached, out);
             Box::new(if out.len() <= SEALED_INLINE {
                 let mut buf = [0; SEALED_INLINE];
                 buf[..out.len()].copy_from_slice(out);
@@ -215,17 +230,26 @@ impl Tags {
 
     /// Writes the tags in the block format: varint count, then per tag the
     /// key, a type byte and the value.
-    fn encode(&self, n: usize, out: &mut Vec<u8>) {
+    fn encode(&self, n: usize, busy_ns: Option<u64>, detached: bool, out: &mut Vec<u8>) {
         if n == 0 {
             return;
         }
         put_varint(out, n as u64);
-        for (k, v) in self.iter() {
+        let head = self.target.map(|t| ("target", Val::Static(t)));
+        let tail = [
+            busy_ns.map(|b| ("busy_ns", Val::from(b))),
+            detached.then_some(("detached", Val::Bool(true))),
+        ];
+        let all = head
+            .into_iter()
+            .chain(self.iter().copied())
+            .chain(tail.into_iter().flatten());
+        for (k, v) in all {
             put_str(out, k);
-            match *v {
+            match v {
                 Val::Static(_) | Val::Text { .. } => {
                     out.push(0);
-                    put_str(out, self.str_of(v).unwrap_or(""));
+                    put_str(out, self.str_of(&v).unwrap_or(""));
                 }
                 Val::I64(i) => {
                     out.push(1);
@@ -275,6 +299,11 @@ mod tests {
             vec![],
             vec![("target", TagValue::Str("svc::db".into()))],
             vec![
+                ("target", TagValue::Str("svc::db".into())),
+                ("static", TagValue::Str("panicked".into())),
+                ("n", TagValue::I64(3)),
+            ],
+            vec![
                 ("a", TagValue::I64(-5)),
                 ("b", TagValue::U64(u64::MAX)),
                 ("c", TagValue::F64(0.25)),
@@ -304,7 +333,9 @@ mod tests {
                 for (k, v) in case {
                     match v {
                         TagValue::Str(s) if *k == "target" => {
-                            // A static value, as the layer stores the target.
+                            t.set_target(Box::leak(s.clone().into_boxed_str()))
+                        }
+                        TagValue::Str(s) if *k == "static" => {
                             t.set(k, Val::Static(Box::leak(s.clone().into_boxed_str())))
                         }
                         TagValue::Str(s) => t.set_text(k, |o| {
@@ -321,17 +352,25 @@ mod tests {
                     t.set_error_status();
                 }
                 let status = if error { Status::Error } else { Status::Ok };
-                let tags: Vec<(Cow<'static, str>, TagValue)> = case
-                    .iter()
-                    .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
-                    .collect();
-                let mut want = Vec::new();
-                let want_flags = encode_tail(&status, &tags, &mut want);
-                match t.seal() {
-                    None => assert!(!error && case.is_empty()),
-                    Some(s) => {
-                        let (flags, bytes) = s.tail();
-                        assert_eq!((flags, bytes), (want_flags, &want[..]), "{case:?}");
+                for (busy, detached) in [(None, false), (Some(7), false), (Some(u64::MAX), true)] {
+                    let mut tags: Vec<(Cow<'static, str>, TagValue)> = case
+                        .iter()
+                        .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+                        .collect();
+                    if let Some(b) = busy {
+                        tags.push((Cow::Borrowed("busy_ns"), TagValue::from(b)));
+                    }
+                    if detached {
+                        tags.push((Cow::Borrowed("detached"), TagValue::Bool(true)));
+                    }
+                    let mut want = Vec::new();
+                    let want_flags = encode_tail(&status, &tags, &mut want);
+                    match t.seal(busy, detached) {
+                        None => assert!(!error && tags.is_empty()),
+                        Some(s) => {
+                            let (flags, bytes) = s.tail();
+                            assert_eq!((flags, bytes), (want_flags, &want[..]), "{tags:?}");
+                        }
                     }
                 }
             }
@@ -351,7 +390,7 @@ mod tests {
             (Cow::Borrowed("uri"), TagValue::Str("\"/b\"".into())),
         ];
         encode_tail(&Status::Ok, &tags, &mut want);
-        assert_eq!(t.seal().unwrap().tail().1, &want[..]);
+        assert_eq!(t.seal(None, false).unwrap().tail().1, &want[..]);
         assert!(t.has("uri") && !t.has("url"));
     }
 }
