@@ -46,6 +46,10 @@ struct Args {
     /// Where trials write their trace files (removed after each trial).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run the trials with this build of the benchmark instead of this one
+    /// (to compare two builds of Ferret with the same driver).
+    #[arg(long)]
+    trial_exe: Option<PathBuf>,
     /// Print each trial's result line as it comes.
     #[arg(long)]
     verbose: bool,
@@ -82,13 +86,23 @@ fn main() -> ExitCode {
 
 /// Runs every round and prints the table.
 fn drive(args: &Args, load: Load, dir: &std::path::Path) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = match &args.trial_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let mut modes = args.modes.clone();
     modes.dedup();
     let mut results = Vec::new();
     for round in 0..args.rounds.max(1) {
+        // Rotate the order every round and reverse it every other round,
+        // so that no mode always runs right after the same other one (a
+        // trial's file writes are still being flushed when the next starts).
         let k = round % modes.len();
-        for &mode in modes[k..].iter().chain(&modes[..k]) {
+        let mut order: Vec<Mode> = modes[k..].iter().chain(&modes[..k]).copied().collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for mode in order {
             let out = Command::new(&exe)
                 .arg("--trial")
                 .arg(mode.name())
@@ -111,6 +125,9 @@ fn drive(args: &Args, load: Load, dir: &std::path::Path) -> Result<(), String> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     )
                 })?;
+            // Write back what the trial left in the page cache before the next.
+            // SAFETY: sync has no preconditions.
+            unsafe { libc::sync() };
             if args.verbose {
                 eprintln!("round {} {line}", round + 1);
             }

@@ -48,7 +48,7 @@ impl IntoResponse for AppError {
 #[tracing::instrument(skip_all, fields(user_id = id), err)]
 async fn get_user(Path(id): Path<u64>) -> Result<String, AppError> {
     let row = db::fetch_user(id).await;
-    if id % 101 == 0 {
+    if id.is_multiple_of(101) {
         return Err(AppError(format!("user {id} is locked")));
     }
     let page = render_user(id, &row);
@@ -62,7 +62,7 @@ async fn create_order(body: String) -> Result<String, AppError> {
     let order = db::insert_order(digest).await;
     // Fire and forget: the handler never waits for this task.
     tokio::spawn(notify_shipping(order).instrument(tracing::info_span!("notify_shipping")));
-    if digest % 53 == 0 {
+    if digest.is_multiple_of(53) {
         return Err(AppError(format!("order {order} rejected")));
     }
     Ok(format!("{{\"order\":{order}}}"))
