@@ -9,13 +9,20 @@ pub enum CliError {
     User(String),
     /// Anything else.
     Internal(String),
+    /// The reader of our output went away (`ferret ... | head`): not an
+    /// error worth a message, and the exit code is 0.
+    BrokenPipe,
+    /// `ferret diff`'s gate failed: the report is printed, exit 1, no message.
+    Regression,
 }
 
 impl CliError {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             CliError::User(_) => 2,
             CliError::Internal(_) => 1,
+            CliError::BrokenPipe => 0,
+            CliError::Regression => 1,
         }
     }
 
@@ -28,6 +35,8 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::User(m) | CliError::Internal(m) => f.write_str(m),
+            CliError::BrokenPipe => f.write_str("broken pipe"),
+            CliError::Regression => f.write_str("regression found"),
         }
     }
 }
@@ -42,11 +51,23 @@ impl From<ferret::Error> for CliError {
     }
 }
 
+impl From<ferret_analyze::Error> for CliError {
+    fn from(e: ferret_analyze::Error) -> Self {
+        if let ferret_analyze::Error::Io(io) = e {
+            return io.into();
+        }
+        if e.is_user_error() {
+            CliError::User(e.to_string())
+        } else {
+            CliError::Internal(e.to_string())
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            // `ferret ... | head`: not an error worth a message.
-            std::process::exit(0);
+            return CliError::BrokenPipe;
         }
         CliError::Internal(format!("i/o: {e}"))
     }
@@ -54,6 +75,9 @@ impl From<std::io::Error> for CliError {
 
 impl From<serde_json::Error> for CliError {
     fn from(e: serde_json::Error) -> Self {
+        if e.is_io() {
+            return std::io::Error::from(e).into();
+        }
         CliError::Internal(format!("json: {e}"))
     }
 }

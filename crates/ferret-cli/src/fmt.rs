@@ -1,6 +1,8 @@
 //! Presentation helpers shared by the commands: durations with units,
 //! colors (only on a TTY, never with NO_COLOR), aligned tables.
 
+use ferret_analyze::analysis::TimeBound;
+
 use std::io::IsTerminal;
 
 /// Whether to color stdout: a TTY and no `NO_COLOR`.
@@ -153,21 +155,25 @@ impl Table {
 
 /// Parses a time for --since/--until: RFC 3339-like `2026-11-26T10:00:00Z`
 /// (UTC), UNIX seconds (`1795711277.5`), or an offset from the run's start
-/// such as `+1.5s`, `+200ms`. Returns ns since the epoch given the run start.
-pub fn parse_time(s: &str, run_start_ns: i64) -> Result<i64, String> {
+/// such as `+1.5s`, `+200ms`.
+pub fn parse_time(s: &str) -> Result<TimeBound, String> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('+') {
-        let ns = parse_offset(rest)?;
-        return Ok(run_start_ns + ns);
+        return Ok(TimeBound::FromRunStart(parse_offset(rest)?));
     }
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() {
-            return Ok((secs * 1e9) as i64);
+            return Ok(TimeBound::UnixNs((secs * 1e9) as i64));
         }
     }
-    parse_rfc3339(s).ok_or_else(|| {
+    parse_rfc3339(s).map(TimeBound::UnixNs).ok_or_else(|| {
         format!("bad time '{s}': use UNIX seconds, +OFFSET (e.g. +2s, +150ms) from the run start, or YYYY-MM-DDTHH:MM:SS[.frac]Z")
     })
+}
+
+/// A duration such as `50us`, `1.5ms`, `2s` (a bare number is seconds), in ns.
+pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
+    parse_offset(s.trim())
 }
 
 fn parse_offset(s: &str) -> Result<i64, String> {
@@ -248,19 +254,20 @@ mod tests {
 
     #[test]
     fn times_parse() {
-        assert_eq!(parse_time("+2s", 100).unwrap(), 2_000_000_100);
-        assert_eq!(parse_time("+150ms", 0).unwrap(), 150_000_000);
-        assert_eq!(parse_time("1.5", 0).unwrap(), 1_500_000_000);
+        use TimeBound::{FromRunStart, UnixNs};
+        assert_eq!(parse_time("+2s").unwrap(), FromRunStart(2_000_000_000));
+        assert_eq!(parse_time("+150ms").unwrap(), FromRunStart(150_000_000));
+        assert_eq!(parse_time("1.5").unwrap(), UnixNs(1_500_000_000));
         assert_eq!(
-            parse_time("1970-01-02T00:00:00Z", 0).unwrap(),
-            86_400_000_000_000
+            parse_time("1970-01-02T00:00:00Z").unwrap(),
+            UnixNs(86_400_000_000_000)
         );
         assert_eq!(
-            parse_time("2026-11-26T20:00:00.5Z", 0).unwrap(),
-            1_795_723_200_500_000_000
+            parse_time("2026-11-26T20:00:00.5Z").unwrap(),
+            UnixNs(1_795_723_200_500_000_000)
         );
-        assert!(parse_time("yesterday", 0).is_err());
-        assert!(parse_time("+-3s", 0).is_err());
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("+-3s").is_err());
     }
 }
 

@@ -1,11 +1,14 @@
 //! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
 
 mod cmd;
+mod diff_config;
+mod diff_render;
 mod error;
-mod export;
 mod fmt;
 
 use clap::{Parser, Subcommand};
+use error::CliError;
+use std::process::ExitCode;
 
 /// Ferret: a persistent span profiler. Analyze trace files of any size in
 /// flat memory: native ferret files and ferret-io (Python) files alike.
@@ -28,11 +31,13 @@ enum Command {
     Calltree(cmd::calltree::Args),
     /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
     Export(cmd::export::Args),
+    /// Compare two runs (or groups of runs) per name and gate regressions (exit 1).
+    Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
@@ -41,9 +46,15 @@ fn main() {
         Command::Calltree(a) => cmd::calltree::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
-    if let Err(e) = r {
-        eprintln!("ferret: {e}");
-        std::process::exit(e.exit_code());
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Regression) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ferret: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }

@@ -300,7 +300,7 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     let no_runs = dir.path().join("noruns.db");
     rusqlite::Connection::open(&no_runs)
         .unwrap()
-        .execute_batch(ferret::store::schema::SCHEMA)
+        .execute_batch(ferret_format::schema::SCHEMA)
         .unwrap();
     let missing = dir.path().join("missing.db");
     let cases: [(&PathBuf, &str); 5] = [
@@ -390,5 +390,44 @@ fn help_and_version() {
         let out = ferret(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+}
+
+/// `ferret ... | head`: a reader that goes away is not an error. The
+/// command exits 0 without a message (and through `main`'s return, so
+/// buffered output and temporary files are cleaned up, not skipped by
+/// `process::exit`).
+#[test]
+fn a_closed_pipe_is_a_quiet_success() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let db = db.to_str().unwrap();
+    let out = ferret(&["demo", "--db", db, "--spans", "20000", "--no-analyze"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 20,000 spans as JSON lines: megabytes, far more than a pipe buffers.
+    {
+        let args = ["export", db, "--format", "jsonl"];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferret"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe closes here, with most of the output unread.
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

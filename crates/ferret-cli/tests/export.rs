@@ -16,8 +16,7 @@ const NATIVE_SPANS: usize = 9;
 /// name needing escapes, and two async spans overlapping on one thread.
 fn record(dir: &Path) -> PathBuf {
     // The profiler is process-global: one recording at a time.
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ferret_testkit::serial();
     let path = dir.join("native.db");
     let p = ferret::Profiler::builder(&path).run_id(RUN).open().unwrap();
     p.install();

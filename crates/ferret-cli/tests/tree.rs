@@ -138,10 +138,10 @@ fn calltree_on_the_samples() {
 }
 
 fn record(path: &Path, f: impl FnOnce()) {
-    // The installed profiler is process-global and tests run in parallel:
-    // one recording at a time, or a test's spans land in another's file.
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // One profiler is installed per process: tests that record take turns
+    // (spans open while another test installs its profiler are counted as
+    // dropped, and would fail the assertion below).
+    let _serial = ferret_testkit::serial();
     let p = ferret::Profiler::builder(path).run_id("x").open().unwrap();
     p.install();
     f();

@@ -18,7 +18,7 @@
 //! writer thread competes with them for the cores, as it would in production.
 //! Exits with status 1 if any span was lost.
 
-use ferret::store::Store;
+use ferret_analyze::store::Store;
 use std::time::{Duration, Instant};
 
 /// Spans per pacing step of one thread (128 traces of 8 spans).

@@ -10,7 +10,7 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: read_floor FILE [RUN]")?;
-    let store = ferret::store::Store::open(&path)?;
+    let store = ferret_analyze::store::Store::open(&path)?;
     let run = match args.next() {
         Some(r) => r,
         None => store.latest_run()?,

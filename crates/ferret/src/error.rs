@@ -1,19 +1,19 @@
-//! The library's error type.
+//! The recorder's error type.
 
 use std::fmt;
 use std::path::PathBuf;
 
-/// Everything that can go wrong opening, writing or reading a trace file.
+/// Everything that can go wrong opening a trace file for recording or
+/// closing a profiler.
+///
+/// Non-exhaustive: new kinds of failure may be added. SQLite's own error is
+/// reachable through [`std::error::Error::source`] only, so that this type
+/// does not tie the crate's API to one version of the SQLite bindings.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    /// The file does not exist.
-    NotFound(PathBuf),
-    /// The file is empty (0 bytes).
-    EmptyFile(PathBuf),
     /// The file exists but is not an SQLite database.
     NotSqlite(PathBuf),
-    /// SQLite, but neither a ferret nor a ferret-io trace file.
-    NoSpanTables(PathBuf),
     /// A ferret-io file: the recorder writes native files only.
     WrongKind(PathBuf),
     /// An SQLite database of some other program: the recorder will not add
@@ -21,34 +21,37 @@ pub enum Error {
     ForeignDatabase(PathBuf),
     /// The file was written by a newer ferret (format version).
     UnsupportedVersion(i64),
-    /// The file holds no runs.
-    NoRuns,
-    /// The run asked for is not in the file; `known` lists a few that are.
-    UnknownRun {
-        /// The run id asked for.
-        run: String,
-        /// Some runs the file does have (latest first).
-        known: Vec<String>,
-    },
     /// A bad argument (e.g. an invalid option value).
     Invalid(String),
-    /// Any other SQLite failure.
-    Sqlite(rusqlite::Error),
+    /// The background writer thread failed or did not finish in time: what
+    /// it had not committed is lost (and counted in the run's counters).
+    WriterFailed(String),
+    /// Any other SQLite failure (the SQLite error is the [`source`](std::error::Error::source)).
+    Storage(StorageError),
     /// An I/O failure.
     Io(std::io::Error),
+}
+
+/// An SQLite failure. Its cause is the [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct StorageError(rusqlite::Error);
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sqlite: {}", self.0)
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotFound(p) => write!(f, "{}: no such file", p.display()),
-            Error::EmptyFile(p) => write!(f, "{}: empty file, not a trace file", p.display()),
             Error::NotSqlite(p) => write!(f, "{}: not an SQLite database", p.display()),
-            Error::NoSpanTables(p) => write!(
-                f,
-                "{}: an SQLite database, but not a ferret or ferret-io trace file (no span tables)",
-                p.display()
-            ),
             Error::WrongKind(p) => write!(
                 f,
                 "{}: a ferret-io (Python) trace file; ferret records into native files only",
@@ -64,16 +67,9 @@ impl fmt::Display for Error {
                 f,
                 "trace format version {v} is newer than this ferret understands; upgrade ferret"
             ),
-            Error::NoRuns => write!(f, "no runs in this file"),
-            Error::UnknownRun { run, known } => {
-                write!(f, "no run '{run}' in this file")?;
-                if !known.is_empty() {
-                    write!(f, "; runs here include: {}", known.join(", "))?;
-                }
-                Ok(())
-            }
             Error::Invalid(m) => f.write_str(m),
-            Error::Sqlite(e) => write!(f, "sqlite: {e}"),
+            Error::WriterFailed(m) => write!(f, "the writer thread failed: {m}"),
+            Error::Storage(e) => e.fmt(f),
             Error::Io(e) => write!(f, "i/o: {e}"),
         }
     }
@@ -82,16 +78,17 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Sqlite(e) => Some(e),
+            Error::Storage(e) => Some(e),
             Error::Io(e) => Some(e),
             _ => None,
         }
     }
 }
 
+#[doc(hidden)]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Sqlite(e)
+        Error::Storage(StorageError(e))
     }
 }
 
@@ -102,11 +99,14 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// True when the error is the user's input (a bad file, an unknown run,
-    /// a bad option), as opposed to an internal failure. The CLI exits 2 for
-    /// these and 1 for the rest.
+    /// True when the error is the user's input (a bad file, a bad option),
+    /// as opposed to an internal failure. The CLI exits 2 for these and 1
+    /// for the rest.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Sqlite(_) | Error::Io(_))
+        !matches!(
+            self,
+            Error::Storage(_) | Error::Io(_) | Error::WriterFailed(_)
+        )
     }
 }
 

@@ -15,15 +15,13 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod analysis;
 mod clock;
 mod error;
+pub mod guide;
 mod intern;
 mod recorder;
-pub mod store;
-mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use intern::Name;
 #[cfg(feature = "tracing")]
 mod layer;
@@ -48,27 +46,20 @@ pub mod __private {
         crate::recorder::context::ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
-pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
-pub use types::{Status, TagValue, Tags};
+pub use ferret_format::{Status, TagValue, Tags};
+pub use recorder::{random_run_id, Profiler, ProfilerBuilder, RecorderStats};
 
-/// A random 128-bit run id in hex.
-pub fn random_run_id() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::getrandom(&mut b).is_err() {
-        let t = clock::wall_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
-        b = t.to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// This machine's host name (empty if unknown).
-pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+/// Persists on SIGTERM and SIGINT (opt-in): when either arrives, the
+/// installed profiler is closed (its spans committed, its process marked as
+/// cleanly ended, within its close timeout) and the process then terminates
+/// as the signal's default action would. Without it, those signals kill the
+/// process like SIGKILL: spans that ended within the last flush interval
+/// are lost (see the README's "What a crash can lose").
+///
+/// Call it once, early (it starts a thread that waits for the signals); a
+/// program with signal handlers of its own should call
+/// [`Profiler::close`] from them instead.
+#[cfg(unix)]
+pub fn flush_on_signals() -> Result<()> {
+    recorder::signals::flush_on_signals()
 }

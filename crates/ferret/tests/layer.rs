@@ -13,17 +13,13 @@ fn busy(r: &Rec) -> u64 {
     }
 }
 use ferret::{FerretLayer, Status, TagValue};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::Once;
 use std::time::Duration;
 use tracing::{field, Instrument};
 use tracing_subscriber::prelude::*;
 
 /// The installed profiler is process-global: one test at a time.
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use ferret_testkit::serial as lock;
 
 /// A global subscriber (so that tokio's worker threads see it too) whose
 /// layer records into whichever profiler the running test installed.

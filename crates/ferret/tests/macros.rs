@@ -4,14 +4,9 @@ mod common;
 
 use common::{all, find, read_back, Rec};
 use ferret::{InSpanExt, Status, TagValue};
-use std::sync::{Mutex, MutexGuard};
 
 /// The installed profiler is process-global: one test at a time.
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use ferret_testkit::serial as lock;
 
 /// Runs `f` with a fresh profiler installed and returns what it recorded.
 fn record(f: impl FnOnce()) -> Vec<Rec> {

@@ -1,16 +1,12 @@
 //! Per-trace rate limiting and sampling: whole traces are kept or skipped,
 //! counters add up exactly, and recording resumes when traffic falls.
 
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::store::{SpanQuery, Store};
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The installed profiler is process-global: one test at a time.
+use ferret_testkit::serial as lock;
 
 /// (span ids, parent ids) of a run.
 fn ids(path: &std::path::Path, run: &str) -> (HashSet<u64>, Vec<u64>) {
@@ -18,8 +14,8 @@ fn ids(path: &std::path::Path, run: &str) -> (HashSet<u64>, Vec<u64>) {
     let mut spans = HashSet::new();
     let mut parents = vec![];
     for s in store.spans(run, &SpanQuery::default()).unwrap() {
-        spans.insert(s.span_id);
-        if let Some(p) = s.parent_id {
+        spans.insert(s.span_id());
+        if let Some(p) = s.parent_id() {
             parents.push(p);
         }
     }
@@ -179,7 +175,7 @@ fn trace_budget_limits_roots() {
     let roots = store
         .spans("traces", &SpanQuery::default())
         .unwrap()
-        .filter(|s| s.parent_id.is_none())
+        .filter(|s| s.parent_id().is_none())
         .count() as f64;
     let budget = 100.0 * elapsed;
     assert!(

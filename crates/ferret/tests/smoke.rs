@@ -1,4 +1,4 @@
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::store::{SpanQuery, Store};
 
 #[test]
 fn smoke() {

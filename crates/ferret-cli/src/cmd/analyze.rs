@@ -1,10 +1,9 @@
 //! `ferret analyze`: the per-name summary of a run.
 
-use super::{open_store, pick_run};
+use super::open_store;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Style, Table};
-use ferret::analysis::{summarize, SortKey, Summary};
-use ferret::store::{SpanQuery, Store};
+use ferret_analyze::analysis::{summarize, Query, SortKey, Summary, SummaryOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -59,7 +58,7 @@ pub struct Args {
     #[arg(long)]
     pub until: Option<String>,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Show the slowest call trees instead of the summary.
     #[arg(long)]
@@ -76,37 +75,17 @@ fn parse_sort(s: &str) -> Result<SortKey, String> {
     s.parse()
 }
 
-/// Resolves --since/--until into a query; relative offsets need the run start.
-pub fn time_query(
-    store: &Store,
-    run: &str,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> CliResult<SpanQuery> {
-    let mut q = SpanQuery::default();
-    if since.is_none() && until.is_none() {
-        return Ok(q);
+impl Args {
+    /// The library query these arguments ask for.
+    pub fn query(&self) -> CliResult<Query> {
+        let bound = |s: &Option<String>| s.as_deref().map(fmt::parse_time).transpose();
+        Ok(Query {
+            run: self.run.clone(),
+            since: bound(&self.since).map_err(CliError::User)?,
+            until: bound(&self.until).map_err(CliError::User)?,
+            names: self.names.clone(),
+        })
     }
-    let needs_start = [since, until]
-        .iter()
-        .flatten()
-        .any(|s| s.trim_start().starts_with('+'));
-    let start = if needs_start {
-        store
-            .runs()?
-            .into_iter()
-            .find(|r| r.run_id == run)
-            .map_or(0, |r| r.first_start_ns)
-    } else {
-        0
-    };
-    if let Some(s) = since {
-        q.since_ns = Some(fmt::parse_time(s, start).map_err(CliError::User)?);
-    }
-    if let Some(u) = until {
-        q.until_ns = Some(fmt::parse_time(u, start).map_err(CliError::User)?);
-    }
-    Ok(q)
 }
 
 /// A progress bar on stderr for long scans, only on a TTY.
@@ -144,68 +123,61 @@ impl Progress {
 }
 
 pub fn run(a: Args) -> CliResult {
+    let q = a.query()?;
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, by_default) = pick_run(&store, a.run.as_deref())?;
     if a.tree {
-        return super::tree::run(&store, &run, by_default, &a);
+        if q.has_window() || !q.names.is_empty() {
+            return Err(CliError::user(
+                "--tree does not take --since, --until or --name",
+            ));
+        }
+        let format = match a.format {
+            Format::Json => super::tree::Format::Json,
+            Format::Csv => return Err(CliError::user("--tree supports --format text or json")),
+            Format::Table | Format::Text => super::tree::Format::Text,
+        };
+        let opts = super::tree::Request {
+            top: a.top,
+            max_children: a.max_children,
+            format,
+        };
+        return super::tree::run(&store, &q, &opts);
     }
-    let globs = build_globs(&a.names)?;
-    let q = time_query(&store, &run, a.since.as_deref(), a.until.as_deref())?;
-    let mut spans = store.spans(&run, &q)?;
     let progress = Progress::new(store.file_size());
-    let mut summary = summarize(&run, store.kind(), &mut spans, &mut |n, b| {
-        progress.update(n, b)
-    });
+    let opts = SummaryOptions {
+        sort: a.sort,
+        limit: a.limit,
+    };
+    let summary = summarize(&store, &q, &opts, Some(&mut |n, b| progress.update(n, b))).map_err(
+        |e| match e {
+            e @ ferret_analyze::Error::Storage(_) => {
+                CliError::Internal(format!("reading {} failed part way: {e}", a.db.display()))
+            }
+            e => e.into(),
+        },
+    )?;
     progress.finish();
-    if let Some(e) = spans.take_error() {
-        return Err(CliError::Internal(format!(
-            "reading {} failed part way: {e}",
-            a.db.display()
-        )));
-    }
-    drop(spans);
-    if let Some(g) = &globs {
-        summary.stats.retain(|s| g.is_match(&s.name));
-    }
-    let names = summary.stats.len();
-    summary.sort_and_limit(a.sort, a.limit);
-    let dropped = store.run_counters(&run)?;
+    render(&summary, a.format)
+}
+
+/// Prints a summary in `format` on stdout.
+pub fn render(summary: &Summary, format: Format) -> CliResult {
     let mut out = std::io::stdout().lock();
-    match a.format {
+    match format {
         Format::Json => {
-            serde_json::to_writer(&mut out, &json_summary(&summary))?;
+            serde_json::to_writer(&mut out, &json_summary(summary))?;
             writeln!(out)?;
         }
-        Format::Csv => write_csv(&mut out, &summary)?,
+        Format::Csv => write_csv(&mut out, summary)?,
         Format::Table | Format::Text => {
             let color = fmt::color_stdout();
-            let how = if by_default { " (latest)" } else { "" };
-            eprintln!("Analyzing run {run}{how}");
-            write!(out, "{}", render_table(&summary, color))?;
-            writeln!(
-                out,
-                "{}",
-                summary_line(&summary, dropped.as_ref(), names, color)
-            )?;
+            let how = if summary.latest { " (latest)" } else { "" };
+            eprintln!("Analyzing run {}{how}", summary.run_id);
+            write!(out, "{}", render_table(summary, color))?;
+            writeln!(out, "{}", summary_line(summary, color))?;
         }
     }
     Ok(())
-}
-
-fn build_globs(names: &[String]) -> CliResult<Option<globset::GlobSet>> {
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let mut b = globset::GlobSetBuilder::new();
-    for n in names {
-        b.add(
-            globset::GlobBuilder::new(n)
-                .literal_separator(false)
-                .build()
-                .map_err(|e| CliError::user(format!("bad --name glob '{n}': {e}")))?,
-        );
-    }
-    Ok(Some(b.build().map_err(|e| CliError::user(e.to_string()))?))
 }
 
 fn secs(ns: f64) -> f64 {
@@ -318,12 +290,9 @@ pub fn render_table(s: &Summary, color: bool) -> String {
     t.render(color)
 }
 
-fn summary_line(
-    s: &Summary,
-    counters: Option<&ferret::store::RunInfo>,
-    names: usize,
-    color: bool,
-) -> String {
+fn summary_line(s: &Summary, color: bool) -> String {
+    let counters = s.counters.as_ref();
+    let names = s.names_total;
     let shown = if names > s.stats.len() {
         format!("{names} names ({} shown)", s.stats.len())
     } else {
@@ -344,11 +313,19 @@ fn summary_line(
                     c.sampled_out
                 ));
             }
+            if c.shed > 0 {
+                parts.push(format!("{} shed (whole traces, queue full)", c.shed));
+            }
+            if !c.complete() {
+                parts.push(super::runs::incomplete_note(c));
+            }
         }
         None => parts.push("recorder drops unknown (ferret-io)".into()),
     }
     let line = parts.join(" · ");
-    if s.skipped_rows > 0 || counters.is_some_and(|c| c.dropped() + c.sampled_out > 0) {
+    if s.skipped_rows > 0
+        || counters.is_some_and(|c| c.dropped() + c.sampled_out + c.shed > 0 || !c.complete())
+    {
         fmt::paint(&line, Style::Yellow, color)
     } else {
         fmt::paint(&line, Style::Dim, color)

@@ -1,9 +1,9 @@
 //! `ferret calltree`: every span of a run merged by call path.
 
-use super::{open_store, pick_run};
+use super::open_store;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret::analysis::{call_tree, CallTree};
+use ferret_analyze::analysis::{call_tree, CallTree, Query};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 
@@ -45,14 +45,17 @@ pub fn run(a: Args) -> CliResult {
         return Err(CliError::user("--min-percent must be between 0 and 100"));
     }
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, by_default) = pick_run(&store, a.run.as_deref())?;
-    let t = call_tree(&store, &run)?;
+    let q = Query {
+        run: a.run.clone(),
+        ..Query::default()
+    };
+    let t = call_tree(&store, &q)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match a.format {
         Format::Json => write_json(&mut out, &t, &a)?,
         Format::Text => {
-            let how = if by_default { " (latest)" } else { "" };
-            eprintln!("Call tree of run {run}{how}");
+            let how = if t.latest { " (latest)" } else { "" };
+            eprintln!("Call tree of run {}{how}", t.run_id);
             write_text(&mut out, &t, &a, fmt::color_stdout())?;
         }
     }

@@ -1,10 +1,19 @@
 //! `ferret export` and `ferret flamegraph`.
 
-use super::{open_store, pick_run};
+use super::open_store;
 use crate::error::{CliError, CliResult};
-use crate::export::{self, Format};
-use std::path::PathBuf;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use ferret_analyze::analysis::Query;
+use ferret_analyze::export::{self, Format};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// `--format`: the library's export formats, with their help lines.
+fn format_parser() -> impl TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(Format::ALL.map(|f| PossibleValue::new(f.name()).help(f.about())))
+        .map(|s| s.parse::<Format>().expect("clap checked the value"))
+}
 
 /// Export a run.
 #[derive(clap::Args)]
@@ -15,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub run: Option<String>,
     /// Output format.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Format,
     /// Output file; `-` writes to stdout.
     #[arg(short = 'o', long = "output", default_value = "-")]
@@ -25,7 +34,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_name = "KEYS")]
     pub frame_tags: Vec<String>,
     /// ferret-io files: the table-name namespace.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Print the span count and rate on stderr when done.
     #[arg(long)]
@@ -44,7 +53,7 @@ pub struct FlameArgs {
     #[arg(short = 'o', long = "output", default_value = "flame.svg")]
     pub output: PathBuf,
     /// ferret-io files: the table-name namespace.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
 }
 
@@ -55,13 +64,15 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, _) = pick_run(&store, a.run.as_deref())?;
     let t = Instant::now();
     let opts = export::Options {
-        run: &run,
-        frame_tags: &a.frame_tags,
+        query: Query {
+            run: a.run.clone(),
+            ..Query::default()
+        },
+        frame_tags: a.frame_tags.clone(),
     };
-    let spans = export::export(&store, &opts, a.format, &a.output)?;
+    let spans = write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?.spans;
     if a.stats {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
@@ -75,14 +86,53 @@ pub fn run(a: Args) -> CliResult {
 
 pub fn run_flame(a: FlameArgs) -> CliResult {
     let store = open_store(&a.db, Some(&a.namespace))?;
-    let (run, _) = pick_run(&store, a.run.as_deref())?;
     let opts = export::Options {
-        run: &run,
-        frame_tags: &[],
+        query: Query {
+            run: a.run.clone(),
+            ..Query::default()
+        },
+        frame_tags: Vec::new(),
     };
-    export::export(&store, &opts, Format::Svg, &a.output)?;
+    write_output(&a.output, |w| export::write(&store, &opts, Format::Svg, w))?;
     if a.output.as_os_str() != "-" {
         eprintln!("wrote {}", a.output.display());
     }
     Ok(())
+}
+
+/// Runs `write` on `out` (`-` = stdout). A file is written to a temporary
+/// file beside it and renamed into place only when `write` succeeds, so a
+/// failed export never truncates or half-writes an existing file.
+pub fn write_output<T>(
+    out: &Path,
+    write: impl FnOnce(&mut dyn Write) -> ferret_analyze::Result<T>,
+) -> CliResult<T> {
+    if out.as_os_str() == "-" {
+        let mut w = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+        let v = write(&mut w)?;
+        w.flush()?;
+        return Ok(v);
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let cannot = |e: io::Error| CliError::user(format!("cannot create {}: {e}", out.display()));
+    let tmp = tempfile::Builder::new()
+        .prefix(".ferret-export-")
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    let v = write(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| cannot(e.into_error()))?;
+    // Temporary files are private (0600); an export is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(cannot)?;
+    }
+    tmp.persist(out).map_err(|e| cannot(e.error))?;
+    Ok(v)
 }

@@ -1,14 +1,16 @@
-//! One module per subcommand; shared helpers for opening files and choosing runs.
+//! One module per subcommand: each parses its arguments into a library
+//! request, calls one library function and renders the result.
 
 pub mod analyze;
 pub mod calltree;
 pub mod demo;
+pub mod diff;
 pub mod export;
 pub mod runs;
 pub mod tree;
 
 use crate::error::CliResult;
-use ferret::store::{OpenOptions, Store};
+use ferret_analyze::store::{OpenOptions, Store};
 use std::path::Path;
 
 /// Opens a trace file for reading (native or ferret-io).
@@ -19,16 +21,4 @@ pub fn open_store(path: &Path, namespace: Option<&str>) -> CliResult<Store> {
             namespace: namespace.map(str::to_owned),
         },
     )?)
-}
-
-/// The run to analyze: the one asked for (checked), or the latest.
-/// Returns the run id and whether it was chosen by default.
-pub fn pick_run(store: &Store, run: Option<&str>) -> CliResult<(String, bool)> {
-    match run {
-        Some(r) => {
-            store.check_run(r)?;
-            Ok((r.to_owned(), false))
-        }
-        None => Ok((store.latest_run()?, true)),
-    }
 }

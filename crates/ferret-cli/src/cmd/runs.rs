@@ -26,15 +26,29 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// ferret-io log name holding the spans.
-    #[arg(long, default_value = ferret::store::DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+}
+
+/// How an incomplete run is described: some process did not close its
+/// profiler (still recording, or killed), and what is known of its losses.
+pub fn incomplete_note(r: &ferret_analyze::store::RunInfo) -> String {
+    let procs = r.pids.len().max(r.processes_unclosed as usize);
+    let mut s = format!(
+        "incomplete: {}/{procs} processes not closed (running or killed)",
+        r.processes_unclosed
+    );
+    if r.lost_unclosed > 0 {
+        s.push_str(&format!(", ≥{} spans lost", r.lost_unclosed));
+    }
+    s
 }
 
 pub fn run(a: Args) -> CliResult {
     let store = open_store(&a.db, Some(&a.namespace))?;
     let runs = store.runs()?;
     if runs.is_empty() {
-        return Err(ferret::Error::NoRuns.into());
+        return Err(ferret_analyze::Error::NoRuns.into());
     }
     let mut out = std::io::stdout().lock();
     match a.format {
@@ -55,6 +69,10 @@ pub fn run(a: Args) -> CliResult {
                         "dropped_queue": r.dropped_queue,
                         "dropped_write": r.dropped_write,
                         "sampled_out": r.sampled_out,
+                        "shed": r.shed,
+                        "complete": r.complete(),
+                        "processes_unclosed": r.processes_unclosed,
+                        "lost_unclosed": r.lost_unclosed,
                         "format": store.kind().as_str(),
                     })
                 })
@@ -73,6 +91,8 @@ pub fn run(a: Args) -> CliResult {
                 ("Procs", Align::Right),
                 ("Dropped", Align::Right),
                 ("Sampled out", Align::Right),
+                ("Shed", Align::Right),
+                ("State", Align::Left),
                 ("Label", Align::Left),
             ]);
             for r in &runs {
@@ -89,6 +109,12 @@ pub fn run(a: Args) -> CliResult {
                     },
                     r.dropped().to_string(),
                     r.sampled_out.to_string(),
+                    r.shed.to_string(),
+                    if r.complete() {
+                        "complete".into()
+                    } else {
+                        incomplete_note(r)
+                    },
                     r.label.clone().unwrap_or_default(),
                 ]);
             }

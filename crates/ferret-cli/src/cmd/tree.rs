@@ -1,32 +1,45 @@
 //! `ferret analyze --tree`: the slowest call trees of a run.
 
-use super::analyze::{Args, Format};
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::fmt::{self, Style};
-use ferret::analysis::{slowest_trees, Tree, TreeNode, TreeOptions};
-use ferret::store::Store;
+use ferret_analyze::analysis::{slowest_trees, Query, Tree, TreeNode, TreeOptions};
+use ferret_analyze::store::Store;
 use std::io::Write;
 
-pub fn run(store: &Store, run: &str, by_default: bool, a: &Args) -> CliResult {
-    if a.since.is_some() || a.until.is_some() || !a.names.is_empty() {
-        return Err(CliError::user(
-            "--tree does not take --since, --until or --name",
-        ));
-    }
+/// How `--tree` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Indented text.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// What `analyze --tree` asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// Roots to show.
+    pub top: usize,
+    /// Children per node before same-name siblings merge.
+    pub max_children: usize,
+    /// Output format.
+    pub format: Format,
+}
+
+pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
     let opts = TreeOptions {
-        top: a.top,
-        max_children: a.max_children.max(1),
+        top: r.top,
+        max_children: r.max_children.max(1),
     };
-    let tree = slowest_trees(store, run, &opts)?;
+    let tree = slowest_trees(store, q, &opts)?;
     let out = std::io::stdout().lock();
     let mut out = std::io::BufWriter::new(out);
-    match a.format {
+    match r.format {
         Format::Json => write_json(&mut out, &tree)?,
-        Format::Csv => return Err(CliError::user("--tree supports --format text or json")),
-        Format::Table | Format::Text => {
-            let how = if by_default { " (latest)" } else { "" };
-            eprintln!("Analyzing run {run}{how}");
-            writeln!(out, "Top {} Slowest Traces", a.top)?;
+        Format::Text => {
+            let how = if tree.latest { " (latest)" } else { "" };
+            eprintln!("Analyzing run {}{how}", tree.run_id);
+            writeln!(out, "Top {} Slowest Traces", r.top)?;
             write_text(&mut out, &tree, fmt::color_stdout())?;
         }
     }

@@ -8,8 +8,8 @@ use crate::clock;
 use crate::intern::Name;
 use crate::recorder::buffer::RawSpan;
 use crate::recorder::context::{with_local, Decision, Frame};
+use crate::recorder::shared::Inner;
 use crate::recorder::span::{SpanContext, Under};
-use crate::recorder::Inner;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,9 +20,10 @@ use std::sync::Arc;
 pub(super) enum Rec {
     /// Not recorded (no profiler installed).
     Off,
-    /// Its trace was skipped by sampling: it pushes skipped frames so that
-    /// its descendants are skipped too.
-    Skipped,
+    /// Its trace was skipped by sampling (0) or shed under queue pressure
+    /// (`SHED`): it pushes skipped frames so that its descendants are
+    /// skipped too.
+    Skipped(u64),
     /// Recorded. Kept inline: the span's extensions are one allocation
     /// already, and a second box would be a second cache miss on every
     /// poll of an instrumented future.
@@ -58,13 +59,16 @@ pub(super) struct Open {
 impl Rec {
     /// Begins a span named `name` under `under`.
     pub(super) fn begin(name: &'static str, under: Under<'_>) -> Rec {
-        if matches!(under, Under::Span(p) if p.shared.is_none()) {
-            with_local(|l| {
-                if l.refresh() {
-                    l.count_skip();
-                }
-            });
-            return Rec::Skipped;
+        if let Under::Span(p) = under {
+            if p.is_skipped() {
+                let kind = p.trace;
+                with_local(|l| {
+                    if l.refresh() {
+                        l.count_skip(kind);
+                    }
+                });
+                return Rec::Skipped(kind);
+            }
         }
         with_local(|l| {
             let (explicit, parent_shared) = match under {
@@ -79,7 +83,7 @@ impl Rec {
             };
             match l.begin(&Name::Static(name), explicit) {
                 Decision::Off => Rec::Off,
-                Decision::Skip => Rec::Skipped,
+                Decision::Skip(kind) => Rec::Skipped(kind),
                 Decision::Record(b) => Rec::Open(Open {
                     inner: l.inner.clone().expect("begin checked"),
                     id: b.id,
@@ -105,9 +109,9 @@ impl Rec {
     pub(super) fn context(&mut self) -> Option<SpanContext> {
         match self {
             Rec::Off => None,
-            Rec::Skipped => Some(SpanContext {
+            Rec::Skipped(kind) => Some(SpanContext {
                 id: 0,
-                trace: 0,
+                trace: *kind,
                 path: 0,
                 shared: None,
             }),
@@ -128,13 +132,14 @@ impl Rec {
     pub(super) fn push(&self) -> bool {
         let frame = match self {
             Rec::Off => return false,
-            Rec::Skipped => Frame {
+            Rec::Skipped(kind) => Frame {
                 id: 0,
-                trace: 0,
+                trace: *kind,
                 path: 0,
                 child_ns: 0,
                 shared: None,
                 skipped: true,
+                entered: true,
             },
             Rec::Open(o) => Frame {
                 id: o.id,
@@ -143,6 +148,7 @@ impl Rec {
                 child_ns: 0,
                 shared: o.shared.clone(),
                 skipped: false,
+                entered: true,
             },
         };
         with_local(|l| l.stack.push(frame)).is_some()
@@ -152,7 +158,7 @@ impl Rec {
     pub(super) fn pop(&mut self) {
         let id = match self {
             Rec::Off => return,
-            Rec::Skipped => 0,
+            Rec::Skipped(_) => 0,
             Rec::Open(o) => o.id,
         };
         let Some(Some(f)) = with_local(|l| l.pop(id)) else {

@@ -286,8 +286,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::codec::encode_tail;
-    use crate::types::{Status, TagValue};
+    use ferret_format::codec::encode_tail;
+    use ferret_format::{Status, TagValue};
     use std::borrow::Cow;
 
     /// The layer's encoding is byte for byte the codec's, for every kind of

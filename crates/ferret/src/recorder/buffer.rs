@@ -2,7 +2,7 @@
 //! buffer (an asymmetric lock so that `flush()` on one thread can drain
 //! the buffers of all others), and the batch handed over the bounded queue.
 
-use crate::types::{Status, TagValue};
+use ferret_format::{Status, TagValue};
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU64, Ordering};
@@ -40,7 +40,7 @@ impl Sealed {
     /// Encodes `extra` (a status other than ok, and tags).
     pub(crate) fn seal(extra: &Extra) -> Box<Sealed> {
         let mut bytes = Vec::with_capacity(SEALED_INLINE);
-        let flags = crate::store::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
+        let flags = ferret_format::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
         Box::new(if bytes.len() <= SEALED_INLINE {
             let mut buf = [0; SEALED_INLINE];
             buf[..bytes.len()].copy_from_slice(&bytes);
@@ -57,7 +57,7 @@ impl Sealed {
         })
     }
 
-    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](crate::store::codec::BlockEncoder).
+    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](ferret_format::codec::BlockEncoder).
     #[inline]
     pub(crate) fn tail(&self) -> (u8, &[u8]) {
         match self {
@@ -110,6 +110,9 @@ pub(crate) struct ThreadBuf {
     deadline: UnsafeCell<u64>,
     /// Spans this thread skipped by sampling (written by the owning thread only).
     skipped: AtomicU64,
+    /// Spans this thread skipped because the writer's queue was filling up
+    /// (whole traces shed; written by the owning thread only).
+    shed: AtomicU64,
 }
 
 // SAFETY: every access to the cells goes through `with` (owner) or
@@ -133,6 +136,7 @@ impl ThreadBuf {
             spans: UnsafeCell::new(Vec::new()),
             deadline: UnsafeCell::new(deadline),
             skipped: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 
@@ -193,7 +197,9 @@ impl ThreadBuf {
     }
 
     /// Takes everything buffered in each of `bufs` (from any thread but
-    /// their owners, which use `with`).
+    /// their owners, which use `with`). The spans are moved into new
+    /// vectors sized to fit; each owner keeps its buffer's allocation, so
+    /// that a periodic drain does not make busy threads allocate again.
     pub(crate) fn drain_all(bufs: &[Arc<ThreadBuf>]) -> Vec<Vec<RawSpan>> {
         let _d = DRAINERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut asym = false;
@@ -215,12 +221,12 @@ impl ThreadBuf {
                 }
                 // SAFETY: the owner is outside `with` and stays out until
                 // `drain` is cleared.
-                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                out.push(take_spans(unsafe { &mut *b.spans.get() }));
                 b.drain.store(false, Ordering::Release);
             } else {
                 b.lock();
                 // SAFETY: the lock is held.
-                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                out.push(take_spans(unsafe { &mut *b.spans.get() }));
                 b.busy.store(false, Ordering::Release);
             }
         }
@@ -240,10 +246,32 @@ impl ThreadBuf {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Counts one span shed under queue pressure (owning thread only, as
+    /// [`count_skip`](Self::count_skip)).
+    #[inline]
+    pub(crate) fn count_shed(&self) {
+        let n = self.shed.load(Ordering::Relaxed);
+        self.shed.store(n + 1, Ordering::Relaxed);
+    }
+
+    /// Spans this thread shed so far.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
     /// Takes everything buffered (owning thread only).
+    #[cfg(test)]
     pub(crate) fn take(&self) -> Vec<RawSpan> {
         self.with(|v, _| std::mem::take(v))
     }
+}
+
+/// Moves the spans out of `v` into a vector of their size, leaving `v`
+/// empty with its capacity.
+fn take_spans(v: &mut Vec<RawSpan>) -> Vec<RawSpan> {
+    let mut out = Vec::with_capacity(v.len());
+    out.append(v);
+    out
 }
 
 /// Spins a little, then yields: the other side may be descheduled.
@@ -309,6 +337,27 @@ mod membarrier {
     }
 
     pub(crate) use imp::{available, barrier};
+}
+
+/// Empties a batch. Unlike `clear`, it does not call the drop of each
+/// span's `extra` when none has one (the common case).
+pub(crate) fn empty(v: &mut Vec<RawSpan>) {
+    if !empty_if_untagged(v) {
+        v.clear();
+    }
+}
+
+/// Empties a batch whose spans own nothing (no `extra`) without a drop
+/// call per span; returns false, leaving the batch as it is, otherwise.
+pub(crate) fn empty_if_untagged(v: &mut Vec<RawSpan>) -> bool {
+    if v.iter().all(|s| s.extra.is_none()) {
+        // SAFETY: 0 is within capacity, and the spans own nothing (forgetting
+        // them would be safe anyway).
+        unsafe { v.set_len(0) };
+        true
+    } else {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -3,231 +3,36 @@
 
 pub(crate) mod buffer;
 pub(crate) mod context;
+mod file;
 pub(crate) mod future;
+pub(crate) mod rows;
 pub(crate) mod sampler;
+pub(crate) mod shared;
+#[cfg(unix)]
+pub(crate) mod signals;
 pub(crate) mod span;
 pub(crate) mod writer;
 
 use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
-use crate::store::schema;
-use buffer::{RawSpan, ThreadBuf};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::bounded;
+pub use shared::RecorderStats;
+use shared::{Counters, Inner, RECYCLED_BATCHES};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
-use writer::{Msg, Writer};
+use std::time::{Duration, Instant};
+use writer::Writer;
 
-/// Emptied batches kept for reuse.
-const RECYCLED_BATCHES: usize = 64;
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub accepted: AtomicU64,
-    pub dropped_queue: AtomicU64,
-    pub dropped_write: AtomicU64,
-}
-
-/// Empties a batch. Unlike `clear`, it does not call the drop of each
-/// span's `extra` when none has one (the common case).
-pub(crate) fn empty(v: &mut Vec<RawSpan>) {
-    if !empty_if_untagged(v) {
-        v.clear();
+/// A random 128-bit run id in hex.
+pub fn random_run_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = clock::wall_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
+        b = t.to_le_bytes();
     }
-}
-
-/// Empties a batch whose spans own nothing (no `extra`) without a drop
-/// call per span; returns false, leaving the batch as it is, otherwise.
-fn empty_if_untagged(v: &mut Vec<RawSpan>) -> bool {
-    if v.iter().all(|s| s.extra.is_none()) {
-        // SAFETY: 0 is within capacity, and the spans own nothing (forgetting
-        // them would be safe anyway).
-        unsafe { v.set_len(0) };
-        true
-    } else {
-        false
-    }
-}
-
-/// State shared by the profiler handle, every thread recording into it and
-/// the writer thread.
-pub(crate) struct Inner {
-    pub path: PathBuf,
-    pub run_key: String,
-    pub run_db_id: i64,
-    pub proc_db_id: i64,
-    /// High bits of every span id of this process: `process row id << 40`.
-    pub id_base: u64,
-    pub next_id: AtomicU64,
-    pub batch_size: usize,
-    pub flush_interval_ns: u64,
-    /// The flush interval in raw clock ticks.
-    pub flush_interval_raw: u64,
-    pub anchor: Anchor,
-    pub counters: Counters,
-    pub sampler: Option<sampler::Sampler>,
-    pub reported: AtomicBool,
-    tx: Sender<Msg>,
-    /// Emptied batches the writer hands back, so that recording threads do
-    /// not allocate (and fault in) a fresh batch each time.
-    pub recycled: (Sender<Vec<RawSpan>>, Receiver<Vec<RawSpan>>),
-    bufs: Mutex<Vec<Arc<ThreadBuf>>>,
-    /// Spans skipped by threads whose buffers were retired.
-    retired_skips: AtomicU64,
-    /// (OS thread id, thread name) per thread index.
-    pub threads: Mutex<Vec<(u64, Option<String>)>>,
-    next_thread: AtomicU32,
-}
-
-impl Inner {
-    /// Hands a batch to the writer without blocking; counts it as dropped if
-    /// the queue is full.
-    /// True when the writer's queue has no room for another batch.
-    pub(crate) fn queue_full(&self) -> bool {
-        self.tx.is_full()
-    }
-
-    /// Counts spans dropped because the queue was full.
-    pub(crate) fn count_dropped(&self, n: usize) {
-        self.counters
-            .dropped_queue
-            .fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn submit(&self, spans: Vec<RawSpan>) {
-        self.submit_or_return(spans);
-    }
-
-    /// Like [`submit`](Self::submit), but a dropped batch comes back,
-    /// emptied, for reuse: under overload, that spares an allocation (and
-    /// its page faults) and a free per batch.
-    pub(crate) fn submit_or_return(&self, spans: Vec<RawSpan>) -> Option<Vec<RawSpan>> {
-        let n = spans.len() as u64;
-        match self.tx.try_send(Msg::Batch(spans)) {
-            Ok(()) => {
-                self.counters.accepted.fetch_add(n, Ordering::Relaxed);
-                None
-            }
-            Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
-                self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed);
-                match m {
-                    Msg::Batch(mut v) => {
-                        empty(&mut v);
-                        Some(v)
-                    }
-                    _ => None,
-                }
-            }
-        }
-    }
-
-    /// An empty batch with room for `batch_size` spans, recycled if possible.
-    /// Recycled batches are cleared here, on the recording thread: their
-    /// tags were allocated by recording threads, and freeing them there is
-    /// much cheaper for the allocator than freeing them all on the writer
-    /// (measured: 2.5 M → 4.2 M tagged spans/s persisted by the demo).
-    pub(crate) fn fresh_batch(&self) -> Vec<RawSpan> {
-        match self.recycled.1.try_recv() {
-            Ok(mut v) => {
-                v.clear();
-                v
-            }
-            Err(_) => Vec::with_capacity(self.batch_size),
-        }
-    }
-
-    /// Returns a persisted batch for reuse (dropped if the pool is full).
-    /// A batch with tags is left uncleared, for `fresh_batch`; one without
-    /// is emptied here, where it is still in cache: clearing it on the
-    /// recording thread cost a cold pass calling the drop of every span's
-    /// (empty) `extra`, about 2 ns per span.
-    pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
-        if v.capacity() == self.batch_size {
-            empty_if_untagged(&mut v);
-            let _ = self.recycled.0.try_send(v);
-        }
-    }
-
-    /// Hands a batch to the writer, waiting for room (used by `flush`).
-    fn submit_waiting(&self, spans: Vec<RawSpan>) {
-        let n = spans.len() as u64;
-        match self
-            .tx
-            .send_timeout(Msg::Batch(spans), Duration::from_secs(30))
-        {
-            Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
-            Err(_) => self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed),
-        };
-    }
-
-    pub(crate) fn register_buf(&self, buf: Arc<ThreadBuf>) {
-        self.bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(buf);
-    }
-
-    pub(crate) fn unregister_buf(&self, buf: &Arc<ThreadBuf>) {
-        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pos) = bufs.iter().position(|b| Arc::ptr_eq(b, buf)) {
-            let b = bufs.swap_remove(pos);
-            self.retired_skips.fetch_add(b.skipped(), Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn register_thread(&self, tid: u64, name: Option<String>) -> u32 {
-        let mut t = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        let idx = self.next_thread.fetch_add(1, Ordering::Relaxed);
-        t.push((tid, name));
-        idx
-    }
-
-    pub(crate) fn sampled_out(&self) -> u64 {
-        let bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        self.retired_skips.load(Ordering::Relaxed) + bufs.iter().map(|b| b.skipped()).sum::<u64>()
-    }
-
-    /// Hands every thread's buffered spans to the writer and waits until the
-    /// writer has committed them.
-    fn flush(&self) -> Result<()> {
-        let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for spans in ThreadBuf::drain_all(&bufs) {
-            if !spans.is_empty() {
-                self.submit_waiting(spans);
-            }
-        }
-        let (ack_tx, ack_rx) = bounded(1);
-        self.tx
-            .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(30))
-            .map_err(|_| Error::Invalid("ferret: the writer thread is gone".into()))?;
-        ack_rx
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| Error::Invalid("ferret: the writer did not finish in time".into()))
-    }
-
-    fn stats(&self) -> RecorderStats {
-        RecorderStats {
-            accepted: self.counters.accepted.load(Ordering::Relaxed),
-            dropped_queue: self.counters.dropped_queue.load(Ordering::Relaxed),
-            dropped_write: self.counters.dropped_write.load(Ordering::Relaxed),
-            sampled_out: self.sampled_out(),
-        }
-    }
-}
-
-/// What a profiler did with the spans it was given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecorderStats {
-    /// Spans handed to the writer.
-    pub accepted: u64,
-    /// Spans dropped because the writer's queue was full.
-    pub dropped_queue: u64,
-    /// Spans lost because the file could not be written.
-    pub dropped_write: u64,
-    /// Spans skipped by sampling or rate limits.
-    pub sampled_out: u64,
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Options for opening a profiler; see [`Profiler::builder`].
@@ -238,7 +43,9 @@ pub struct ProfilerBuilder {
     label: Option<String>,
     batch_size: usize,
     flush_interval: Duration,
+    close_timeout: Duration,
     queue_capacity: usize,
+    shed_traces: bool,
     max_spans_per_second: Option<f64>,
     max_traces_per_second: Option<f64>,
     sample_rate: Option<f64>,
@@ -270,10 +77,31 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Spans that may wait for the writer before new ones are dropped and
-    /// counted (default 4,194,304). Rounded up to whole batches.
+    /// How long [`Profiler::close`] (and dropping the profiler) waits for
+    /// the file, e.g. while another connection holds a write lock, before
+    /// giving up (default 5 s). What it could not persist is counted in
+    /// `dropped_write` and shown by [`RecorderStats::unpersisted`].
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// Spans that may wait for the writer (default 4,194,304; rounded up to
+    /// whole batches). From half full on, new traces are skipped whole and
+    /// counted as `shed` until the queue is down to a quarter, so that the
+    /// traces already open keep room; if it fills all the same, spans are
+    /// dropped and counted (`dropped_queue`).
     pub fn queue_capacity(mut self, spans: usize) -> Self {
         self.queue_capacity = spans;
+        self
+    }
+
+    /// Whether new traces are skipped whole (counted as `shed`) while the
+    /// queue is at least half full (default true). With `false`, every
+    /// trace is recorded and a full queue drops batches of spans
+    /// (`dropped_queue`), tearing the traces they belong to.
+    pub fn shed_traces(mut self, on: bool) -> Self {
+        self.shed_traces = on;
         self
     }
 
@@ -299,7 +127,7 @@ impl ProfilerBuilder {
     /// Opens the file (creating it if needed), registers the run and this
     /// process, and starts the writer thread.
     pub fn open(self) -> Result<Profiler> {
-        let conn = schema::open_for_write(&self.path)?;
+        let conn = file::open_for_write(&self.path)?;
         let run_key = self
             .run_id
             .or_else(|| {
@@ -307,10 +135,10 @@ impl ProfilerBuilder {
                     .ok()
                     .filter(|s| !s.is_empty())
             })
-            .unwrap_or_else(crate::random_run_id);
-        let host = crate::hostname();
+            .unwrap_or_else(random_run_id);
+        let host = file::hostname();
         let anchor = Anchor::now();
-        let (run_db_id, proc_db_id) = schema::register_process(
+        let (run_db_id, proc_db_id) = file::register_process(
             &conn,
             &run_key,
             self.label.as_deref(),
@@ -339,10 +167,16 @@ impl ProfilerBuilder {
                 self.sample_rate,
             ),
             reported: AtomicBool::new(false),
+            shedding: AtomicBool::new(false),
+            queue_batches: batches,
+            shed_traces: self.shed_traces,
+            give_up_raw: AtomicU64::new(0),
+            close_timeout: self.close_timeout,
             tx,
             recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
+            retired_shed: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             next_thread: AtomicU32::new(0),
         });
@@ -388,6 +222,8 @@ impl Profiler {
             label: None,
             batch_size: 1024,
             flush_interval: Duration::from_millis(200),
+            close_timeout: Duration::from_secs(5),
+            shed_traces: true,
             queue_capacity: 1 << 22,
             max_spans_per_second: None,
             max_traces_per_second: None,
@@ -413,9 +249,10 @@ impl Profiler {
     }
 
     /// Persists every span finished so far, on every thread, and waits for
-    /// the commit.
+    /// the commit (at most two minutes).
     pub fn flush(&self) -> Result<()> {
-        self.inner.flush()
+        self.inner
+            .flush_until(Instant::now() + Duration::from_secs(120))
     }
 
     /// What happened to the spans so far.
@@ -423,7 +260,15 @@ impl Profiler {
         self.inner.stats()
     }
 
-    /// Flushes, stops the writer and returns the final counters.
+    /// Persists what it can, stops the writer, marks this process's part of
+    /// the run as cleanly ended, and returns the final counters.
+    ///
+    /// It never takes much longer than the close timeout (5 s by default,
+    /// [`ProfilerBuilder::close_timeout`]): when the file stays locked by
+    /// another connection (or a write fails), the spans it could not write
+    /// are counted in `dropped_write`, and [`RecorderStats::unpersisted`]
+    /// tells how many accepted spans are not in the file. An error is
+    /// returned only if the writer could not even be stopped in that time.
     pub fn close(mut self) -> Result<RecorderStats> {
         self.shutdown()
     }
@@ -433,18 +278,22 @@ impl Profiler {
             return Ok(self.inner.stats());
         };
         context::uninstall(&self.inner);
-        let flushed = self.inner.flush();
-        let (ack_tx, ack_rx) = bounded(1);
-        if self
-            .inner
-            .tx
-            .send_timeout(Msg::Stop(ack_tx), Duration::from_secs(30))
-            .is_ok()
-            && ack_rx.recv_timeout(Duration::from_secs(120)).is_ok()
-        {
+        let stopped = self.inner.stop();
+        if stopped {
             let _ = handle.join();
+            Ok(self.inner.stats())
+        } else {
+            // The writer is stuck (not on a lock: that would have timed
+            // out); leave it behind.
+            let st = self.inner.stats();
+            Err(Error::WriterFailed(format!(
+                "closing {}: it did not stop within the close timeout ({:?}); \
+                 {} accepted spans may not be in the file",
+                self.inner.path.display(),
+                self.inner.close_timeout,
+                st.unpersisted()
+            )))
         }
-        flushed.map(|()| self.inner.stats())
     }
 }
 

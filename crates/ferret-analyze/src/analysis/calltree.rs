@@ -1,0 +1,188 @@
+//! Every span of a run merged by call path (`ferret calltree`), in one pass.
+//!
+//! Memory is proportional to the number of distinct call paths. Native
+//! files carry interned path ids; ferret-io files have none, so paths are
+//! resolved while streaming by a [`PathResolver`](super::resolve::PathResolver) (bounded by the spans
+//! open at one moment; a straggler that starts after its parent ended, or
+//! whose parent is absent, becomes a root).
+
+use super::query::{select, Query};
+use super::scan::{scan, Fold, Resolved, ScanOptions};
+use crate::error::Result;
+use crate::store::Store;
+
+/// One call path. Times in ns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallNode {
+    /// Name of the path's last frame.
+    pub name: String,
+    /// Spans on this path.
+    pub count: u64,
+    /// Sum of their durations.
+    pub total_ns: u64,
+    /// Sum of their self times.
+    pub self_ns: u64,
+    /// Longest.
+    pub max_ns: u64,
+    /// Spans whose status is not ok.
+    pub error_count: u64,
+    /// Child paths (indices into [`CallTree::nodes`]), largest total first.
+    pub children: Vec<usize>,
+}
+
+impl CallNode {
+    /// Mean duration.
+    pub fn avg_ns(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_ns as f64 / self.count as f64
+        }
+    }
+}
+
+/// The merged call tree of a run, as a flat arena.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallTree {
+    /// Run analyzed.
+    pub run_id: String,
+    /// True when the run was picked as the file's latest.
+    pub latest: bool,
+    /// Every path.
+    pub nodes: Vec<CallNode>,
+    /// Root paths, largest total first.
+    pub roots: Vec<usize>,
+    /// Spans read.
+    pub spans: u64,
+    /// Sum of the roots' totals.
+    pub total_ns: u64,
+    /// ferret-io: spans finished early because too many were open at once.
+    pub evicted_early: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Acc {
+    count: u64,
+    total: u64,
+    self_ns: u64,
+    max: u64,
+    errors: u64,
+}
+
+/// Per-path accumulators, indexed by path id.
+#[derive(Default)]
+struct CallFold {
+    accs: Vec<Acc>,
+}
+
+impl CallFold {
+    #[inline]
+    fn acc(&mut self, path: u32) -> &mut Acc {
+        let i = path as usize;
+        if i >= self.accs.len() {
+            self.accs.resize(i + 1, Acc::default());
+        }
+        &mut self.accs[i]
+    }
+}
+
+impl Fold for CallFold {
+    fn span(&mut self, r: Resolved<'_>) {
+        let d = r.span.duration_ns().unwrap_or(0);
+        let err = r.span.status.is_error();
+        let a = self.acc(r.path);
+        a.count += 1;
+        a.total += d;
+        a.max = a.max.max(d);
+        a.errors += err as u64;
+    }
+
+    fn self_time(&mut self, _name: u32, path: u32, self_ns: u64) {
+        self.acc(path).self_ns += self_ns;
+    }
+}
+
+/// Folds every span of the run `q` selects into its call tree.
+pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
+    let sel = select(store, q)?;
+    let mut fold = CallFold::default();
+    let scanned = scan(store, &sel, ScanOptions::default(), &mut fold)?;
+    let accs = fold.accs;
+    let n = scanned.spans;
+    let paths = &scanned.paths;
+    // Keep paths with spans, and their ancestors (a native file's path table
+    // covers every run).
+    let max_id = (paths.end() as usize).saturating_sub(1);
+    let mut parent_of = vec![0u32; max_id + 1];
+    let mut name_of = vec![0u32; max_id + 1];
+    let mut known = vec![false; max_id + 1];
+    for id in 1..=max_id as u32 {
+        if let Some((p, nm)) = paths.get(id) {
+            parent_of[id as usize] = p;
+            name_of[id as usize] = nm;
+            known[id as usize] = true;
+        }
+    }
+    let mut keep = vec![false; max_id + 1];
+    for (id, _) in known.iter().enumerate().filter(|(_, &k)| k) {
+        if accs.get(id).is_some_and(|a| a.count > 0) {
+            let mut c = id;
+            while c != 0 && c <= max_id && !keep[c] {
+                keep[c] = true;
+                c = parent_of[c] as usize;
+            }
+        }
+    }
+    let mut out = CallTree {
+        run_id: sel.run,
+        latest: sel.latest,
+        spans: n,
+        evicted_early: scanned.evicted_early,
+        ..Default::default()
+    };
+    let mut index = vec![usize::MAX; max_id + 1];
+    for id in 1..=max_id {
+        if keep[id] {
+            index[id] = out.nodes.len();
+            let a = accs.get(id).copied().unwrap_or_default();
+            out.nodes.push(CallNode {
+                name: scanned.name(name_of[id]).to_owned(),
+                count: a.count,
+                total_ns: a.total,
+                self_ns: a.self_ns,
+                max_ns: a.max,
+                error_count: a.errors,
+                children: Vec::new(),
+            });
+        }
+    }
+    for id in 1..=max_id {
+        if !keep[id] {
+            continue;
+        }
+        let p = parent_of[id] as usize;
+        if p != 0 && p <= max_id && keep[p] {
+            let pi = index[p];
+            out.nodes[pi].children.push(index[id]);
+        } else {
+            out.roots.push(index[id]);
+        }
+    }
+    let totals: Vec<(u64, String)> = out
+        .nodes
+        .iter()
+        .map(|n| (n.total_ns, n.name.clone()))
+        .collect();
+    let by_total = |a: &usize, b: &usize| {
+        totals[*b]
+            .0
+            .cmp(&totals[*a].0)
+            .then_with(|| totals[*a].1.cmp(&totals[*b].1))
+    };
+    for n in &mut out.nodes {
+        n.children.sort_by(by_total);
+    }
+    out.roots.sort_by(by_total);
+    out.total_ns = out.roots.iter().map(|&r| out.nodes[r].total_ns).sum();
+    Ok(out)
+}

@@ -1,0 +1,25 @@
+//! Streaming analyses. Each report has one entry point that takes a store
+//! and a [`Query`] ([`summarize`], [`call_tree`], [`slowest_trees`],
+//! [`fold_paths`]); each is a [`Fold`] fed by the one [scan driver](mod@scan),
+//! with state that grows with distinct names or call paths, never with the
+//! number of spans.
+
+pub mod calltree;
+pub mod diff;
+pub mod paths;
+pub mod query;
+pub mod resolve;
+pub mod scan;
+pub mod sketch;
+pub mod stats;
+pub mod summary;
+pub mod tree;
+
+pub use calltree::{call_tree, CallNode, CallTree};
+pub use paths::{fold_paths, folded_frame, FoldedPath};
+pub use query::{select, NameFilter, Query, Selection, TimeBound};
+pub use resolve::{Finished, PathResolver};
+pub use scan::{scan, Fold, Resolved, ScanOptions, Scanned};
+pub use sketch::LatencySketch;
+pub use summary::{summarize, NameSummary, SortKey, Summary, SummaryOptions};
+pub use tree::{slowest_trees, Merged, More, Tree, TreeNode, TreeOptions};

@@ -1,0 +1,311 @@
+//! The scan driver: the one place that opens a run's spans and hands each
+//! one, resolved, to an analysis or an exporter.
+//!
+//! A native file stores every span's call path and its children's total
+//! duration; a ferret-io file stores neither, and a [`PathResolver`]
+//! rebuilds both from the start-ordered stream. The driver hides the
+//! difference: a [`Fold`] sees every span with a call-path id and its
+//! parent path, and every span's self time once it is known, with the
+//! same meaning for both kinds. [`Scanned`] then gives the names and the
+//! call-path table those ids refer to.
+//!
+//! Memory: the native path table (distinct call paths of the file), the
+//! resolver's open spans (ferret-io: concurrency × depth) and the names.
+
+use super::query::Selection;
+use super::resolve::PathResolver;
+use crate::error::Result;
+use crate::store::{FileKind, SpanRecord, Store};
+use ferret_format::codec::SpanHead;
+
+/// A span as a [`Fold`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    /// The span as read (tags only when the scan asked for them).
+    pub span: &'a SpanRecord,
+    /// Its call-path id (see [`Scanned::paths`]).
+    pub path: u32,
+    /// The call path of its parent; 0 when the path is a root path.
+    pub parent_path: u32,
+    /// The text of its name.
+    pub name: &'a str,
+}
+
+/// An analysis or exporter fed by [`scan`].
+pub trait Fold {
+    /// True when the fold needs only the fixed fields of native spans:
+    /// they then go to [`Fold::head`] without a record being built (the
+    /// fast path). ferret-io spans always go to [`Fold::span`].
+    fn heads_only(&self) -> bool {
+        false
+    }
+
+    /// Native fast path: a span's fixed fields and name id.
+    fn head(&mut self, _head: &SpanHead, _name: u32) {}
+
+    /// Every span, in file order, with its call path.
+    fn span(&mut self, s: Resolved<'_>);
+
+    /// A span's self time (duration minus its direct children's durations,
+    /// never below 0), as soon as it is known: right after the span for
+    /// native files, once the stream passes the span's end for ferret-io
+    /// files. Not called for spans without a duration.
+    fn self_time(&mut self, _name: u32, _path: u32, _self_ns: u64) {}
+
+    /// True when the fold wants no more spans (e.g. its output failed):
+    /// the scan then stops early.
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+/// The call paths a scan's path ids refer to.
+#[derive(Debug, Clone, Default)]
+pub struct PathTable {
+    /// `entries[id]` = (parent path, name id); `u32::MAX` names a hole.
+    entries: Vec<(u32, u32)>,
+}
+
+const HOLE: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl PathTable {
+    fn from_triples(t: impl IntoIterator<Item = (u32, u32, u32)>) -> PathTable {
+        let mut entries = Vec::new();
+        for (id, parent, name) in t {
+            let i = id as usize;
+            if i >= entries.len() {
+                entries.resize(i + 1, HOLE);
+            }
+            entries[i] = (parent, name);
+        }
+        PathTable { entries }
+    }
+
+    /// (parent path, name id) of path `id`; `None` for 0 and unknown ids.
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<(u32, u32)> {
+        match self.entries.get(id as usize) {
+            Some(&e) if id != 0 && e != HOLE => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The parent path of `id` (0 for a root path or an unknown id).
+    #[inline]
+    pub fn parent(&self, id: u32) -> u32 {
+        self.get(id).map_or(0, |(p, _)| p)
+    }
+
+    /// One past the largest path id.
+    pub fn end(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
+    /// The name ids of path `id`, root first. A path always has a larger
+    /// id than its parent (the recorder and the resolver create parents
+    /// first), so a parent id that is not smaller (a damaged file) ends
+    /// the walk, as does an unknown one.
+    pub fn frames(&self, id: u32) -> Vec<u32> {
+        let mut names = Vec::new();
+        let mut c = id;
+        while let Some((parent, name)) = self.get(c) {
+            names.push(name);
+            if parent >= c {
+                break;
+            }
+            c = parent;
+        }
+        names.reverse();
+        names
+    }
+}
+
+/// What a scan read, besides what the fold kept.
+#[derive(Debug, Clone, Default)]
+pub struct Scanned {
+    /// The run read.
+    pub run: String,
+    /// The file's kind.
+    pub kind: FileKind,
+    /// Spans read.
+    pub spans: u64,
+    /// Rows (native: blocks; ferret-io: spans) skipped as unreadable.
+    pub skipped_rows: u64,
+    /// ferret-io: spans finished early because too many were open at once
+    /// (see [`PathResolver`]).
+    pub evicted_early: u64,
+    /// Name texts by name id.
+    pub names: Vec<String>,
+    /// Call paths by path id.
+    pub paths: PathTable,
+}
+
+impl Scanned {
+    /// The text of a name id ("" if unknown).
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// How to scan.
+#[derive(Default)]
+pub struct ScanOptions<'p> {
+    /// Decode tags (costs time and memory).
+    pub with_tags: bool,
+    /// Called now and then with (spans so far, bytes read so far).
+    pub progress: Option<&'p mut dyn FnMut(u64, u64)>,
+}
+
+/// Streams every span of `sel` into `fold`; see the module docs. A read
+/// failure part way is an error (what was folded until then stays in
+/// `fold`).
+pub fn scan(
+    store: &Store,
+    sel: &Selection,
+    opts: ScanOptions<'_>,
+    fold: &mut impl Fold,
+) -> Result<Scanned> {
+    let mut q = sel.window.clone();
+    q.with_tags = opts.with_tags;
+    let mut progress = opts.progress;
+    let mut report = |n: u64, b: u64| {
+        if let Some(p) = progress.as_mut() {
+            p(n, b)
+        }
+    };
+    let kind = store.kind();
+    let mut spans = store.spans(&sel.run, &q)?;
+    let mut n = 0u64;
+    let mut rec = SpanRecord::default();
+    let mut out = Scanned {
+        run: sel.run.clone(),
+        kind,
+        ..Scanned::default()
+    };
+    match kind {
+        FileKind::Native => {
+            let paths = PathTable::from_triples(store.paths()?);
+            if fold.heads_only() {
+                let mut next_report = 1u64 << 16;
+                while !fold.done()
+                    && spans.block_heads(|h, name| {
+                        n += 1;
+                        fold.head(h, name);
+                        fold.self_time(name, h.path, h.dur_ns.saturating_sub(h.child_ns));
+                    })
+                {
+                    if n >= next_report {
+                        next_report = n + (1 << 16);
+                        report(n, spans.bytes_read());
+                    }
+                }
+            } else {
+                while !fold.done() && spans.next_into(&mut rec) {
+                    n += 1;
+                    if n & 0xFFFF == 0 {
+                        report(n, spans.bytes_read());
+                    }
+                    let path = rec.path().unwrap_or(0);
+                    fold.span(Resolved {
+                        span: &rec,
+                        path,
+                        parent_path: paths.parent(path),
+                        name: spans.name(rec.name),
+                    });
+                    if let Some(d) = rec.duration_ns() {
+                        let child = rec.children_ns().unwrap_or(0);
+                        fold.self_time(rec.name, path, d.saturating_sub(child));
+                    }
+                }
+            }
+            out.paths = paths;
+        }
+        FileKind::FerretIo => {
+            let mut r = PathResolver::default();
+            let emit = |f: super::resolve::Finished, fold: &mut _| {
+                if let Some(s) = f.self_ns {
+                    Fold::self_time(fold, f.name, f.path, s);
+                }
+            };
+            let mut done = Vec::new();
+            while !fold.done() && spans.next_into(&mut rec) {
+                n += 1;
+                if n & 0xFFFF == 0 {
+                    report(n, spans.bytes_read());
+                }
+                let path = r.push(&rec, &mut |f| done.push(f));
+                for f in done.drain(..) {
+                    emit(f, fold);
+                }
+                fold.span(Resolved {
+                    span: &rec,
+                    path,
+                    parent_path: r.path(path).map_or(0, |(p, _)| p),
+                    name: spans.name(rec.name),
+                });
+            }
+            r.finish(&mut |f| done.push(f));
+            for f in done.drain(..) {
+                emit(f, fold);
+            }
+            out.evicted_early = r.evicted_early;
+            out.paths = PathTable::from_triples(
+                (1..=r.path_count() as u32).filter_map(|id| r.path(id).map(|(p, nm)| (id, p, nm))),
+            );
+        }
+    }
+    report(n, spans.bytes_read());
+    if let Some(e) = spans.take_error() {
+        return Err(e);
+    }
+    out.spans = n;
+    out.skipped_rows = spans.skipped_rows();
+    out.names = (0..spans.name_count() as u32)
+        .map(|i| spans.name(i).to_owned())
+        .collect();
+    Ok(out)
+}
+
+/// A [`Fold`] that calls `f` with every span (and ignores self times).
+pub struct ForEach<F>(pub F);
+
+impl<F: FnMut(Resolved<'_>)> Fold for ForEach<F> {
+    fn span(&mut self, s: Resolved<'_>) {
+        (self.0)(s)
+    }
+}
+
+/// Streams every span of `sel` (tags decoded when `with_tags`) to `f`; the
+/// first error `f` returns stops the scan and is returned. What exporters
+/// use.
+pub fn try_for_each<E: From<crate::Error>>(
+    store: &Store,
+    sel: &Selection,
+    with_tags: bool,
+    f: impl FnMut(Resolved<'_>) -> std::result::Result<(), E>,
+) -> std::result::Result<Scanned, E> {
+    struct TryEach<F, E> {
+        f: F,
+        failed: Option<E>,
+    }
+    impl<F: FnMut(Resolved<'_>) -> std::result::Result<(), E>, E> Fold for TryEach<F, E> {
+        fn span(&mut self, s: Resolved<'_>) {
+            if let Err(e) = (self.f)(s) {
+                self.failed = Some(e);
+            }
+        }
+        fn done(&self) -> bool {
+            self.failed.is_some()
+        }
+    }
+    let mut fold = TryEach { f, failed: None };
+    let opts = ScanOptions {
+        with_tags,
+        progress: None,
+    };
+    let scanned = scan(store, sel, opts, &mut fold)?;
+    match fold.failed {
+        Some(e) => Err(e),
+        None => Ok(scanned),
+    }
+}

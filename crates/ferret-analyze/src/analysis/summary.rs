@@ -1,0 +1,306 @@
+//! Per-name statistics of a run: count, total, min, max, mean, self time,
+//! errors (exact) and p50/p95/p99 from a DDSketch (at most 1% relative error).
+//! State: one accumulator per distinct name.
+
+use super::query::{select, Query};
+use super::scan::{scan, Fold, Resolved, ScanOptions};
+use super::sketch::LatencySketch;
+use crate::error::Result;
+use crate::store::{FileKind, RunInfo, Store};
+use ferret_format::codec::SpanHead;
+use serde::Serialize;
+
+impl Acc {
+    /// Adds one timed span.
+    #[inline(always)]
+    fn add_timed(&mut self, d: u64) {
+        self.timed += 1;
+        self.total = self.total.saturating_add(d);
+        self.min = self.min.min(d);
+        self.max = self.max.max(d);
+        self.sketch.add(d);
+    }
+}
+
+struct Acc {
+    count: u64,
+    timed: u64,
+    total: u64,
+    min: u64,
+    max: u64,
+    self_ns: u64,
+    errors: u64,
+    sketch: LatencySketch,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            count: 0,
+            timed: 0,
+            total: 0,
+            min: u64::MAX,
+            max: 0,
+            self_ns: 0,
+            errors: 0,
+            sketch: LatencySketch::new(),
+        }
+    }
+}
+
+/// Statistics of one span name. Times are in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NameSummary {
+    /// The span name.
+    pub name: String,
+    /// Spans with this name (including those without a duration).
+    pub count: u64,
+    /// Sum of durations.
+    pub total_ns: u64,
+    /// Mean duration (over spans with a duration).
+    pub avg_ns: f64,
+    /// Shortest duration.
+    pub min_ns: u64,
+    /// Longest duration.
+    pub max_ns: u64,
+    /// Median (sketch).
+    pub p50_ns: f64,
+    /// 95th percentile (sketch).
+    pub p95_ns: f64,
+    /// 99th percentile (sketch).
+    pub p99_ns: f64,
+    /// Self time: durations minus direct children's, each span floored at 0.
+    pub self_ns: u64,
+    /// Spans whose status is not "ok".
+    pub error_count: u64,
+    /// `error_count / count`.
+    pub error_rate: f64,
+}
+
+/// The per-name summary of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Run analyzed.
+    pub run_id: String,
+    /// True when the run was picked as the file's latest.
+    pub latest: bool,
+    /// Kind of file.
+    pub format: FileKind,
+    /// The recorder's counters for the run (`None` for ferret-io files).
+    pub counters: Option<RunInfo>,
+    /// Names with at least one duration that matched the query, before
+    /// the limit.
+    pub names_total: usize,
+    /// Spans read.
+    pub spans: u64,
+    /// Rows that could not be parsed and were skipped.
+    pub skipped_rows: u64,
+    /// First start to last end, ns.
+    pub wall_ns: u64,
+    /// First span start, ns since the epoch (0 if no span).
+    pub first_start_ns: i64,
+    /// One entry per name with at least one duration.
+    pub stats: Vec<NameSummary>,
+}
+
+/// Order of summary rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Total time, largest first (default).
+    #[default]
+    Total,
+    /// Count, largest first.
+    Count,
+    /// Mean, largest first.
+    Avg,
+    /// Max, largest first.
+    Max,
+    /// p99, largest first.
+    P99,
+    /// Self time, largest first.
+    SelfTime,
+    /// Error count, largest first.
+    Errors,
+    /// Name, ascending.
+    Name,
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "total" => SortKey::Total,
+            "count" => SortKey::Count,
+            "avg" => SortKey::Avg,
+            "max" => SortKey::Max,
+            "p99" => SortKey::P99,
+            "self" => SortKey::SelfTime,
+            "errors" => SortKey::Errors,
+            "name" => SortKey::Name,
+            _ => {
+                return Err(format!(
+                    "unknown sort key '{s}' (total, count, avg, max, p99, self, errors, name)"
+                ))
+            }
+        })
+    }
+}
+
+impl Summary {
+    /// Sorts rows by `key` (ties by name) and keeps the first `limit` (0 = all).
+    pub fn sort_and_limit(&mut self, key: SortKey, limit: usize) {
+        use std::cmp::Ordering;
+        let f = |a: &NameSummary, b: &NameSummary| -> Ordering {
+            let o = match key {
+                SortKey::Total => b.total_ns.cmp(&a.total_ns),
+                SortKey::Count => b.count.cmp(&a.count),
+                SortKey::Avg => b.avg_ns.total_cmp(&a.avg_ns),
+                SortKey::Max => b.max_ns.cmp(&a.max_ns),
+                SortKey::P99 => b.p99_ns.total_cmp(&a.p99_ns),
+                SortKey::SelfTime => b.self_ns.cmp(&a.self_ns),
+                SortKey::Errors => b.error_count.cmp(&a.error_count),
+                SortKey::Name => Ordering::Equal,
+            };
+            o.then_with(|| a.name.cmp(&b.name))
+        };
+        self.stats.sort_by(f);
+        if limit > 0 {
+            self.stats.truncate(limit);
+        }
+    }
+}
+
+/// Options of [`summarize`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SummaryOptions {
+    /// Row order.
+    pub sort: SortKey,
+    /// Rows to keep; 0 keeps all.
+    pub limit: usize,
+}
+
+/// The per-name state of a summary.
+#[derive(Default)]
+struct SummaryFold {
+    accs: Vec<Acc>,
+    first: i64,
+    last: i64,
+}
+
+impl SummaryFold {
+    #[inline(always)]
+    fn acc(&mut self, name: u32) -> &mut Acc {
+        let i = name as usize;
+        if i >= self.accs.len() {
+            self.accs.resize_with(i + 1, Acc::new);
+        }
+        &mut self.accs[i]
+    }
+}
+
+impl Fold for SummaryFold {
+    fn heads_only(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn head(&mut self, h: &SpanHead, name: u32) {
+        self.first = self.first.min(h.start_ns);
+        self.last = self.last.max(h.start_ns.saturating_add(h.dur_ns as i64));
+        let a = self.acc(name);
+        a.count += 1;
+        a.errors += h.is_error() as u64;
+        a.add_timed(h.dur_ns);
+    }
+
+    fn span(&mut self, r: Resolved<'_>) {
+        let rec = r.span;
+        self.first = self.first.min(rec.start_ns());
+        self.last = self.last.max(match rec.duration_ns() {
+            Some(_) => rec.end_ns(),
+            None => rec.start_ns(),
+        });
+        let a = self.acc(rec.name);
+        a.count += 1;
+        a.errors += rec.status.is_error() as u64;
+        if let Some(d) = rec.duration_ns() {
+            a.add_timed(d);
+        }
+    }
+
+    #[inline(always)]
+    fn self_time(&mut self, name: u32, _path: u32, self_ns: u64) {
+        let a = self.acc(name);
+        a.self_ns = a.self_ns.saturating_add(self_ns);
+    }
+}
+
+/// The per-name summary of the run `q` selects: every span is read once,
+/// in memory proportional to the distinct names. `progress`, if given, is
+/// called now and then with (spans so far, bytes read so far).
+pub fn summarize(
+    store: &Store,
+    q: &Query,
+    opts: &SummaryOptions,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Summary> {
+    let sel = select(store, q)?;
+    let mut fold = SummaryFold {
+        accs: Vec::new(),
+        first: i64::MAX,
+        last: i64::MIN,
+    };
+    let scanned = scan(
+        store,
+        &sel,
+        ScanOptions {
+            with_tags: false,
+            progress,
+        },
+        &mut fold,
+    )?;
+    let n = scanned.spans;
+    let mut stats = Vec::new();
+    for (i, a) in fold.accs.into_iter().enumerate() {
+        if a.timed == 0 {
+            continue;
+        }
+        let name = scanned.name(i as u32);
+        if sel.names.as_ref().is_some_and(|g| !g.is_match(name)) {
+            continue;
+        }
+        let q = |p: f64| -> f64 { a.sketch.quantile(p).clamp(a.min, a.max) as f64 };
+        stats.push(NameSummary {
+            name: name.to_owned(),
+            count: a.count,
+            total_ns: a.total,
+            avg_ns: a.total as f64 / a.timed as f64,
+            min_ns: a.min,
+            max_ns: a.max,
+            p50_ns: q(0.50),
+            p95_ns: q(0.95),
+            p99_ns: q(0.99),
+            self_ns: a.self_ns,
+            error_count: a.errors,
+            error_rate: a.errors as f64 / a.count as f64,
+        });
+    }
+    let mut s = Summary {
+        run_id: sel.run,
+        latest: sel.latest,
+        format: scanned.kind,
+        counters: sel.counters,
+        names_total: stats.len(),
+        spans: n,
+        skipped_rows: scanned.skipped_rows,
+        wall_ns: if n == 0 {
+            0
+        } else {
+            (fold.last - fold.first).max(0) as u64
+        },
+        first_start_ns: if n == 0 { 0 } else { fold.first },
+        stats,
+    };
+    s.sort_and_limit(opts.sort, opts.limit);
+    Ok(s)
+}

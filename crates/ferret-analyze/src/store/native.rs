@@ -1,0 +1,475 @@
+//! Reading native files: runs from the runs table, spans from blocks stepped
+//! a page of rows at a time (keyset pagination on the block id, through the
+//! `(run, id)` index), decoded lazily.
+
+use super::{Recorded, RunInfo, SpanQuery, SpanRecord, ThreadInfo};
+use crate::error::{Error, Result};
+use ferret_format::codec::{BlockDecoder, BlockSpan, SpanHead};
+use rusqlite::{Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
+
+/// Blocks fetched per query.
+const PAGE_BLOCKS: i64 = 16;
+
+pub(super) fn latest_run(conn: &Connection) -> Result<String> {
+    let with_spans: Option<String> = conn
+        .query_row(
+            "SELECT r.run_key FROM ferret_runs r
+             WHERE EXISTS (SELECT 1 FROM ferret_blocks b WHERE b.run = r.id)
+             ORDER BY r.started_ns DESC, r.id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(r) = with_spans {
+        return Ok(r);
+    }
+    conn.query_row(
+        "SELECT run_key FROM ferret_runs ORDER BY started_ns DESC, id DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(Error::NoRuns)
+}
+
+pub(super) fn run_exists(conn: &Connection, run: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM ferret_runs WHERE run_key = ?1",
+            [run],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+pub(super) fn some_runs(conn: &Connection, n: usize) -> Result<Vec<String>> {
+    let mut st =
+        conn.prepare("SELECT run_key FROM ferret_runs ORDER BY started_ns DESC, id DESC LIMIT ?1")?;
+    let rows = st.query_map([n as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+}
+
+fn run_db_id(conn: &Connection, run: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT id FROM ferret_runs WHERE run_key = ?1",
+        [run],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::UnknownRun {
+        run: run.to_owned(),
+        known: vec![],
+    })
+}
+
+pub(super) fn run_info(conn: &Connection, run: &str) -> Result<Option<RunInfo>> {
+    Ok(runs_where(conn, Some(run))?.pop())
+}
+
+pub(super) fn runs(conn: &Connection) -> Result<Vec<RunInfo>> {
+    runs_where(conn, None)
+}
+
+/// True when the file has format 2's per-process state (and `shed`).
+fn has_process_state(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('ferret_processes') WHERE name = 'ended_ns'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Per run: unclosed processes, and what they accepted but did not store.
+#[derive(Default)]
+struct Unclosed {
+    processes: u32,
+    lost: u64,
+}
+
+fn unclosed(conn: &Connection, only: Option<&str>) -> Result<FxHashMap<i64, Unclosed>> {
+    let mut out: FxHashMap<i64, Unclosed> = FxHashMap::default();
+    let mut st = conn.prepare(
+        "SELECT p.run, p.spans_accepted,
+                (SELECT coalesce(sum(b.count), 0) FROM ferret_blocks b WHERE b.run = p.run AND b.process = p.id)
+         FROM ferret_processes p JOIN ferret_runs r ON r.id = p.run
+         WHERE p.ended_ns IS NULL AND (?1 IS NULL OR r.run_key = ?1)",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        let u = out.entry(r.get(0)?).or_default();
+        u.processes += 1;
+        let (accepted, stored): (i64, i64) = (r.get(1)?, r.get(2)?);
+        u.lost += accepted.saturating_sub(stored).max(0) as u64;
+    }
+    Ok(out)
+}
+
+fn runs_where(conn: &Connection, only: Option<&str>) -> Result<Vec<RunInfo>> {
+    let mut pids: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
+    {
+        let mut st = conn.prepare(
+            "SELECT p.run, p.pid FROM ferret_processes p JOIN ferret_runs r ON r.id = p.run
+             WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY p.id",
+        )?;
+        let mut rows = st.query([only])?;
+        while let Some(r) = rows.next()? {
+            let v = pids.entry(r.get(0)?).or_default();
+            let pid: u32 = r.get(1)?;
+            if !v.contains(&pid) {
+                v.push(pid);
+            }
+        }
+    }
+    let v2 = has_process_state(conn)?;
+    let mut unclosed = if v2 {
+        unclosed(conn, only)?
+    } else {
+        FxHashMap::default()
+    };
+    let shed = if v2 { "r.shed" } else { "0" };
+    let mut st = conn.prepare(&format!(
+        "SELECT r.id, r.run_key, r.label, r.host, r.started_ns, r.spans_accepted, r.dropped_queue,
+                r.dropped_write, r.sampled_out, {shed},
+                (SELECT sum(count) FROM ferret_blocks b WHERE b.run = r.id),
+                (SELECT min(min_start) FROM ferret_blocks b WHERE b.run = r.id),
+                (SELECT max(max_end) FROM ferret_blocks b WHERE b.run = r.id)
+         FROM ferret_runs r WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY r.started_ns, r.id"
+    ))?;
+    let mut rows = st.query([only])?;
+    let mut out = vec![];
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let started: i64 = r.get(4)?;
+        out.push(RunInfo {
+            run_id: r.get(1)?,
+            label: r.get(2)?,
+            host: r.get(3)?,
+            accepted: r.get::<_, i64>(5)? as u64,
+            dropped_queue: r.get::<_, i64>(6)? as u64,
+            dropped_write: r.get::<_, i64>(7)? as u64,
+            sampled_out: r.get::<_, i64>(8)? as u64,
+            shed: r.get::<_, i64>(9)? as u64,
+            spans: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
+            first_start_ns: r.get::<_, Option<i64>>(11)?.unwrap_or(started),
+            last_end_ns: r.get::<_, Option<i64>>(12)?.unwrap_or(started),
+            pids: pids.remove(&id).unwrap_or_default(),
+            processes_unclosed: unclosed.get(&id).map_or(0, |u| u.processes),
+            lost_unclosed: unclosed.remove(&id).map_or(0, |u| u.lost),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn paths(conn: &Connection) -> Result<Vec<(u32, u32, u32)>> {
+    let mut st = conn.prepare("SELECT id, parent, name FROM ferret_paths ORDER BY id")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn threads(conn: &Connection, run: &str) -> Result<Vec<ThreadInfo>> {
+    let run = run_db_id(conn, run)?;
+    let mut st = conn.prepare(
+        "SELECT p.pid, t.tid, t.name FROM ferret_threads t JOIN ferret_processes p ON p.id = t.process
+         WHERE p.run = ?1 ORDER BY p.id, t.idx",
+    )?;
+    let rows = st.query_map([run], |r| {
+        Ok(ThreadInfo {
+            pid: r.get(0)?,
+            tid: r.get::<_, i64>(1)? as u64,
+            name: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Lazy span stream over the blocks of one run.
+pub(super) struct NativeSpans<'a> {
+    conn: &'a Connection,
+    run: i64,
+    q: SpanQuery,
+    names: Vec<String>,
+    /// Path id -> name id.
+    path_names: Vec<u32>,
+    /// (process row id, thread idx) -> OS tid; process row id -> pid.
+    tids: FxHashMap<(i64, u32), u64>,
+    pids: FxHashMap<i64, u32>,
+    page: std::vec::IntoIter<(i64, i64, Vec<u8>)>,
+    last_block: i64,
+    exhausted: bool,
+    dec_state: Option<DecoderState>,
+    /// Block buffers to reuse (saves an allocation and page faults per block).
+    spare: Vec<Vec<u8>>,
+    scratch: BlockSpan,
+    pub skipped: u64,
+    pub bytes_read: u64,
+    pub error: Option<Error>,
+}
+
+/// The block being decoded, with its process.
+struct DecoderState {
+    decoder: BlockDecoder<Vec<u8>>,
+    pid: u32,
+    process: i64,
+    /// Cache of the last thread index looked up, and its OS tid.
+    last_thread: u32,
+    last_tid: u64,
+}
+
+impl<'a> NativeSpans<'a> {
+    pub(super) fn new(conn: &'a Connection, run: &str, q: &SpanQuery) -> Result<NativeSpans<'a>> {
+        let run = run_db_id(conn, run)?;
+        let mut names = vec![String::new()];
+        {
+            let mut st = conn.prepare("SELECT id, name FROM ferret_names ORDER BY id")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let name: String = r.get(1)?;
+                let id = id as usize;
+                if names.len() <= id {
+                    names.resize(id + 1, String::new());
+                }
+                names[id] = name;
+            }
+        }
+        let mut path_names = vec![0u32];
+        for (id, _parent, name) in paths(conn)? {
+            let id = id as usize;
+            if path_names.len() <= id {
+                path_names.resize(id + 1, 0);
+            }
+            path_names[id] = name;
+        }
+        let mut tids = FxHashMap::default();
+        let mut pids = FxHashMap::default();
+        {
+            let mut st = conn.prepare(
+                "SELECT p.id, p.pid, t.idx, t.tid FROM ferret_processes p
+                 LEFT JOIN ferret_threads t ON t.process = p.id WHERE p.run = ?1",
+            )?;
+            let mut rows = st.query([run])?;
+            while let Some(r) = rows.next()? {
+                let proc_id: i64 = r.get(0)?;
+                pids.insert(proc_id, r.get::<_, u32>(1)?);
+                if let (Some(idx), Some(tid)) =
+                    (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?)
+                {
+                    tids.insert((proc_id, idx as u32), tid as u64);
+                }
+            }
+        }
+        Ok(NativeSpans {
+            conn,
+            run,
+            q: q.clone(),
+            names,
+            path_names,
+            tids,
+            pids,
+            page: Vec::new().into_iter(),
+            last_block: 0,
+            exhausted: false,
+            dec_state: None,
+            spare: Vec::new(),
+            scratch: BlockSpan::default(),
+            skipped: 0,
+            bytes_read: 0,
+            error: None,
+        })
+    }
+
+    pub(super) fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |s| s.as_str())
+    }
+
+    pub(super) fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    fn fetch_page(&mut self) -> Result<()> {
+        let since = self.q.since_ns.unwrap_or(i64::MIN);
+        let until = self.q.until_ns.unwrap_or(i64::MAX);
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, process, data FROM ferret_blocks
+             WHERE run = ?1 AND id > ?2 AND max_end >= ?3 AND min_start < ?4
+             ORDER BY id LIMIT ?5",
+        )?;
+        let mut rows = st.query(rusqlite::params![
+            self.run,
+            self.last_block,
+            since,
+            until,
+            PAGE_BLOCKS
+        ])?;
+        let mut page = Vec::with_capacity(PAGE_BLOCKS as usize);
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let process: i64 = r.get(1)?;
+            match r.get_ref(2)? {
+                rusqlite::types::ValueRef::Blob(b) => {
+                    let mut buf = self.spare.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(b);
+                    page.push((id, process, buf));
+                }
+                _ => {
+                    self.skipped += 1;
+                }
+            }
+            self.last_block = id;
+        }
+        if page.is_empty() {
+            self.exhausted = true;
+        }
+        self.page = page.into_iter();
+        Ok(())
+    }
+
+    /// Moves to the next block; false at the end.
+    fn next_block(&mut self) -> bool {
+        if let Some(st) = self.dec_state.take() {
+            if self.spare.len() < PAGE_BLOCKS as usize {
+                self.spare.push(st.decoder.into_data());
+            }
+        }
+        loop {
+            let Some((_id, process, data)) = self.page.next() else {
+                if self.exhausted {
+                    return false;
+                }
+                if let Err(e) = self.fetch_page() {
+                    self.error = Some(e);
+                    self.exhausted = true;
+                    return false;
+                }
+                continue;
+            };
+            self.bytes_read += data.len() as u64;
+            match BlockDecoder::new(data, self.q.with_tags) {
+                Ok(d) => {
+                    self.dec_state = Some(DecoderState {
+                        decoder: d,
+                        pid: self.pids.get(&process).copied().unwrap_or(0),
+                        process,
+                        last_thread: 0,
+                        last_tid: self.tids.get(&(process, 0)).copied().unwrap_or(0),
+                    });
+                    return true;
+                }
+                Err(_) => self.skipped += 1,
+            }
+        }
+    }
+
+    /// Calls `f` with the fixed fields and name id of every span of the next
+    /// block (or what remains of the current one), decoding in a tight loop
+    /// with the decoder in locals. Returns false at the end of the stream.
+    pub(super) fn block_heads(&mut self, mut f: impl FnMut(&SpanHead, u32)) -> bool {
+        if self.dec_state.is_none() && !self.next_block() {
+            return false;
+        }
+        let (since, until) = (
+            self.q.since_ns.unwrap_or(i64::MIN),
+            self.q.until_ns.unwrap_or(i64::MAX),
+        );
+        if let Some(mut st) = self.dec_state.take() {
+            let names = &self.path_names;
+            loop {
+                match st.decoder.next_head() {
+                    Ok(Some(h)) => {
+                        if h.start_ns < since || h.start_ns >= until {
+                            continue;
+                        }
+                        f(&h, names.get(h.path as usize).copied().unwrap_or(0));
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.skipped += 1;
+                        break;
+                    }
+                }
+            }
+            // Recycle the buffer and move on.
+            self.dec_state = Some(st);
+            self.next_block();
+        }
+        true
+    }
+
+    /// The next span's fixed fields and name id, without building a record.
+    #[inline]
+    pub(super) fn next_head(&mut self) -> Option<(SpanHead, u32)> {
+        loop {
+            if let Some(st) = &mut self.dec_state {
+                match st.decoder.next_head() {
+                    Ok(Some(h)) => {
+                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
+                        {
+                            continue;
+                        }
+                        let name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
+                        return Some((h, name));
+                    }
+                    Ok(None) => {}
+                    Err(_) => self.skipped += 1,
+                }
+            }
+            if !self.next_block() {
+                return None;
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
+        let with_tags = self.q.with_tags;
+        loop {
+            if let Some(st) = &mut self.dec_state {
+                let s = &mut self.scratch;
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                let r = st.decoder.next_into(s);
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                match r {
+                    Ok(true) => {
+                        let h = &s.head;
+                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
+                        {
+                            continue;
+                        }
+                        out.head = *h;
+                        out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
+                        out.recorded = Recorded {
+                            duration: true,
+                            path_and_children: true,
+                        };
+                        out.status = std::mem::take(&mut s.status);
+                        if !with_tags {
+                            out.tags.clear();
+                        }
+                        out.pid = st.pid;
+                        if h.thread != st.last_thread {
+                            st.last_thread = h.thread;
+                            st.last_tid =
+                                self.tids.get(&(st.process, h.thread)).copied().unwrap_or(0);
+                        }
+                        out.tid = st.last_tid;
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(_) => self.skipped += 1,
+                }
+            }
+            if !self.next_block() {
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,695 @@
+//! The block codec: many spans per SQLite row, row-wise varint deltas.
+//!
+//! Layout (docs/FORMAT.md has the full description): a version byte, the
+//! span count, then per span a flag byte followed by zigzag/LEB128 varints:
+//! id delta, parent delta, trace delta, path id, start delta, duration,
+//! children's duration, thread index, custom status text and tags, each
+//! present only when its flag says so.
+
+use crate::types::{Status, TagValue, Tags};
+
+/// Version byte of the block encoding.
+pub const BLOCK_VERSION: u8 = 1;
+
+const ST_MASK: u8 = 0b11;
+const ST_ERROR: u8 = 1;
+const ST_CUSTOM: u8 = 2;
+const F_PARENT: u8 = 1 << 2;
+const F_TRACE: u8 = 1 << 3;
+const F_CHILD: u8 = 1 << 4;
+const F_THREAD: u8 = 1 << 5;
+const F_TAGS: u8 = 1 << 6;
+
+/// One span as stored: what the encoder takes and the decoder gives back
+/// (with tags decoded only on request): the fixed [`SpanHead`] plus the
+/// status and tags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BlockSpan {
+    /// The fixed fields.
+    pub head: SpanHead,
+    /// Status.
+    pub status: Status,
+    /// Tags.
+    pub tags: Tags,
+}
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A span's fixed fields, encoded on the stack.
+struct Head {
+    buf: [u8; 72],
+    len: usize,
+}
+
+impl Head {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The status and tag bits of a span's flags.
+fn tail_flags(status: &Status, tags: &[(impl AsRef<str>, TagValue)]) -> u8 {
+    let mut flags = match status {
+        Status::Ok => 0,
+        Status::Error => ST_ERROR,
+        Status::Custom(_) => ST_CUSTOM,
+    };
+    if !tags.is_empty() {
+        flags |= F_TAGS;
+    }
+    flags
+}
+
+/// Writes what follows a span's fixed fields: a custom status, then tags.
+fn write_tail(out: &mut Vec<u8>, status: &Status, tags: &[(impl AsRef<str>, TagValue)]) {
+    if let Status::Custom(s) = status {
+        put_str(out, s);
+    }
+    if !tags.is_empty() {
+        put_varint(out, tags.len() as u64);
+        for (k, v) in tags {
+            put_str(out, k.as_ref());
+            match v {
+                TagValue::Str(s) => {
+                    out.push(0);
+                    put_str(out, s);
+                }
+                TagValue::I64(i) => {
+                    out.push(1);
+                    put_varint(out, zigzag(*i));
+                }
+                TagValue::U64(u) => {
+                    out.push(2);
+                    put_varint(out, *u);
+                }
+                TagValue::F64(f) => {
+                    out.push(3);
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+                TagValue::Bool(false) => out.push(4),
+                TagValue::Bool(true) => out.push(5),
+                TagValue::Null => out.push(6),
+                TagValue::Json(s) => {
+                    out.push(7);
+                    put_str(out, s);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes a span's status and tags as a block stores them: the flag bits
+/// and the bytes after the fixed fields (appended to `out`).
+pub fn encode_tail(status: &Status, tags: &[(impl AsRef<str>, TagValue)], out: &mut Vec<u8>) -> u8 {
+    write_tail(out, status, tags);
+    tail_flags(status, tags)
+}
+
+/// Encodes spans into one block. Spans should be sorted by start for the
+/// smallest output, but any order round-trips.
+pub struct BlockEncoder {
+    out: Vec<u8>,
+    count: u64,
+    prev_id: u64,
+    prev_trace: u64,
+    prev_start: i64,
+    prev_thread: u32,
+}
+
+impl Default for BlockEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockEncoder {
+    /// A new, empty block.
+    pub fn new() -> BlockEncoder {
+        BlockEncoder {
+            out: Vec::with_capacity(64 * 1024),
+            count: 0,
+            prev_id: 0,
+            prev_trace: 0,
+            prev_start: 0,
+            prev_thread: 0,
+        }
+    }
+
+    /// Spans added so far.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when no span was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends one span: its fixed fields, status and tags (`head.error`
+    /// is ignored: the status decides).
+    pub fn push(&mut self, head: &SpanHead, status: &Status, tags: &[(impl AsRef<str>, TagValue)]) {
+        self.head(head, tail_flags(status, tags));
+        write_tail(&mut self.out, status, tags);
+    }
+
+    /// Appends one [`BlockSpan`].
+    pub fn push_span(&mut self, span: &BlockSpan) {
+        self.push(&span.head, &span.status, &span.tags);
+    }
+
+    /// Appends one span whose status and tags were already encoded by
+    /// [`encode_tail`] (as the recorder does on the recording thread):
+    /// `tail` is its flag bits and bytes.
+    #[inline]
+    pub fn push_encoded(&mut self, head: &SpanHead, tail: (u8, &[u8])) {
+        self.head(head, tail.0);
+        self.out.extend_from_slice(tail.1);
+    }
+
+    /// Writes a span's flags and fixed fields; `flags` holds the status and
+    /// tag bits.
+    #[inline]
+    fn head(&mut self, h: &SpanHead, mut flags: u8) {
+        let &SpanHead {
+            id,
+            parent,
+            trace,
+            path,
+            start_ns,
+            dur_ns,
+            child_ns,
+            thread,
+            error: _,
+        } = h;
+        if parent != 0 {
+            flags |= F_PARENT;
+        }
+        if trace != self.prev_trace {
+            flags |= F_TRACE;
+        }
+        if child_ns != 0 {
+            flags |= F_CHILD;
+        }
+        if thread != self.prev_thread {
+            flags |= F_THREAD;
+        }
+        // The fixed part (at most 1 + 7 varints of 10 bytes) goes through a
+        // stack buffer: one capacity check per span instead of one per byte.
+        let mut head = Head {
+            buf: [0; 72],
+            len: 0,
+        };
+        head.byte(flags);
+        head.varint(zigzag(id.wrapping_sub(self.prev_id) as i64));
+        if parent != 0 {
+            head.varint(zigzag(id.wrapping_sub(parent) as i64));
+        }
+        if trace != self.prev_trace {
+            head.varint(zigzag(trace.wrapping_sub(self.prev_trace) as i64));
+        }
+        head.varint(path as u64);
+        head.varint(zigzag(start_ns.wrapping_sub(self.prev_start)));
+        head.varint(dur_ns);
+        if child_ns != 0 {
+            head.varint(child_ns);
+        }
+        if thread != self.prev_thread {
+            head.varint(thread as u64);
+        }
+        self.out.extend_from_slice(&head.buf[..head.len]);
+        self.prev_id = id;
+        self.prev_trace = trace;
+        self.prev_start = start_ns;
+        self.prev_thread = thread;
+        self.count += 1;
+    }
+
+    /// The finished block: version byte, count, span bytes.
+    pub fn finish(self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.out.len() + 11);
+        head.push(BLOCK_VERSION);
+        put_varint(&mut head, self.count);
+        head.extend_from_slice(&self.out);
+        head
+    }
+}
+
+/// Why a block could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptBlock;
+
+impl std::fmt::Display for CorruptBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("corrupt span block")
+    }
+}
+
+/// Decodes a block span by span, without allocating for spans without tags.
+pub struct BlockDecoder<D> {
+    data: D,
+    pos: usize,
+    remaining: u64,
+    prev_id: u64,
+    prev_trace: u64,
+    prev_start: i64,
+    prev_thread: u32,
+    with_tags: bool,
+}
+
+impl<D: AsRef<[u8]>> BlockDecoder<D> {
+    /// Starts decoding; `with_tags: false` skips tag bytes without decoding them.
+    pub fn new(data: D, with_tags: bool) -> Result<BlockDecoder<D>, CorruptBlock> {
+        if data.as_ref().first() != Some(&BLOCK_VERSION) {
+            return Err(CorruptBlock);
+        }
+        let mut d = BlockDecoder {
+            data,
+            pos: 1,
+            remaining: 0,
+            prev_id: 0,
+            prev_trace: 0,
+            prev_start: 0,
+            prev_thread: 0,
+            with_tags,
+        };
+        d.remaining = d.varint()?;
+        Ok(d)
+    }
+
+    /// Gives the block's buffer back (for reuse).
+    pub fn into_data(self) -> D {
+        self.data
+    }
+
+    /// Spans not decoded yet.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, CorruptBlock> {
+        let data = self.data.as_ref();
+        // Fast path: one-byte values (most deltas, paths, flags-adjacent
+        // fields) and, with ten bytes left, no per-byte bounds checks.
+        if let Some(&b) = data.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(b as u64);
+            }
+        }
+        if let Some(chunk) = data.get(self.pos..self.pos + 10) {
+            let mut v: u64 = 0;
+            for (i, &b) in chunk.iter().enumerate() {
+                v |= ((b & 0x7f) as u64) << (7 * i);
+                if b < 0x80 {
+                    if i == 9 && b > 1 {
+                        return Err(CorruptBlock);
+                    }
+                    self.pos += i + 1;
+                    return Ok(v);
+                }
+            }
+            return Err(CorruptBlock);
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    fn varint_slow(&mut self) -> Result<u64, CorruptBlock> {
+        let mut v: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(CorruptBlock);
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(CorruptBlock);
+            }
+        }
+    }
+
+    fn bytes(&mut self) -> Result<std::ops::Range<usize>, CorruptBlock> {
+        let n = self.varint()? as usize;
+        let end = self.pos.checked_add(n).ok_or(CorruptBlock)?;
+        if end > self.data.as_ref().len() {
+            return Err(CorruptBlock);
+        }
+        let r = self.pos..end;
+        self.pos = end;
+        Ok(r)
+    }
+
+    fn string(&mut self) -> Result<String, CorruptBlock> {
+        let r = self.bytes()?;
+        Ok(String::from_utf8_lossy(&self.data.as_ref()[r]).into_owned())
+    }
+
+    /// Decodes the fixed part of the next span (ids, path, times, thread,
+    /// flags); the caller must then call `tail`.
+    #[inline(always)]
+    fn head(&mut self) -> Result<Option<(SpanHead, u8)>, CorruptBlock> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        let flags = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+        self.pos += 1;
+        let id = self.prev_id.wrapping_add(unzigzag(self.varint()?) as u64);
+        let parent = if flags & F_PARENT != 0 {
+            id.wrapping_sub(unzigzag(self.varint()?) as u64)
+        } else {
+            0
+        };
+        if flags & F_TRACE != 0 {
+            self.prev_trace = self
+                .prev_trace
+                .wrapping_add(unzigzag(self.varint()?) as u64);
+        }
+        let path = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
+        self.prev_start = self.prev_start.wrapping_add(unzigzag(self.varint()?));
+        let dur_ns = self.varint()?;
+        let child_ns = if flags & F_CHILD != 0 {
+            self.varint()?
+        } else {
+            0
+        };
+        if flags & F_THREAD != 0 {
+            self.prev_thread = u32::try_from(self.varint()?).map_err(|_| CorruptBlock)?;
+        }
+        self.prev_id = id;
+        Ok(Some((
+            SpanHead {
+                id,
+                parent,
+                trace: self.prev_trace,
+                path,
+                start_ns: self.prev_start,
+                dur_ns,
+                child_ns,
+                thread: self.prev_thread,
+                error: flags & ST_MASK != 0,
+            },
+            flags,
+        )))
+    }
+
+    /// Decodes (or skips) the status text and tags that follow a head.
+    #[inline(always)]
+    fn tail(
+        &mut self,
+        flags: u8,
+        status: Option<&mut Status>,
+        mut tags: Option<&mut Tags>,
+    ) -> Result<(), CorruptBlock> {
+        let st = flags & ST_MASK;
+        if st == ST_CUSTOM {
+            let r = self.bytes()?;
+            if let Some(out) = status {
+                *out = Status::Custom(String::from_utf8_lossy(&self.data.as_ref()[r]).into_owned());
+            }
+        } else if st > ST_CUSTOM {
+            return Err(CorruptBlock);
+        } else if let Some(out) = status {
+            *out = if st == ST_ERROR {
+                Status::Error
+            } else {
+                Status::Ok
+            };
+        }
+        if let Some(t) = tags.as_deref_mut() {
+            t.clear();
+        }
+        if flags & F_TAGS == 0 {
+            return Ok(());
+        }
+        let n = self.varint()?;
+        for _ in 0..n {
+            let key = self.bytes()?;
+            let ty = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
+            self.pos += 1;
+            let Some(t) = tags.as_deref_mut() else {
+                match ty {
+                    0 | 7 => {
+                        self.bytes()?;
+                    }
+                    1 | 2 => {
+                        self.varint()?;
+                    }
+                    3 => {
+                        if self.pos + 8 > self.data.as_ref().len() {
+                            return Err(CorruptBlock);
+                        }
+                        self.pos += 8;
+                    }
+                    4..=6 => {}
+                    _ => return Err(CorruptBlock),
+                }
+                continue;
+            };
+            let v = match ty {
+                0 => TagValue::Str(self.string()?),
+                1 => TagValue::I64(unzigzag(self.varint()?)),
+                2 => TagValue::U64(self.varint()?),
+                3 => {
+                    let b = self
+                        .data
+                        .as_ref()
+                        .get(self.pos..self.pos + 8)
+                        .ok_or(CorruptBlock)?;
+                    self.pos += 8;
+                    TagValue::F64(f64::from_le_bytes(b.try_into().map_err(|_| CorruptBlock)?))
+                }
+                4 => TagValue::Bool(false),
+                5 => TagValue::Bool(true),
+                6 => TagValue::Null,
+                7 => TagValue::Json(self.string()?),
+                _ => return Err(CorruptBlock),
+            };
+            let key = String::from_utf8_lossy(&self.data.as_ref()[key]).into_owned();
+            t.push((key, v));
+        }
+        Ok(())
+    }
+
+    /// The next span's fixed fields only, skipping its status text and tags
+    /// without allocating: the fastest way through a block.
+    #[inline(always)]
+    pub fn next_head(&mut self) -> Result<Option<SpanHead>, CorruptBlock> {
+        let Some((h, flags)) = self.head()? else {
+            return Ok(None);
+        };
+        self.tail(flags, None, None)?;
+        Ok(Some(h))
+    }
+
+    /// Decodes the next span into `s` (reusing its tag vector). Returns
+    /// `Ok(false)` at the end of the block.
+    #[inline(always)]
+    pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
+        let Some((h, flags)) = self.head()? else {
+            return Ok(false);
+        };
+        s.head = h;
+        let tags = if self.with_tags {
+            Some(&mut s.tags)
+        } else {
+            s.tags.clear();
+            None
+        };
+        self.tail(flags, Some(&mut s.status), tags)?;
+        Ok(true)
+    }
+}
+
+/// The fixed fields of a stored span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpanHead {
+    /// Span id.
+    pub id: u64,
+    /// Parent id, 0 for none.
+    pub parent: u64,
+    /// Trace (root) id.
+    pub trace: u64,
+    /// Database call-path id.
+    pub path: u32,
+    /// Start, ns since the UNIX epoch.
+    pub start_ns: i64,
+    /// Duration, ns.
+    pub dur_ns: u64,
+    /// Direct children's total duration, ns.
+    pub child_ns: u64,
+    /// Thread index within the process.
+    pub thread: u32,
+    /// True when the status is anything but ok. Set by the decoder; the
+    /// encoder ignores it (the status it is given decides).
+    pub error: bool,
+}
+
+impl SpanHead {
+    /// True when the status is anything but ok.
+    #[inline]
+    pub fn is_error(&self) -> bool {
+        self.error
+    }
+}
+
+#[cfg(test)]
+// `i % n == 0` reads plainly here and keeps the crate building on older toolchains.
+#[allow(clippy::manual_is_multiple_of)]
+mod tests {
+    use super::*;
+
+    fn sample(i: u64) -> BlockSpan {
+        let status = match i % 4 {
+            0 => Status::Ok,
+            1 => Status::Error,
+            2 => Status::Custom("warning".into()),
+            _ => Status::Ok,
+        };
+        BlockSpan {
+            head: SpanHead {
+                id: (7 << 40) | i,
+                parent: if i.is_multiple_of(3) {
+                    0
+                } else {
+                    (7 << 40) | (i - 1)
+                },
+                trace: (7 << 40) | (i / 3 * 3),
+                path: (i % 5) as u32 + 1,
+                start_ns: 1_700_000_000_000_000_000 + (i as i64) * 1000,
+                dur_ns: 500 + i,
+                child_ns: if i.is_multiple_of(2) { 100 } else { 0 },
+                thread: (i % 2) as u32,
+                error: status.is_error(),
+            },
+            status,
+            tags: if i.is_multiple_of(5) {
+                vec![
+                    ("s".into(), TagValue::Str("x".repeat(i as usize))),
+                    ("i".into(), TagValue::I64(-(i as i64))),
+                    ("u".into(), TagValue::U64(u64::MAX)),
+                    ("f".into(), TagValue::F64(1.5)),
+                    ("b".into(), TagValue::Bool(true)),
+                ]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn encode(spans: &[BlockSpan]) -> Vec<u8> {
+        let mut e = BlockEncoder::new();
+        for s in spans {
+            e.push_span(s);
+        }
+        e.finish()
+    }
+
+    #[test]
+    fn round_trip_every_field() {
+        let spans: Vec<BlockSpan> = (1..200).map(sample).collect();
+        let data = encode(&spans);
+        let mut d = BlockDecoder::new(&data[..], true).unwrap();
+        let mut s = BlockSpan::default();
+        let mut out = vec![];
+        while d.next_into(&mut s).unwrap() {
+            out.push(s.clone());
+        }
+        assert_eq!(out, spans);
+    }
+
+    #[test]
+    fn skipping_tags_keeps_other_fields() {
+        let spans: Vec<BlockSpan> = (1..50).map(sample).collect();
+        let data = encode(&spans);
+        let mut d = BlockDecoder::new(&data[..], false).unwrap();
+        let mut s = BlockSpan::default();
+        let mut n = 0;
+        while d.next_into(&mut s).unwrap() {
+            assert!(s.tags.is_empty());
+            assert_eq!(s.head.dur_ns, spans[n].head.dur_ns);
+            assert_eq!(s.status, spans[n].status);
+            n += 1;
+        }
+        assert_eq!(n, spans.len());
+    }
+
+    #[test]
+    fn truncated_or_garbage_blocks_are_errors_not_panics() {
+        let spans: Vec<BlockSpan> = (1..50).map(sample).collect();
+        let data = encode(&spans);
+        for cut in 0..data.len() {
+            let part = &data[..cut];
+            if let Ok(mut d) = BlockDecoder::new(part, true) {
+                let mut s = BlockSpan::default();
+                let mut res = Ok(true);
+                while let Ok(true) = res {
+                    res = d.next_into(&mut s);
+                }
+                assert!(res.is_err(), "truncation at {cut} must be detected");
+            }
+        }
+        assert!(BlockDecoder::new(&b""[..], true).is_err());
+        assert!(BlockDecoder::new(&[9u8, 1, 2][..], true).is_err());
+        let mut junk = vec![BLOCK_VERSION, 5];
+        junk.extend(std::iter::repeat_n(0xff, 40));
+        let mut d = BlockDecoder::new(&junk[..], true).unwrap();
+        assert!(d.next_into(&mut BlockSpan::default()).is_err());
+    }
+
+    #[test]
+    fn untagged_spans_are_small() {
+        let spans: Vec<BlockSpan> = (1..4000)
+            .map(|i| {
+                let mut s = sample(i);
+                s.tags.clear();
+                s.status = Status::Ok;
+                s.head.error = false;
+                s
+            })
+            .collect();
+        let data = encode(&spans);
+        let per = data.len() as f64 / spans.len() as f64;
+        assert!(per < 20.0, "{per} bytes per span");
+    }
+}

@@ -1,0 +1,64 @@
+//! The native file's schema (see docs/FORMAT.md): the tables the recorder
+//! creates and the analyzer reads.
+
+/// Version of the native format written by this crate. Version 2 added
+/// per-process counters and the clean-close mark (`ferret_processes`) and
+/// the `shed` counter; readers accept 1 and 2, writers upgrade 1 to 2.
+pub const FORMAT_VERSION: i64 = 2;
+
+/// The DDL of a native trace file.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ferret_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ferret_runs (
+    id INTEGER PRIMARY KEY,
+    run_key TEXT NOT NULL UNIQUE,
+    label TEXT,
+    host TEXT,
+    started_ns INTEGER NOT NULL,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped_queue INTEGER NOT NULL DEFAULT 0,
+    dropped_write INTEGER NOT NULL DEFAULT 0,
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ferret_runs_started ON ferret_runs (started_ns);
+CREATE TABLE IF NOT EXISTS ferret_processes (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT,
+    started_ns INTEGER NOT NULL,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped_queue INTEGER NOT NULL DEFAULT 0,
+    dropped_write INTEGER NOT NULL DEFAULT 0,
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0,
+    committed_ns INTEGER,
+    ended_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS ferret_processes_run ON ferret_processes (run);
+CREATE TABLE IF NOT EXISTS ferret_threads (
+    process INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    name TEXT,
+    PRIMARY KEY (process, idx)
+);
+CREATE TABLE IF NOT EXISTS ferret_names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS ferret_paths (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    UNIQUE (parent, name)
+);
+CREATE TABLE IF NOT EXISTS ferret_blocks (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    process INTEGER NOT NULL,
+    min_start INTEGER NOT NULL,
+    max_end INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ferret_blocks_run ON ferret_blocks (run, id);
+";

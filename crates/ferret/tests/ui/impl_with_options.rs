@@ -1,0 +1,8 @@
+struct Db;
+
+#[ferret::measure(err)]
+impl Db {
+    fn query(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+struct Db;
+
+#[ferret::measure]
+impl Db {
+    #[measure = "q"]
+    fn query(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[ferret::measure("a", name = "b{}")]
+fn work() {}
+
+fn main() {
+    work();
+}

@@ -1,0 +1,6 @@
+#[ferret::measure]
+struct Work;
+
+fn main() {
+    let _ = Work;
+}

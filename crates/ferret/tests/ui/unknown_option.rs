@@ -1,0 +1,6 @@
+#[ferret::measure(fast)]
+fn work() {}
+
+fn main() {
+    work();
+}
