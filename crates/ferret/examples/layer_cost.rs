@@ -4,7 +4,7 @@
 //! nothing else interferes, where criterion's mean moves with the load.
 //!
 //! ```text
-//! cargo run --release -p ferret --example layer_cost
+//! cargo run --release -p ferret --features tracing --example layer_cost
 //! ```
 
 use std::time::Instant;
