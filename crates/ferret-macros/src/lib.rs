@@ -16,11 +16,14 @@ use syn::{Attribute, Block, ImplItem, Item, ItemImpl, LitStr, Signature, Token, 
 ///
 /// # Forms
 ///
-/// - `#[ferret::measure]`: the span is named after the function, qualified
-///   by its module path: `my_crate::db::load`. On an `impl` block (see below)
-///   methods are also qualified by the impl's type: `my_crate::db::Cache::get`.
-///   A method annotated on its own (not through its `impl` block) cannot see
-///   its type and is named `my_crate::db::get`.
+/// - `#[ferret::measure]`: the span is named after the function, like
+///   `#[tracing::instrument]` names its span: `load`, for a method `get`. So
+///   tracing spans and Ferret spans of one program follow one naming rule.
+/// - `#[ferret::measure(module_path)]`: the name is qualified by the module
+///   path: `my_crate::db::load`. On an `impl` block (see below) methods are
+///   also qualified by the impl's type: `my_crate::db::Cache::get`; a method
+///   annotated on its own cannot see its type and is named
+///   `my_crate::db::get`. Combines with `err`.
 /// - `#[ferret::measure("custom")]`: the span is named `custom`, verbatim.
 /// - `#[ferret::measure(name = "user:{id}")]`: the name is
 ///   `format!("user:{id}")`, built at each call from the function's arguments
@@ -34,6 +37,7 @@ use syn::{Attribute, Block, ImplItem, Item, ItemImpl, LitStr, Signature, Token, 
 /// # On an `impl` block
 ///
 /// `#[ferret::measure]` on an `impl` block measures every method in it, named
+/// after the method; `#[ferret::measure(module_path)]` names them
 /// `module::Type::method` (the type's last path segment, without generic
 /// arguments). A method in the block may carry its own
 /// `#[ferret::measure(...)]` with any of the options above, or
@@ -65,7 +69,7 @@ pub fn measure(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// How the span is named.
 enum NameSpec {
-    /// The default: qualified function name.
+    /// The default: the function name (qualified with `module_path`).
     Default,
     /// A verbatim name.
     Static(LitStr),
@@ -77,6 +81,7 @@ struct Args {
     name: NameSpec,
     err: bool,
     skip: bool,
+    module_path: bool,
 }
 
 enum Arg {
@@ -84,6 +89,7 @@ enum Arg {
     Format(LitStr),
     Err,
     Skip,
+    ModulePath,
 }
 
 impl Parse for Arg {
@@ -99,9 +105,10 @@ impl Parse for Arg {
             }
             "err" => Ok(Arg::Err),
             "skip" => Ok(Arg::Skip),
+            "module_path" => Ok(Arg::ModulePath),
             _ => Err(syn::Error::new(
                 ident.span(),
-                "expected a name string, `name = \"...\"`, `err` or `skip`",
+                "expected a name string, `name = \"...\"`, `err`, `module_path` or `skip`",
             )),
         }
     }
@@ -113,6 +120,7 @@ fn parse_args(tokens: TokenStream2) -> syn::Result<Args> {
         name: NameSpec::Default,
         err: false,
         skip: false,
+        module_path: false,
     };
     for a in list {
         match a {
@@ -123,7 +131,14 @@ fn parse_args(tokens: TokenStream2) -> syn::Result<Args> {
             Arg::Format(l) => args.name = NameSpec::Format(l),
             Arg::Err => args.err = true,
             Arg::Skip => args.skip = true,
+            Arg::ModulePath => args.module_path = true,
         }
+    }
+    if args.module_path && !matches!(args.name, NameSpec::Default) {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "`module_path` qualifies the default name; it does not combine with a given name",
+        ));
     }
     Ok(args)
 }
@@ -136,7 +151,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 return Ok(f.into_token_stream());
             }
             let fname = f.sig.ident.to_string();
-            let default = quote!(::core::concat!(::core::module_path!(), "::", #fname));
+            let default = if args.module_path {
+                quote!(::core::concat!(::core::module_path!(), "::", #fname))
+            } else {
+                quote!(#fname)
+            };
             f.block = Box::new(wrap(&f.sig, &f.block, &args, default)?);
             Ok(f.into_token_stream())
         }
@@ -174,7 +193,7 @@ fn expand_impl(args: Args, mut imp: ItemImpl) -> syn::Result<TokenStream2> {
     if args.err || args.skip || !matches!(args.name, NameSpec::Default) {
         return Err(syn::Error::new_spanned(
             imp.impl_token,
-            "#[ferret::measure] on an impl block takes no options; put them on its methods",
+            "#[ferret::measure] on an impl block takes no option but `module_path`; put the others on its methods",
         ));
     }
     let ty = type_label(&imp.self_ty);
@@ -184,13 +203,18 @@ fn expand_impl(args: Args, mut imp: ItemImpl) -> syn::Result<TokenStream2> {
             name: NameSpec::Default,
             err: false,
             skip: false,
+            module_path: args.module_path,
         };
         let mut kept = Vec::with_capacity(m.attrs.len());
         for a in m.attrs.drain(..) {
             if is_measure_attr(&a) {
                 margs = match &a.meta {
                     syn::Meta::Path(_) => margs,
-                    syn::Meta::List(l) => parse_args(l.tokens.clone())?,
+                    syn::Meta::List(l) => {
+                        let mut m = parse_args(l.tokens.clone())?;
+                        m.module_path |= args.module_path;
+                        m
+                    }
                     syn::Meta::NameValue(nv) => {
                         return Err(syn::Error::new_spanned(nv, "use #[measure(...)]"))
                     }
@@ -204,13 +228,17 @@ fn expand_impl(args: Args, mut imp: ItemImpl) -> syn::Result<TokenStream2> {
             continue;
         }
         let mname = m.sig.ident.to_string();
-        let default = quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            #ty,
-            "::",
-            #mname
-        ));
+        let default = if margs.module_path {
+            quote!(::core::concat!(
+                ::core::module_path!(),
+                "::",
+                #ty,
+                "::",
+                #mname
+            ))
+        } else {
+            quote!(#mname)
+        };
         m.block = wrap(&m.sig, &m.block, &margs, default)?;
     }
     Ok(imp.into_token_stream())

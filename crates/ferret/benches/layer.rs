@@ -1,5 +1,7 @@
-//! `tracing` + FerretLayer against `tracing` + tracing-chrome's layer, per
-//! span: create a span with one field, enter it, exit it, close it.
+//! `tracing` + FerretLayer against `tracing` with an empty registry (what
+//! tracing costs before any layer records: the target is at most 2× that)
+//! and `tracing` + tracing-chrome's layer, per span: create a span with one
+//! field, enter it, exit it, close it.
 //!
 //! ```text
 //! cargo bench -p ferret --bench layer
@@ -23,6 +25,16 @@ fn one_span(i: u64) {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("layer");
+
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+        let mut i = 0u64;
+        g.bench_function("registry", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
 
     let profiler = ferret::Profiler::open(dir.path().join("ferret.db")).unwrap();
     let sub = tracing_subscriber::registry().with(ferret::FerretLayer::new(&profiler));

@@ -348,3 +348,94 @@ fn nothing_recorded_without_profiler() {
     tracing::info_span!("unrecorded", error = "x").in_scope(|| tracing::error!("e"));
     assert!(ferret::current().is_none());
 }
+
+/// A request handler, instrumented like an axum handler under tower-http's
+/// `TraceLayer`: it waits on its database, spawns a background task that
+/// outlives it, and a short one that finishes while it still waits.
+async fn handler() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Fire and forget: outlives the handler by far.
+    tokio::spawn(
+        async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        .instrument(tracing::info_span!("notify_shipping")),
+    );
+    // Also not awaited, but done long before the handler returns.
+    tokio::spawn(async {}.instrument(tracing::info_span!("audit")));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[test]
+fn a_background_task_does_not_stretch_its_parents() {
+    let v = record(|_| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // As tower-http and #[instrument] do: the handler's span is
+            // made while the request's span is entered.
+            let request = tracing::info_span!("request");
+            let create = request.in_scope(|| tracing::info_span!("create_order"));
+            handler().instrument(create).instrument(request).await;
+            // Let the background task finish before the runtime goes.
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        });
+    });
+    let request = find(&v, "request");
+    let handler = find(&v, "create_order");
+    let notify = find(&v, "notify_shipping");
+    let audit = find(&v, "audit");
+    assert_eq!(handler.parent, Some(request.id));
+    assert_eq!(notify.parent, Some(handler.id), "still under its parent");
+    assert_eq!(audit.parent, Some(handler.id));
+    // The handler ran ~15 ms; the task it never awaited 60 ms more.
+    let ms = |ns: u64| ns as f64 / 1e6;
+    assert!(
+        handler.dur >= 15_000_000 && handler.dur < 50_000_000,
+        "handler {:.1} ms",
+        ms(handler.dur)
+    );
+    assert!(
+        request.dur < 50_000_000,
+        "request {:.1} ms",
+        ms(request.dur)
+    );
+    assert!(request.dur >= handler.dur);
+    assert!(notify.dur >= 60_000_000, "notify {:.1} ms", ms(notify.dur));
+    // The child that outlived its parent is marked, with its own times.
+    assert_eq!(notify.tag("detached"), Some(&TagValue::Bool(true)));
+    assert!(
+        notify.start as i128 + notify.dur as i128 > handler.start as i128 + handler.dur as i128
+    );
+    // The one that ended inside its parent's life is an ordinary child.
+    assert_eq!(audit.tag("detached"), None);
+    // The detached child's time is not the handler's children time.
+    assert!(
+        handler.children <= handler.dur,
+        "children {:.1} ms > duration {:.1} ms",
+        ms(handler.children),
+        ms(handler.dur)
+    );
+    assert!(handler.children >= audit.dur);
+    assert_eq!(request.children, handler.dur);
+}
+
+/// A span kept open by a handle (not only by its children) still ends
+/// when its last handle drops, as before.
+#[test]
+fn a_span_held_open_ends_when_dropped() {
+    let v = record(|_| {
+        let parent = tracing::info_span!("parent");
+        let child = parent.in_scope(|| tracing::info_span!("child"));
+        drop(child);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(parent);
+    });
+    let parent = find(&v, "parent");
+    let child = find(&v, "child");
+    assert!(parent.dur >= 20_000_000, "parent {} ns", parent.dur);
+    assert_eq!(child.tag("detached"), None);
+}

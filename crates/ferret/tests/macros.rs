@@ -92,7 +92,7 @@ struct Cache {
     hits: u32,
 }
 
-#[ferret::measure]
+#[ferret::measure(module_path)]
 impl Cache {
     fn new() -> Self {
         Cache { hits: 0 }
@@ -137,9 +137,9 @@ fn sync_names_and_parents() {
         assert_eq!(outer(), 14);
         renamed();
     });
-    let o = find(&v, "macros::outer");
+    let o = find(&v, "outer");
     assert_eq!(o.parent, None);
-    let leaves = all(&v, "macros::leaf");
+    let leaves = all(&v, "leaf");
     assert_eq!(leaves.len(), 2);
     for l in leaves {
         assert_eq!(l.parent, Some(o.id));
@@ -147,6 +147,50 @@ fn sync_names_and_parents() {
     }
     assert_eq!(find(&v, "custom-name").parent, None);
     assert_eq!(v.len(), 4);
+}
+
+mod nested {
+    #[ferret::measure(module_path)]
+    pub fn qualified() -> u32 {
+        3
+    }
+
+    #[ferret::measure(module_path, err)]
+    pub fn qualified_err(fail: bool) -> Result<u32, String> {
+        if fail {
+            Err("no".into())
+        } else {
+            Ok(1)
+        }
+    }
+
+    #[ferret::measure]
+    pub fn plain() {}
+}
+
+/// The default name is the function's name, as `#[tracing::instrument]`
+/// names its span; `module_path` qualifies it with the module path.
+#[test]
+fn default_names_follow_instrument_and_module_path_qualifies() {
+    let v = record(|| {
+        assert_eq!(nested::qualified(), 3);
+        assert!(nested::qualified_err(true).is_err());
+        nested::plain();
+    });
+    let mut names: Vec<_> = v.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "macros::nested::qualified",
+            "macros::nested::qualified_err",
+            "plain"
+        ]
+    );
+    assert_eq!(
+        find(&v, "macros::nested::qualified_err").status,
+        Status::Error
+    );
 }
 
 #[test]
@@ -162,7 +206,7 @@ fn attribute_and_closure_share_the_name() {
         assert_eq!(n, 1);
     });
     let c = find(&v, "closure");
-    assert_eq!(find(&v, "macros::inside").parent, Some(c.id));
+    assert_eq!(find(&v, "inside").parent, Some(c.id));
 }
 
 #[test]
@@ -184,7 +228,7 @@ fn err_records_status_and_message() {
         assert_eq!(early_return(-3), Err("negative: -3".to_string()));
         assert_eq!(early_return(3), Ok(3));
     });
-    let p = all(&v, "macros::parse");
+    let p = all(&v, "parse");
     assert_eq!(p.len(), 2);
     let ok = p.iter().find(|r| r.status == Status::Ok).unwrap();
     assert_eq!(ok.tag("error"), None);
@@ -212,10 +256,10 @@ fn generic_fns() {
         assert_eq!(Db.query("abc"), 3);
         assert_eq!(Db.query(String::from("ab")), 2);
     });
-    assert_eq!(all(&v, "macros::generic").len(), 2);
-    assert_eq!(all(&v, "macros::with_impl_arg").len(), 1);
+    assert_eq!(all(&v, "generic").len(), 2);
+    assert_eq!(all(&v, "with_impl_arg").len(), 1);
     // A method annotated on its own is named by module and method.
-    assert_eq!(all(&v, "macros::query").len(), 2);
+    assert_eq!(all(&v, "query").len(), 2);
 }
 
 #[test]
@@ -230,7 +274,7 @@ fn impl_block_methods() {
         assert_eq!(rt.block_on(c.load(5)), Ok(5));
         assert!(rt.block_on(c.load(0)).is_err());
     });
-    find(&v, "macros::Cache::new");
+    find(&v, "macros::Cache::new"); // module_path on the impl block
     let get = find(&v, "macros::Cache::get");
     let lookup = find(&v, "cache-lookup");
     assert_eq!(lookup.parent, Some(get.id));
@@ -260,9 +304,9 @@ fn async_across_awaits_and_spawns() {
         });
         assert_eq!(total, 4 * 8);
     });
-    let parents = all(&v, "macros::async_parent");
+    let parents = all(&v, "async_parent");
     assert_eq!(parents.len(), 4, "each call recorded once");
-    let children = all(&v, "macros::async_child");
+    let children = all(&v, "async_child");
     assert_eq!(children.len(), 12);
     for p in &parents {
         // Two awaited directly, one inside the spawned "spawned" span.

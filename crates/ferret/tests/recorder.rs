@@ -761,3 +761,34 @@ fn store_open_errors() {
         Err(ferret_analyze::Error::UnknownRun { .. })
     ));
 }
+
+/// A steady trickle of batches (a service) is committed a flush interval
+/// after it arrives, not only once the writer holds a full round of spans:
+/// a reader sees the early spans while the program still records.
+#[test]
+fn a_steady_trickle_is_committed_within_the_flush_interval() {
+    let _l = lock();
+    let (_d, path) = temp_db();
+    let p = Profiler::builder(&path)
+        .run_id("trickle")
+        .batch_size(16)
+        .flush_interval(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    p.install();
+    let start = std::time::Instant::now();
+    // A batch every ~2 ms for 0.6 s: the writer never sits idle for a
+    // whole interval, and holds far fewer than a round of spans.
+    while start.elapsed() < Duration::from_millis(600) {
+        for _ in 0..16 {
+            drop(ferret::span("tick"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let seen = read_run(&path, "trickle").len();
+    p.close().unwrap();
+    assert!(
+        seen >= 16 * 100,
+        "only {seen} spans committed after 0.6 s of recording"
+    );
+}

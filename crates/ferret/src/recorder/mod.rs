@@ -7,7 +7,7 @@ mod file;
 pub(crate) mod future;
 pub(crate) mod rows;
 pub(crate) mod sampler;
-mod shared;
+pub(crate) mod shared;
 #[cfg(unix)]
 pub(crate) mod signals;
 pub(crate) mod span;

@@ -402,17 +402,6 @@ impl SpanHandle {
         }
     }
 
-    /// The id of the frame [`push_current`](Self::push_current) pushes: the
-    /// span's id, 0 for a skipped span, `None` if it pushes nothing.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    pub(crate) fn frame_id(&self) -> Option<u64> {
-        match &self.state {
-            Some(s) => Some(s.id),
-            None if self.skipped => Some(0),
-            None => None,
-        }
-    }
-
     /// Pushes this span on this thread's stack of current spans; returns the
     /// id to give [`pop_current`] (`None` if nothing was pushed).
     pub(crate) fn push_current(&self) -> Option<u64> {

@@ -12,6 +12,10 @@ pub struct Rec {
     pub status: ferret::Status,
     pub tags: Vec<(String, ferret::TagValue)>,
     pub dur: u64,
+    /// Total duration of direct children, as recorded (self time = dur - this).
+    pub children: u64,
+    /// Start, ns since the UNIX epoch.
+    pub start: i64,
 }
 
 impl Rec {
@@ -37,6 +41,8 @@ pub fn read_back(path: &Path, run: &str) -> Vec<Rec> {
             status: r.status.clone(),
             tags: r.tags.clone(),
             dur: r.duration_ns().unwrap_or(0),
+            children: r.children_ns().unwrap_or(0),
+            start: r.start_ns(),
         });
     }
     v

@@ -1,0 +1,467 @@
+//! A [`tracing`] layer that records tracing spans into the installed profiler.
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! let profiler = ferret::Profiler::open("ferret.db").unwrap();
+//! tracing_subscriber::registry()
+//!     .with(ferret::FerretLayer::new(&profiler))
+//!     .init();
+//! tracing::info_span!("request", user = 7).in_scope(|| {
+//!     tracing::info_span!("query").in_scope(|| { /* work */ });
+//! });
+//! profiler.close().unwrap();
+//! ```
+
+mod open;
+mod tags;
+
+use crate::clock;
+use crate::recorder::span::{SpanContext, Under};
+use crate::Profiler;
+use open::{Open, Rec};
+use std::cell::Cell;
+use std::fmt;
+use tags::Val;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+/// A [`tracing_subscriber::Layer`] that records every `tracing` span as a
+/// Ferret span, into the globally installed [`Profiler`].
+///
+/// What is recorded for each tracing span:
+///
+/// - **name**: the span's name (`info_span!("name")`, or the function name
+///   under `#[instrument]`);
+/// - **tags**: the tag `target` (the span's target, usually its module path;
+///   see [`with_target_tag`](Self::with_target_tag)), and one tag per field,
+///   including fields recorded later with `Span::record`. Integers, floats,
+///   booleans and strings keep their type; other values are stored as their
+///   `Debug` text;
+/// - **parent**: an explicit `parent:` is followed; `parent: None` makes a
+///   root; otherwise the parent is the span current on this thread, which is
+///   the current tracing span (this layer makes a tracing span current for
+///   Ferret while it is entered) or a Ferret span opened inside it. So
+///   `ferret::span` guards, `#[ferret::measure]` functions and tracing spans
+///   nest under one another in both directions;
+/// - **duration**: from the span's creation to its close (when its last
+///   handle drops). A span entered many times, such as the span of an
+///   `.instrument(fut)` future polled many times, is recorded once. A span
+///   that nothing but its children keeps open (a handler that spawned
+///   `tokio::spawn(work.instrument(span))` and returned) ends at its last
+///   exit, not when the last child closes; see "Detached children" below;
+/// - **busy time**: the time the span was entered (on any thread), as the tag
+///   `busy_ns` (see [`with_busy_time`](Self::with_busy_time));
+/// - **status**: error when a field named `error` is recorded (its value
+///   becomes the tag `error`) or when an event of level `ERROR` happens inside
+///   the span (the event's `error` field, or else its message, becomes the
+///   tag `error` if there is none yet; `#[instrument(err)]` works this way).
+///
+/// # Detached children
+///
+/// In `tracing`, an open child keeps its parent open: a background task
+/// spawned inside a request handler would stretch the handler's span until
+/// the task ends. The layer records instead what the code did:
+///
+/// - a span whose close comes only because its last child closed ends at
+///   its last exit (the end of the last poll, for an instrumented future);
+/// - a child that closes while its parent is not entered anywhere waits in
+///   the parent until the parent is entered again (then it ended inside the
+///   parent's life) or closes; children that ended after their parent's end
+///   are recorded with their own start and duration, still under their
+///   parent (same parent id and trace), with the tag `detached = true`, and
+///   their time is not counted in the parent's children time (so the
+///   parent's self time is not negative either).
+///
+/// The layer records into whichever profiler is installed when a span opens;
+/// [`FerretLayer::new`] installs the one it is given. Events other than
+/// `ERROR` ones are not recorded.
+#[derive(Clone, Debug)]
+pub struct FerretLayer {
+    target_tag: bool,
+    busy_time: bool,
+}
+
+impl Default for FerretLayer {
+    /// A layer recording into the installed profiler, without installing one.
+    fn default() -> Self {
+        FerretLayer {
+            target_tag: true,
+            busy_time: true,
+        }
+    }
+}
+
+impl FerretLayer {
+    /// Installs `profiler` (see [`Profiler::install`]) and returns a layer
+    /// recording into it. Keep the profiler and close it when done: spans
+    /// still open then are not recorded.
+    pub fn new(profiler: &Profiler) -> Self {
+        profiler.install();
+        FerretLayer::default()
+    }
+
+    /// Whether to tag each span with its target as `target` (default: yes).
+    pub fn with_target_tag(mut self, on: bool) -> Self {
+        self.target_tag = on;
+        self
+    }
+
+    /// Whether to tag each span with the time it was entered as `busy_ns`
+    /// (default: yes).
+    pub fn with_busy_time(mut self, on: bool) -> Self {
+        self.busy_time = on;
+        self
+    }
+}
+
+/// Per-span state, kept in the span's extensions (the span's ids first).
+#[repr(C)]
+struct SpanData {
+    rec: Rec,
+    /// Enters not yet exited (a span may be entered on several threads).
+    entered: u32,
+    /// When `entered` went from 0 to 1.
+    since: u64,
+    busy_ns: u64,
+    /// When `entered` last went back to 0 (raw ticks; 0 = never).
+    last_exit: u64,
+    /// Children that closed while this span was not entered anywhere,
+    /// recorded when it is entered again or closes: only then is it known
+    /// whether they outlived it (see "Detached children" on [`FerretLayer`]).
+    waiting: Vec<Waiting>,
+}
+
+/// A child span closed while its parent was idle.
+struct Waiting {
+    span: Box<Open>,
+    end: u64,
+}
+
+impl SpanData {
+    fn open(&mut self) -> Option<&mut Open> {
+        match &mut self.rec {
+            Rec::Open(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Records the waiting children as children that ended within this
+    /// span's life (`cutoff` = None), or, with a cutoff, marks those that
+    /// ended after it as detached.
+    fn release_waiting(&mut self, cutoff: Option<u64>) {
+        for w in std::mem::take(&mut self.waiting) {
+            let mut child = *w.span;
+            let detached = cutoff.is_some_and(|c| w.end > c);
+            if detached {
+                child.detached = true;
+            } else if let Some(me) = self.open() {
+                me.credit(child.duration_at(w.end));
+            }
+            child.finish(w.end, false);
+        }
+    }
+}
+
+thread_local! {
+    /// The tracing parent of the span whose close this layer saw last on
+    /// this thread, and when, until another callback comes: the registry
+    /// closes a parent that only its children kept alive right after the
+    /// last of them (within the same `try_close` call), so a close of
+    /// exactly that parent next, and at once, is such a close.
+    static CLOSED_CHILD_OF: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// How soon after its child's close a parent's close counts as caused by
+/// it. A nested close takes a microsecond
+/// or two; a parent whose own handle is dropped right after its last child
+/// within this window is taken as kept open by that child.
+const NESTED_CLOSE_NS: u64 = 200_000;
+
+fn forget_closed_child() {
+    let _ = CLOSED_CHILD_OF.try_with(|c| c.set((0, 0)));
+}
+
+/// Turns span fields into tags.
+struct Fields<'a> {
+    open: &'a mut Open,
+}
+
+impl Fields<'_> {
+    fn is_error(field: &Field) -> bool {
+        field.name() == "error"
+    }
+
+    fn put(&mut self, field: &Field, value: Val) {
+        if Self::is_error(field) {
+            if value == Val::Bool(false) {
+                self.open.tags.set(field.name(), value);
+                return;
+            }
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set(field.name(), value);
+    }
+}
+
+impl Visit for Fields<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Val::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Val::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Val::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_text(field.name(), |s| {
+            let _ = s.write_str(value);
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_text(field.name(), |s| {
+            let _ = write!(s, "{value}");
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if Self::is_error(field) {
+            self.open.tags.set_error_status();
+        }
+        self.open.tags.set_debug(field.name(), value);
+    }
+}
+
+/// Copies an `ERROR` event's `error` field, or else its message, into the
+/// span's tag `error`.
+struct ErrorText<'a> {
+    open: &'a mut Open,
+    /// 2 = took `error`, 1 = took `message`.
+    took: u8,
+}
+
+impl ErrorText<'_> {
+    fn take(&mut self, field: &Field, write: impl FnOnce(&mut dyn std::fmt::Write)) {
+        let rank = match field.name() {
+            "error" => 2,
+            "message" => 1,
+            _ => return,
+        };
+        if rank > self.took {
+            self.took = rank;
+            self.open.tags.set_text("error", write);
+        }
+    }
+}
+
+impl Visit for ErrorText<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.take(field, |s| {
+            let _ = s.write_str(value);
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.take(field, |s| {
+            let _ = write!(s, "{value}");
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.take(field, |s| {
+            let _ = write!(s, "{value:?}");
+        });
+    }
+}
+
+/// The context of `span`'s parent, for a span with an explicit parent.
+fn parent_context<S>(span: &SpanRef<'_, S>) -> Option<SpanContext>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let p = span.parent()?;
+    let mut ext = p.extensions_mut();
+    ext.get_mut::<SpanData>()?.rec.context()
+}
+
+impl<S> Layer<S> for FerretLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
+        let Some(span) = ctx.span(id) else { return };
+        let meta = attrs.metadata();
+        let name = meta.name();
+        let mut rec = if attrs.is_root() {
+            Rec::begin(name, Under::Root)
+        } else if attrs.is_contextual() {
+            // The innermost span current on this thread: the current tracing
+            // span (pushed by `on_enter`) or a Ferret span opened inside it.
+            Rec::begin(name, Under::Current)
+        } else {
+            match parent_context(&span) {
+                Some(p) => Rec::begin(name, Under::Span(&p)),
+                None => Rec::begin(name, Under::Root),
+            }
+        };
+        if let Rec::Open(open) = &mut rec {
+            if self.target_tag {
+                open.tags.set_target(meta.target());
+            }
+            attrs.record(&mut Fields { open });
+        }
+        span.extensions_mut().insert(SpanData {
+            rec,
+            entered: 0,
+            since: 0,
+            busy_ns: 0,
+            last_exit: 0,
+            waiting: Vec::new(),
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        forget_closed_child();
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) {
+            values.record(&mut Fields { open });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if *event.metadata().level() != Level::ERROR {
+            return;
+        }
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) else {
+            return;
+        };
+        open.tags.set_error_status();
+        if !open.tags.has("error") {
+            let mut t = ErrorText { open, took: 0 };
+            event.record(&mut t);
+            if t.took == 0 {
+                t.open.tags.set("error", Val::Static("error event"));
+            }
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<SpanData>() else {
+            return;
+        };
+        if !data.rec.push() {
+            return;
+        }
+        if data.entered == 0 {
+            // Running again: children that closed meanwhile ended inside it.
+            if !data.waiting.is_empty() {
+                data.release_waiting(None);
+            }
+            data.since = clock::now_raw();
+        }
+        data.entered += 1;
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        forget_closed_child();
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<SpanData>() else {
+            return;
+        };
+        if matches!(data.rec, Rec::Off) {
+            return;
+        }
+        data.rec.pop();
+        if data.entered > 0 {
+            data.entered -= 1;
+            if data.entered == 0 {
+                let now = clock::now_raw();
+                data.busy_ns += clock::delta_ns(data.since, now);
+                data.last_exit = now;
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let (closed_child_of, child_closed_at) = CLOSED_CHILD_OF
+            .try_with(|c| c.replace((0, 0)))
+            .unwrap_or((0, 0));
+        let Some(span) = ctx.span(&id) else { return };
+        let parent = span.parent();
+        // Set before returning, whatever happens: the parent's close, if
+        // this close ends it, comes next.
+        struct Mark(u64);
+        impl Drop for Mark {
+            fn drop(&mut self) {
+                let v = (self.0, clock::now_raw());
+                let _ = CLOSED_CHILD_OF.try_with(|c| c.set(v));
+            }
+        }
+        let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()));
+        let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        let now = clock::now_raw();
+        // Kept alive only by children after its last exit: it ends there.
+        let kept_by_children = closed_child_of == id.into_u64()
+            && clock::delta_ns(child_closed_at, now) < NESTED_CLOSE_NS
+            && data.entered == 0
+            && data.last_exit != 0;
+        let end = if kept_by_children {
+            data.last_exit
+        } else {
+            now
+        };
+        data.release_waiting(kept_by_children.then_some(end));
+        let busy = data.busy_ns;
+        let Rec::Open(mut open) = data.rec else {
+            return;
+        };
+        if self.busy_time {
+            open.busy_ns = Some(busy);
+        }
+        // A child closing while its parent is idle waits in the parent.
+        if let Some(p) = &parent {
+            let mut ext = p.extensions_mut();
+            if let Some(pd) = ext.get_mut::<SpanData>() {
+                let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == open.parent_id());
+                if same_parent && pd.entered == 0 {
+                    pd.waiting.push(Waiting {
+                        span: Box::new(open),
+                        end,
+                    });
+                    return;
+                }
+            }
+        }
+        open.finish(end, true);
+    }
+}

@@ -1,0 +1,235 @@
+//! A recorded tracing span while it is open: ids, start, children's time
+//! and tags, kept in the span's extensions (already one allocation, made
+//! by the registry) rather than in a [`SpanHandle`](crate::SpanHandle) of
+//! its own (a box and a shared counter per span).
+
+use super::tags::{Tags, Val};
+use crate::clock;
+use crate::intern::Name;
+use crate::recorder::buffer::RawSpan;
+use crate::recorder::context::{with_local, Decision, Frame};
+use crate::recorder::shared::Inner;
+use crate::recorder::span::{SpanContext, Under};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the layer keeps for a tracing span.
+// Inline on purpose: the state lives in the span's extensions (already a
+// box), and boxing `Open` would add an allocation and a cache miss.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Rec {
+    /// Not recorded (no profiler installed).
+    Off,
+    /// Its trace was skipped by sampling (0) or shed under queue pressure
+    /// (`SHED`): it pushes skipped frames so that its descendants are
+    /// skipped too.
+    Skipped(u64),
+    /// Recorded. Kept inline: the span's extensions are one allocation
+    /// already, and a second box would be a second cache miss on every
+    /// poll of an instrumented future.
+    Open(Open),
+}
+
+/// A recorded span, open. The fields every enter and exit reads come first.
+#[repr(C)]
+pub(super) struct Open {
+    pub id: u64,
+    trace: u64,
+    path: u32,
+    thread: u32,
+    /// Where children finishing elsewhere add their time; created the
+    /// first time a child needs it.
+    shared: Option<Arc<AtomicU64>>,
+    /// Time of finished children credited when this span's frames popped.
+    child_ns: u64,
+    parent: u64,
+    start: u64,
+    inner: Arc<Inner>,
+    /// Further counters, when frames on several threads each made one.
+    more_shared: Vec<Arc<AtomicU64>>,
+    /// The parent's counter, when the parent is another span.
+    parent_shared: Option<Arc<AtomicU64>>,
+    /// The `busy_ns` tag to write, if busy time is recorded.
+    pub busy_ns: Option<u64>,
+    /// Ended after its parent: tagged `detached`.
+    pub detached: bool,
+    pub tags: Tags,
+}
+
+impl Rec {
+    /// Begins a span named `name` under `under`.
+    pub(super) fn begin(name: &'static str, under: Under<'_>) -> Rec {
+        if let Under::Span(p) = under {
+            if p.is_skipped() {
+                let kind = p.trace;
+                with_local(|l| {
+                    if l.refresh() {
+                        l.count_skip(kind);
+                    }
+                });
+                return Rec::Skipped(kind);
+            }
+        }
+        with_local(|l| {
+            let (explicit, parent_shared) = match under {
+                Under::Span(p) => (Some((p.id, p.trace, p.path)), p.shared.clone()),
+                Under::Root => (Some((0, 0, 0)), None),
+                Under::Current => {
+                    if !l.refresh() {
+                        return Rec::Off;
+                    }
+                    (None, l.capture().and_then(|c| c.shared))
+                }
+            };
+            match l.begin(&Name::Static(name), explicit) {
+                Decision::Off => Rec::Off,
+                Decision::Skip(kind) => Rec::Skipped(kind),
+                Decision::Record(b) => Rec::Open(Open {
+                    inner: l.inner.clone().expect("begin checked"),
+                    id: b.id,
+                    parent: b.parent,
+                    trace: b.trace,
+                    path: b.path,
+                    thread: l.thread_idx,
+                    start: clock::now_raw(),
+                    child_ns: 0,
+                    shared: None,
+                    more_shared: Vec::new(),
+                    parent_shared: if b.parent == 0 { None } else { parent_shared },
+                    busy_ns: None,
+                    detached: false,
+                    tags: Tags::default(),
+                }),
+            }
+        })
+        .unwrap_or(Rec::Off)
+    }
+
+    /// This span's context, for children with an explicit parent.
+    pub(super) fn context(&mut self) -> Option<SpanContext> {
+        match self {
+            Rec::Off => None,
+            Rec::Skipped(kind) => Some(SpanContext {
+                id: 0,
+                trace: *kind,
+                path: 0,
+                shared: None,
+            }),
+            Rec::Open(o) => Some(SpanContext {
+                id: o.id,
+                trace: o.trace,
+                path: o.path,
+                shared: Some(
+                    o.shared
+                        .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
+                        .clone(),
+                ),
+            }),
+        }
+    }
+
+    /// Makes the span current on this thread; false if it pushes nothing.
+    pub(super) fn push(&self) -> bool {
+        let frame = match self {
+            Rec::Off => return false,
+            Rec::Skipped(kind) => Frame {
+                id: 0,
+                trace: *kind,
+                path: 0,
+                child_ns: 0,
+                shared: None,
+                skipped: true,
+                entered: true,
+            },
+            Rec::Open(o) => Frame {
+                id: o.id,
+                trace: o.trace,
+                path: o.path,
+                child_ns: 0,
+                shared: o.shared.clone(),
+                skipped: false,
+                entered: true,
+            },
+        };
+        with_local(|l| l.stack.push(frame)).is_some()
+    }
+
+    /// Undoes [`push`](Self::push), keeping what children credited to the frame.
+    pub(super) fn pop(&mut self) {
+        let id = match self {
+            Rec::Off => return,
+            Rec::Skipped(_) => 0,
+            Rec::Open(o) => o.id,
+        };
+        let Some(Some(f)) = with_local(|l| l.pop(id)) else {
+            return;
+        };
+        if let Rec::Open(o) = self {
+            o.child_ns += f.child_ns;
+            if let Some(s) = f.shared {
+                match &o.shared {
+                    None => o.shared = Some(s),
+                    Some(mine) if Arc::ptr_eq(mine, &s) => {}
+                    Some(_) => o.more_shared.push(s),
+                }
+            }
+        }
+    }
+}
+
+impl Open {
+    /// The parent span's id (0 for a root).
+    pub(super) fn parent_id(&self) -> u64 {
+        self.parent
+    }
+
+    /// Credits a child's duration directly (the child is finished here).
+    pub(super) fn credit(&mut self, ns: u64) {
+        self.child_ns += ns;
+    }
+
+    /// The span's duration if it ended at `end`.
+    pub(super) fn duration_at(&self, end: u64) -> u64 {
+        clock::delta_ns(self.start, end)
+    }
+
+    /// Ends the span at raw time `end` and hands it to the recorder.
+    /// `credit_parent`: add its duration to the parent's children time
+    /// (false for a child that outlived its parent, or one credited
+    /// directly with [`credit`](Self::credit)).
+    pub(super) fn finish(mut self, end: u64, credit_parent: bool) {
+        if std::thread::panicking() {
+            self.tags.set_error_status();
+            if !self.tags.has("error") {
+                self.tags.set("error", Val::Static("panicked"));
+            }
+        }
+        let dur = clock::delta_ns(self.start, end);
+        if credit_parent {
+            if let Some(p) = &self.parent_shared {
+                p.fetch_add(dur, Ordering::Relaxed);
+            }
+        }
+        let load = |a: &Arc<AtomicU64>| a.load(Ordering::Relaxed);
+        let child = self.child_ns
+            + self.shared.as_ref().map_or(0, load)
+            + self.more_shared.iter().map(load).sum::<u64>();
+        let span = RawSpan {
+            id: self.id,
+            parent: self.parent,
+            trace: self.trace,
+            start: self.start,
+            dur_ns: dur,
+            child_ns: child,
+            path: self.path,
+            thread: self.thread,
+            extra: self.tags.seal(self.busy_ns, self.detached),
+        };
+        let inner = &self.inner;
+        let mut span = Some(span);
+        with_local(|l| l.record(span.take().expect("once"), end, Some(inner)));
+        if let Some(span) = span {
+            inner.submit(vec![span]);
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! A tracing span's tags while it is open, kept without an allocation per
+//! tag: keys are the fields' `&'static str` names, static strings (the
+//! target) are borrowed, and formatted text (`Debug` values, errors) goes
+//! into one string per span. At close they are encoded straight into the
+//! block's tail format (see `store::codec`), one allocation for the lot.
+
+use crate::recorder::buffer::Sealed;
+use std::cell::RefCell;
+
+/// Status bits and tag flag of a span's flags byte (docs/FORMAT.md).
+const ST_ERROR: u8 = 1;
+const F_TAGS: u8 = 1 << 6;
+/// Tags kept in place before spilling to a vector.
+const INLINE: usize = 4;
+/// Tail bytes that fit in an inline [`Sealed`].
+const SEALED_INLINE: usize = 54;
+
+/// One tag value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Val {
+    /// A string that lives as long as the program.
+    Static(&'static str),
+    /// A range of the span's text buffer.
+    Text {
+        start: u32,
+        len: u32,
+    },
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl From<u64> for Val {
+    fn from(x: u64) -> Val {
+        // Like `TagValue::from(u64)`: the same stored bytes as before.
+        if x <= i64::MAX as u64 {
+            Val::I64(x as i64)
+        } else {
+            Val::U64(x)
+        }
+    }
+}
+
+/// Text bytes kept in place before moving to the heap (enough for
+/// tower-http's method, URI and version fields).
+const TEXT_INLINE: usize = 64;
+
+/// The text of a span's string values: in place while short, else on the
+/// heap (all of it, so that ranges stay valid).
+struct Text {
+    inline: [u8; TEXT_INLINE],
+    len: usize,
+    heap: Option<String>,
+}
+
+impl Text {
+    fn len(&self) -> usize {
+        self.heap.as_ref().map_or(self.len, String::len)
+    }
+
+    fn get(&self, start: usize, len: usize) -> Option<&str> {
+        match &self.heap {
+            Some(h) => h.get(start..start + len),
+            None => std::str::from_utf8(self.inline.get(start..start + len)?).ok(),
+        }
+    }
+}
+
+impl std::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if let Some(h) = &mut self.heap {
+            h.push_str(s);
+        } else if self.len + s.len() <= TEXT_INLINE {
+            self.inline[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            // Whole strs only were written: the bytes so far are UTF-8.
+            let mut h = String::with_capacity((self.len + s.len()).max(2 * TEXT_INLINE));
+            h.push_str(std::str::from_utf8(&self.inline[..self.len]).unwrap_or(""));
+            h.push_str(s);
+            self.heap = Some(h);
+        }
+        Ok(())
+    }
+}
+
+/// A span's status and tags. The target and the two tags the layer adds at
+/// close (`busy_ns`, `detached`) are not stored as entries: [`seal`](Self::seal)
+/// writes them, so that the entries in place suffice for most spans'
+/// fields (a span's state is copied and allocated whole: smaller is cheaper).
+pub(super) struct Tags {
+    target: Option<&'static str>,
+    inline: [(&'static str, Val); INLINE],
+    len: usize,
+    spill: Vec<(&'static str, Val)>,
+    text: Text,
+    error: bool,
+}
+
+impl Default for Tags {
+    fn default() -> Tags {
+        Tags {
+            target: None,
+            inline: [("", Val::Bool(false)); INLINE],
+            len: 0,
+            spill: Vec::new(),
+            text: Text {
+                inline: [0; TEXT_INLINE],
+                len: 0,
+                heap: None,
+            },
+            error: false,
+        }
+    }
+}
+
+impl Tags {
+    fn slot(&mut self, key: &str) -> Option<&mut Val> {
+        let (a, b) = (&mut self.inline[..self.len], &mut self.spill);
+        a.iter_mut()
+            .chain(b.iter_mut())
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Sets the tag `target`, written first.
+    pub(super) fn set_target(&mut self, target: &'static str) {
+        self.target = Some(target);
+    }
+
+    /// Adds or replaces a tag.
+    pub(super) fn set(&mut self, key: &'static str, v: Val) {
+        if let Some(slot) = self.slot(key) {
+            *slot = v;
+        } else if self.len < INLINE {
+            self.inline[self.len] = (key, v);
+            self.len += 1;
+        } else {
+            self.spill.push((key, v));
+        }
+    }
+
+    /// Adds or replaces a tag whose value is text written by `f`.
+    pub(super) fn set_text(&mut self, key: &'static str, f: impl FnOnce(&mut dyn std::fmt::Write)) {
+        let start = self.text.len();
+        f(&mut self.text);
+        let len = self.text.len() - start;
+        self.set(
+            key,
+            Val::Text {
+                start: start as u32,
+                len: len as u32,
+            },
+        );
+    }
+
+    /// Adds or replaces a tag with the `Debug` text of `value`.
+    pub(super) fn set_debug(&mut self, key: &'static str, value: &dyn std::fmt::Debug) {
+        self.set_text(key, |s| {
+            let _ = write!(s, "{value:?}");
+        });
+    }
+
+    /// Whether a tag named `key` is set.
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Marks the span as an error.
+    pub(super) fn set_error_status(&mut self) {
+        self.error = true;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(&'static str, Val)> {
+        self.inline[..self.len].iter().chain(self.spill.iter())
+    }
+
+    fn str_of(&self, v: &Val) -> Option<&str> {
+        match *v {
+            Val::Static(s) => Some(s),
+            Val::Text { start, len } => self.text.get(start as usize, len as usize),
+            _ => None,
+        }
+    }
+
+    /// The tail as a block stores it (flags, bytes), or `None` for a plain
+    /// ok span without tags: the target, the fields, then `busy_ns` and
+    /// `detached = true` if given.
+    pub(super) fn seal(&self, busy_ns: Option<u64>, detached: bool) -> Option<Box<Sealed>> {
+        let n = self.len
+            + self.spill.len()
+            + usize::from(self.target.is_some())
+            + usize::from(busy_ns.is_some())
+            + usize::from(detached);
+        if n == 0 && !self.error {
+            return None;
+        }
+        let flags = if self.error { ST_ERROR } else { 0 } | if n > 0 { F_TAGS } else { 0 };
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let seal = |out: &mut Vec<u8>| {
+            out.clear();
+            self.encode(n, busy_ns, detached, out);
+            Box::new(if out.len() <= SEALED_INLINE {
+                let mut buf = [0; SEALED_INLINE];
+                buf[..out.len()].copy_from_slice(out);
+                Sealed::Inline {
+                    flags,
+                    len: out.len() as u8,
+                    buf,
+                }
+            } else {
+                Sealed::Heap {
+                    flags,
+                    bytes: out.as_slice().into(),
+                }
+            })
+        };
+        Some(
+            SCRATCH
+                .try_with(|s| match s.try_borrow_mut() {
+                    Ok(mut s) => seal(&mut s),
+                    Err(_) => seal(&mut Vec::new()),
+                })
+                .unwrap_or_else(|_| seal(&mut Vec::new())),
+        )
+    }
+
+    /// Writes the tags in the block format: varint count, then per tag the
+    /// key, a type byte and the value.
+    fn encode(&self, n: usize, busy_ns: Option<u64>, detached: bool, out: &mut Vec<u8>) {
+        if n == 0 {
+            return;
+        }
+        put_varint(out, n as u64);
+        let head = self.target.map(|t| ("target", Val::Static(t)));
+        let tail = [
+            busy_ns.map(|b| ("busy_ns", Val::from(b))),
+            detached.then_some(("detached", Val::Bool(true))),
+        ];
+        let all = head
+            .into_iter()
+            .chain(self.iter().copied())
+            .chain(tail.into_iter().flatten());
+        for (k, v) in all {
+            put_str(out, k);
+            match v {
+                Val::Static(_) | Val::Text { .. } => {
+                    out.push(0);
+                    put_str(out, self.str_of(&v).unwrap_or(""));
+                }
+                Val::I64(i) => {
+                    out.push(1);
+                    put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
+                }
+                Val::U64(u) => {
+                    out.push(2);
+                    put_varint(out, u);
+                }
+                Val::F64(f) => {
+                    out.push(3);
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+                Val::Bool(false) => out.push(4),
+                Val::Bool(true) => out.push(5),
+            }
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_format::codec::encode_tail;
+    use ferret_format::{Status, TagValue};
+    use std::borrow::Cow;
+
+    /// The layer's encoding is byte for byte the codec's, for every kind of
+    /// value, replaced keys, spilled tags, long tails and error status.
+    #[test]
+    fn same_bytes_as_the_codec() {
+        let long = "x".repeat(300);
+        let cases: Vec<Vec<(&'static str, TagValue)>> = vec![
+            vec![],
+            vec![("target", TagValue::Str("svc::db".into()))],
+            vec![
+                ("target", TagValue::Str("svc::db".into())),
+                ("static", TagValue::Str("panicked".into())),
+                ("n", TagValue::I64(3)),
+            ],
+            vec![
+                ("a", TagValue::I64(-5)),
+                ("b", TagValue::U64(u64::MAX)),
+                ("c", TagValue::F64(0.25)),
+                ("d", TagValue::Bool(true)),
+                ("e", TagValue::Bool(false)),
+                ("f", TagValue::Str("uri /users/7".into())),
+            ],
+            (0..12)
+                .map(|i| {
+                    let k: &'static str = [
+                        "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11",
+                    ][i];
+                    (k, TagValue::I64(i as i64))
+                })
+                .collect(),
+            vec![("long", TagValue::Str(long.clone()))],
+            // Text that starts in place and moves to the heap midway.
+            vec![
+                ("a", TagValue::Str("y".repeat(60))),
+                ("b", TagValue::Str("z".repeat(60))),
+                ("c", TagValue::Str("é".repeat(40))),
+            ],
+        ];
+        for error in [false, true] {
+            for case in &cases {
+                let mut t = Tags::default();
+                for (k, v) in case {
+                    match v {
+                        TagValue::Str(s) if *k == "target" => {
+                            t.set_target(Box::leak(s.clone().into_boxed_str()))
+                        }
+                        TagValue::Str(s) if *k == "static" => {
+                            t.set(k, Val::Static(Box::leak(s.clone().into_boxed_str())))
+                        }
+                        TagValue::Str(s) => t.set_text(k, |o| {
+                            let _ = o.write_str(s);
+                        }),
+                        TagValue::I64(i) => t.set(k, Val::I64(*i)),
+                        TagValue::U64(u) => t.set(k, Val::U64(*u)),
+                        TagValue::F64(f) => t.set(k, Val::F64(*f)),
+                        TagValue::Bool(b) => t.set(k, Val::Bool(*b)),
+                        _ => unreachable!(),
+                    }
+                }
+                if error {
+                    t.set_error_status();
+                }
+                let status = if error { Status::Error } else { Status::Ok };
+                for (busy, detached) in [(None, false), (Some(7), false), (Some(u64::MAX), true)] {
+                    let mut tags: Vec<(Cow<'static, str>, TagValue)> = case
+                        .iter()
+                        .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+                        .collect();
+                    if let Some(b) = busy {
+                        tags.push((Cow::Borrowed("busy_ns"), TagValue::from(b)));
+                    }
+                    if detached {
+                        tags.push((Cow::Borrowed("detached"), TagValue::Bool(true)));
+                    }
+                    let mut want = Vec::new();
+                    let want_flags = encode_tail(&status, &tags, &mut want);
+                    match t.seal(busy, detached) {
+                        None => assert!(!error && tags.is_empty()),
+                        Some(s) => {
+                            let (flags, bytes) = s.tail();
+                            assert_eq!((flags, bytes), (want_flags, &want[..]), "{tags:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_replaces_its_value() {
+        let mut t = Tags::default();
+        t.set("late", Val::I64(42));
+        t.set_debug("uri", &"/a");
+        t.set("late", Val::I64(43));
+        t.set_debug("uri", &"/b");
+        let mut want = Vec::new();
+        let tags = vec![
+            (Cow::Borrowed("late"), TagValue::I64(43)),
+            (Cow::Borrowed("uri"), TagValue::Str("\"/b\"".into())),
+        ];
+        encode_tail(&Status::Ok, &tags, &mut want);
+        assert_eq!(t.seal(None, false).unwrap().tail().1, &want[..]);
+        assert!(t.has("uri") && !t.has("url"));
+    }
+}

@@ -1,0 +1,6 @@
+#[ferret::measure("load", module_path)]
+fn load() {}
+
+fn main() {
+    load();
+}
