@@ -438,8 +438,14 @@ fn read_pages(
         // the NOT NULL constraint, text, a blob) have no place in start
         // order: the consumer counts this run's among them as skipped.
         if q.since_ns.is_none() && q.until_ns.is_none() {
+            // SQLite orders NULL before numbers and text and blobs after
+            // them, so two index range seeks find these rows without a
+            // pass over the whole log (typeof() would read every entry:
+            // 0.1 s of a 1M-span file's 0.28 s analysis).
             let mut st = conn.prepare(
-                "SELECT data FROM beaver_logs WHERE log_name = ?1 AND typeof(timestamp) NOT IN ('integer', 'real')",
+                "SELECT data FROM beaver_logs WHERE log_name = ?1 AND timestamp IS NULL \
+                 UNION ALL \
+                 SELECT data FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ''",
             )?;
             let mut rows = st.query([&ns])?;
             let mut page = RawPage {
