@@ -27,8 +27,11 @@ enum Command {
     Runs(cmd::runs::Args),
     /// Merged call tree of a run: every span grouped by call path.
     Calltree(cmd::calltree::Args),
-    /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
+    /// Export a run for other viewers and engines: speedscope, chrome,
+    /// folded, svg, jsonl, otlp, parquet.
     Export(cmd::export::Args),
+    /// Send runs to an OpenTelemetry receiver over OTLP/HTTP.
+    Push(cmd::push::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Runs(a) => cmd::runs::run(a),
         Command::Calltree(a) => cmd::calltree::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Push(a) => cmd::push::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
     };
     match r {

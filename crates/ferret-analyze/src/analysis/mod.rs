@@ -5,6 +5,7 @@
 //! number of spans.
 
 pub mod calltree;
+pub mod many;
 pub mod paths;
 pub mod query;
 pub mod resolve;
@@ -14,6 +15,7 @@ pub mod summary;
 pub mod tree;
 
 pub use calltree::{call_tree, CallNode, CallTree};
+pub use many::{call_tree_many, map_stores, merge_call_trees, summarize_many, FileError};
 pub use paths::{fold_paths, folded_frame, FoldedPath};
 pub use query::{select, NameFilter, Query, Selection, TimeBound};
 pub use resolve::{Finished, PathResolver};

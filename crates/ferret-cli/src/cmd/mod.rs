@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod calltree;
 pub mod demo;
 pub mod export;
+pub mod push;
 pub mod runs;
 pub mod tree;
 
@@ -20,4 +21,40 @@ pub fn open_store(path: &Path, namespace: Option<&str>) -> CliResult<Store> {
             namespace: namespace.map(str::to_owned),
         },
     )?)
+}
+
+/// Expands the trace-file arguments: a pattern with `*`, `?` or `[` is a
+/// glob (sorted matches; none is an error), anything else a path.
+pub fn expand_inputs(args: &[String]) -> CliResult<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if !a.contains(['*', '?', '[']) {
+            out.push(std::path::PathBuf::from(a));
+            continue;
+        }
+        let paths = glob::glob(a)
+            .map_err(|e| crate::error::CliError::user(format!("bad glob '{a}': {e}")))?;
+        let mut found: Vec<_> = paths
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            return Err(crate::error::CliError::user(format!(
+                "no file matches '{a}'"
+            )));
+        }
+        found.sort();
+        out.append(&mut found);
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    Ok(out)
+}
+
+/// Opens every file (the first failure, naming its file, is the error).
+pub fn open_stores(paths: &[std::path::PathBuf], namespace: &str) -> CliResult<Vec<Store>> {
+    paths
+        .iter()
+        .map(|p| open_store(p, Some(namespace)))
+        .collect()
 }
