@@ -58,8 +58,8 @@ pub fn map_stores<T: Send>(
     }
     .clamp(1, n.max(1));
     let queue = Mutex::new(stores.into_iter().enumerate());
-    let results: Mutex<Vec<Option<std::result::Result<Option<T>, FileError>>>> =
-        Mutex::new((0..n).map(|_| None).collect());
+    type Slot<T> = Option<std::result::Result<Option<T>, FileError>>;
+    let results: Mutex<Vec<Slot<T>>> = Mutex::new((0..n).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
