@@ -197,12 +197,10 @@ pub fn render(summary: &Summary, format: Format) -> CliResult {
         Format::Csv => write_csv(&mut out, summary)?,
         Format::Table | Format::Text => {
             let color = fmt::color_stdout();
-            let how = if summary.latest { " (latest)" } else { "" };
-            if summary.run_id.contains(',') {
-                eprintln!("Analyzing runs {}{how}", summary.run_id);
-            } else {
-                eprintln!("Analyzing run {}{how}", summary.run_id);
-            }
+            eprintln!(
+                "Analyzing {}",
+                super::describe_runs(&summary.run_id, summary.latest)
+            );
             write!(out, "{}", render_table(summary, color))?;
             writeln!(out, "{}", summary_line(summary, color))?;
         }

@@ -58,3 +58,17 @@ pub fn open_stores(paths: &[std::path::PathBuf], namespace: &str) -> CliResult<V
         .map(|p| open_store(p, Some(namespace)))
         .collect()
 }
+
+/// "run R (latest)" for one run; "3 runs (each file's latest): a, b, c"
+/// for a comma-separated list (fleet reports), the ids cut after 3.
+pub fn describe_runs(run_ids: &str, latest: bool) -> String {
+    let ids: Vec<&str> = run_ids.split(',').collect();
+    if ids.len() == 1 {
+        let how = if latest { " (latest)" } else { "" };
+        return format!("run {run_ids}{how}");
+    }
+    let how = if latest { " (each file's latest)" } else { "" };
+    let shown = ids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+    let more = if ids.len() > 3 { ", …" } else { "" };
+    format!("{} runs{how}: {shown}{more}", ids.len())
+}
