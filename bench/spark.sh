@@ -32,6 +32,7 @@ from pyspark.sql import SparkSession
 fleet, analyze = sys.argv[1], sys.argv[2]
 spark = (SparkSession.builder.master("local[2]").appName("ferret-check")
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.shuffle.partitions", "4").getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 t = time.time()
