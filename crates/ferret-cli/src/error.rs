@@ -12,6 +12,8 @@ pub enum CliError {
     /// The reader of our output went away (`ferret ... | head`): not an
     /// error worth a message, and the exit code is 0.
     BrokenPipe,
+    /// `ferret diff`'s gate failed: the report is printed, exit 1, no message.
+    Regression,
 }
 
 impl CliError {
@@ -20,6 +22,7 @@ impl CliError {
             CliError::User(_) => 2,
             CliError::Internal(_) => 1,
             CliError::BrokenPipe => 0,
+            CliError::Regression => 1,
         }
     }
 
@@ -33,6 +36,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::User(m) | CliError::Internal(m) => f.write_str(m),
             CliError::BrokenPipe => f.write_str("broken pipe"),
+            CliError::Regression => f.write_str("regression found"),
         }
     }
 }

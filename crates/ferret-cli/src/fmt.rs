@@ -171,6 +171,11 @@ pub fn parse_time(s: &str) -> Result<TimeBound, String> {
     })
 }
 
+/// A duration such as `50us`, `1.5ms`, `2s` (a bare number is seconds), in ns.
+pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
+    parse_offset(s.trim())
+}
+
 fn parse_offset(s: &str) -> Result<i64, String> {
     let (num, mult) = if let Some(n) = s.strip_suffix("ns") {
         (n, 1.0)

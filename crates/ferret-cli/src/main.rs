@@ -1,6 +1,8 @@
 //! `ferret`: record a demo workload and analyze ferret / ferret-io trace files.
 
 mod cmd;
+mod diff_config;
+mod diff_render;
 mod error;
 mod fmt;
 
@@ -32,6 +34,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Send runs to an OpenTelemetry receiver over OTLP/HTTP.
     Push(cmd::push::Args),
+    /// Compare two runs (or groups of runs) per name and gate regressions (exit 1).
+    Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
 }
@@ -46,10 +50,12 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a),
         Command::Push(a) => cmd::push::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Regression) => ExitCode::from(1),
         Err(e) => {
             eprintln!("ferret: {e}");
             ExitCode::from(e.exit_code())

@@ -138,6 +138,10 @@ fn calltree_on_the_samples() {
 }
 
 fn record(path: &Path, f: impl FnOnce()) {
+    // One profiler is installed per process: tests that record take turns
+    // (spans open while another test installs its profiler are counted as
+    // dropped, and would fail the assertion below).
+    let _serial = ferret_testkit::serial();
     let p = ferret::Profiler::builder(path).run_id("x").open().unwrap();
     p.install();
     f();

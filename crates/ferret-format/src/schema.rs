@@ -1,8 +1,10 @@
 //! The native file's schema (see docs/FORMAT.md): the tables the recorder
 //! creates and the analyzer reads.
 
-/// Version of the native format written by this crate.
-pub const FORMAT_VERSION: i64 = 1;
+/// Version of the native format written by this crate. Version 2 added
+/// per-process counters and the clean-close mark (`ferret_processes`) and
+/// the `shed` counter; readers accept 1 and 2, writers upgrade 1 to 2.
+pub const FORMAT_VERSION: i64 = 2;
 
 /// The DDL of a native trace file.
 pub const SCHEMA: &str = "
@@ -16,7 +18,8 @@ CREATE TABLE IF NOT EXISTS ferret_runs (
     spans_accepted INTEGER NOT NULL DEFAULT 0,
     dropped_queue INTEGER NOT NULL DEFAULT 0,
     dropped_write INTEGER NOT NULL DEFAULT 0,
-    sampled_out INTEGER NOT NULL DEFAULT 0
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ferret_runs_started ON ferret_runs (started_ns);
 CREATE TABLE IF NOT EXISTS ferret_processes (
@@ -24,7 +27,14 @@ CREATE TABLE IF NOT EXISTS ferret_processes (
     run INTEGER NOT NULL,
     pid INTEGER NOT NULL,
     host TEXT,
-    started_ns INTEGER NOT NULL
+    started_ns INTEGER NOT NULL,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped_queue INTEGER NOT NULL DEFAULT 0,
+    dropped_write INTEGER NOT NULL DEFAULT 0,
+    sampled_out INTEGER NOT NULL DEFAULT 0,
+    shed INTEGER NOT NULL DEFAULT 0,
+    committed_ns INTEGER,
+    ended_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS ferret_processes_run ON ferret_processes (run);
 CREATE TABLE IF NOT EXISTS ferret_threads (

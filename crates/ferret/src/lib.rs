@@ -49,6 +49,21 @@ pub mod __private {
 pub use ferret_format::{Status, TagValue, Tags};
 pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
 
+/// Persists on SIGTERM and SIGINT (opt-in): when either arrives, the
+/// installed profiler is closed (its spans committed, its process marked as
+/// cleanly ended, within its close timeout) and the process then terminates
+/// as the signal's default action would. Without it, those signals kill the
+/// process like SIGKILL: spans that ended within the last flush interval
+/// are lost (see the README's "What a crash can lose").
+///
+/// Call it once, early (it starts a thread that waits for the signals); a
+/// program with signal handlers of its own should call
+/// [`Profiler::close`] from them instead.
+#[cfg(unix)]
+pub fn flush_on_signals() -> Result<()> {
+    recorder::signals::flush_on_signals()
+}
+
 /// A random 128-bit run id in hex.
 pub fn random_run_id() -> String {
     let mut b = [0u8; 16];

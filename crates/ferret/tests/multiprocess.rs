@@ -86,11 +86,11 @@ fn two_processes_one_file() {
     let mut spans = store.spans("shared", &SpanQuery::default()).unwrap();
     let mut r = Default::default();
     while spans.next_into(&mut r) {
-        assert!(ids.insert(r.span_id), "duplicate span id {}", r.span_id);
+        assert!(ids.insert(r.span_id()), "duplicate span id {}", r.span_id());
         pids.insert(r.pid);
-        match r.parent_id {
+        match r.parent_id() {
             None => {
-                roots.insert(r.span_id);
+                roots.insert(r.span_id());
             }
             Some(p) => parents.push(p),
         }

@@ -61,12 +61,12 @@ fn one<'a>(v: &'a [Rec], name: &str) -> &'a Rec {
 }
 
 fn dur(r: &Rec) -> u64 {
-    r.r.duration_ns.unwrap()
+    r.r.duration_ns().unwrap()
 }
 
 fn children_of<'a>(v: &'a [Rec], parent: &Rec) -> Vec<&'a Rec> {
     v.iter()
-        .filter(|s| s.r.parent_id == Some(parent.r.span_id))
+        .filter(|s| s.r.parent_id() == Some(parent.r.span_id()))
         .collect()
 }
 
@@ -76,10 +76,10 @@ fn tag<'a>(r: &'a Rec, key: &str) -> Option<&'a TagValue> {
 
 /// Every span id is unique and every parent is in the run.
 fn check_ids(v: &[Rec]) {
-    let ids: HashSet<u64> = v.iter().map(|s| s.r.span_id).collect();
+    let ids: HashSet<u64> = v.iter().map(|s| s.r.span_id()).collect();
     assert_eq!(ids.len(), v.len(), "duplicate span ids");
     for s in v {
-        if let Some(p) = s.r.parent_id {
+        if let Some(p) = s.r.parent_id() {
             assert!(ids.contains(&p), "parent of {s:?} missing");
         }
     }
@@ -118,8 +118,8 @@ fn nesting_ids_and_self_time() {
     assert_eq!(v.len(), 12);
     check_ids(&v);
     let root = one(&v, "root");
-    assert_eq!(root.r.parent_id, None);
-    assert_eq!(root.r.trace_id, root.r.span_id);
+    assert_eq!(root.r.parent_id(), None);
+    assert_eq!(root.r.trace_id(), root.r.span_id());
     let kids = children_of(&v, root);
     let mut names: Vec<&str> = kids.iter().map(|k| k.name.as_str()).collect();
     names.sort();
@@ -127,32 +127,32 @@ fn nesting_ids_and_self_time() {
     // Sequential synchronous children: the parent's children time is exactly
     // the sum of their durations.
     assert_eq!(
-        root.r.children_ns.unwrap(),
+        root.r.children_ns().unwrap(),
         kids.iter().map(|k| dur(k)).sum::<u64>()
     );
-    assert!(dur(root) >= root.r.children_ns.unwrap());
+    assert!(dur(root) >= root.r.children_ns().unwrap());
     for c in by_name(&v, "child") {
-        assert_eq!(c.r.trace_id, root.r.span_id);
+        assert_eq!(c.r.trace_id(), root.r.span_id());
         assert!(dur(c) >= MS);
-        assert!(c.r.start_ns >= root.r.start_ns && c.r.end_ns() <= root.r.end_ns());
+        assert!(c.r.start_ns() >= root.r.start_ns() && c.r.end_ns() <= root.r.end_ns());
         let g = children_of(&v, c);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].name, "grandchild");
-        assert_eq!(g[0].r.trace_id, root.r.span_id);
-        assert_eq!(c.r.children_ns.unwrap(), dur(g[0]));
-        assert_eq!(g[0].r.children_ns, Some(0));
+        assert_eq!(g[0].r.trace_id(), root.r.span_id());
+        assert_eq!(c.r.children_ns().unwrap(), dur(g[0]));
+        assert_eq!(g[0].r.children_ns(), Some(0));
         // Same name under different parents: different call paths.
-        assert_ne!(g[0].r.path, c.r.path);
+        assert_ne!(g[0].r.path(), c.r.path());
     }
-    let paths: HashSet<_> = by_name(&v, "child").iter().map(|c| c.r.path).collect();
+    let paths: HashSet<_> = by_name(&v, "child").iter().map(|c| c.r.path()).collect();
     assert_eq!(paths.len(), 1);
     assert!(dur(one(&v, "measured")) >= MS);
 
     let (a, b, after) = (one(&v, "a"), one(&v, "b"), one(&v, "after"));
-    assert_eq!(a.r.parent_id, None);
-    assert_eq!(b.r.parent_id, Some(a.r.span_id));
-    assert_eq!(after.r.parent_id, None);
-    assert_eq!(after.r.trace_id, after.r.span_id);
+    assert_eq!(a.r.parent_id(), None);
+    assert_eq!(b.r.parent_id(), Some(a.r.span_id()));
+    assert_eq!(after.r.parent_id(), None);
+    assert_eq!(after.r.trace_id(), after.r.span_id());
     for s in &v {
         assert_eq!(s.r.status, Status::Ok);
         assert_eq!(s.r.pid, std::process::id());
@@ -219,28 +219,28 @@ fn async_parent_propagation_multi_thread() {
     assert_eq!(v.len(), expected, "{v:#?}");
     check_ids(&v);
     let parent = one(&v, "parent");
-    assert_eq!(parent.r.parent_id, None);
+    assert_eq!(parent.r.parent_id(), None);
     assert!(dur(parent) >= 5 * MS + 5 * MS + 6 * MS + 3 * MS);
     let awaited = one(&v, "awaited");
-    assert_eq!(awaited.r.parent_id, Some(parent.r.span_id));
+    assert_eq!(awaited.r.parent_id(), Some(parent.r.span_id()));
     assert!(dur(awaited) >= 5 * MS);
     let spawned = by_name(&v, "spawned");
     assert_eq!(spawned.len(), SPAWNED);
     for s in &spawned {
-        assert_eq!(s.r.parent_id, Some(parent.r.span_id));
-        assert_eq!(s.r.trace_id, parent.r.span_id);
+        assert_eq!(s.r.parent_id(), Some(parent.r.span_id()));
+        assert_eq!(s.r.trace_id(), parent.r.span_id());
         assert!(dur(s) >= 6 * MS, "{s:?}");
-        assert!(s.r.start_ns >= parent.r.start_ns && s.r.end_ns() <= parent.r.end_ns());
+        assert!(s.r.start_ns() >= parent.r.start_ns() && s.r.end_ns() <= parent.r.end_ns());
         let kids = children_of(&v, s);
         assert_eq!(kids.len(), 1);
         assert_eq!(kids[0].name, "in_task");
-        assert_eq!(s.r.children_ns.unwrap(), dur(kids[0]));
+        assert_eq!(s.r.children_ns().unwrap(), dur(kids[0]));
         assert!(tag(s, "cancelled").is_none());
     }
     let sync = one(&v, "sync_in_parent");
-    assert_eq!(sync.r.parent_id, Some(parent.r.span_id));
+    assert_eq!(sync.r.parent_id(), Some(parent.r.span_id()));
     let cancelled = one(&v, "cancelled");
-    assert_eq!(cancelled.r.parent_id, Some(parent.r.span_id));
+    assert_eq!(cancelled.r.parent_id(), Some(parent.r.span_id()));
     assert_eq!(tag(cancelled, "cancelled"), Some(&TagValue::Bool(true)));
     assert!(dur(cancelled) >= 3 * MS);
     // Every direct child ended before the parent: its children time is
@@ -248,7 +248,7 @@ fn async_parent_propagation_multi_thread() {
     let kids = children_of(&v, parent);
     assert_eq!(kids.len(), 1 + SPAWNED + 1 + 1);
     assert_eq!(
-        parent.r.children_ns.unwrap(),
+        parent.r.children_ns().unwrap(),
         kids.iter().map(|k| dur(k)).sum::<u64>()
     );
 }
@@ -287,8 +287,8 @@ fn threads_are_recorded_with_names() {
     for s in &v {
         *per_tid.entry(s.r.tid).or_default() += 1;
         if s.name == "step" {
-            let parent = s.r.parent_id.unwrap();
-            assert_eq!(s.r.trace_id, parent);
+            let parent = s.r.parent_id().unwrap();
+            assert_eq!(s.r.trace_id(), parent);
         }
     }
     assert_eq!(per_tid.len(), THREADS, "{per_tid:?}");
@@ -348,20 +348,20 @@ fn manual_span_ended_on_another_thread() {
     let manual = one(&v, "manual");
     let child_b = one(&v, "child_b");
     let entered = one(&v, "entered_child");
-    assert_eq!(manual.r.parent_id, Some(outer.r.span_id));
-    assert_eq!(manual.r.trace_id, outer.r.span_id);
-    assert_eq!(child_b.r.parent_id, Some(manual.r.span_id));
-    assert_eq!(child_b.r.trace_id, outer.r.span_id);
-    assert_eq!(entered.r.parent_id, Some(manual.r.span_id));
+    assert_eq!(manual.r.parent_id(), Some(outer.r.span_id()));
+    assert_eq!(manual.r.trace_id(), outer.r.span_id());
+    assert_eq!(child_b.r.parent_id(), Some(manual.r.span_id()));
+    assert_eq!(child_b.r.trace_id(), outer.r.span_id());
+    assert_eq!(entered.r.parent_id(), Some(manual.r.span_id()));
     assert_eq!(tag(manual, "where"), Some(&TagValue::Str("a".into())));
     assert_eq!(tag(manual, "ended"), Some(&TagValue::Str("b".into())));
     assert!(dur(manual) >= 2 * MS);
     assert_eq!(
-        manual.r.children_ns.unwrap(),
+        manual.r.children_ns().unwrap(),
         dur(child_b) + dur(entered),
         "{manual:?}"
     );
-    assert_eq!(outer.r.children_ns.unwrap(), dur(manual));
+    assert_eq!(outer.r.children_ns().unwrap(), dur(manual));
     assert_ne!(tid_a, tid_b);
     assert_eq!(outer.r.tid, tid_a);
     assert_eq!(manual.r.tid, tid_a);
@@ -422,13 +422,13 @@ fn panics_mark_spans_as_errors() {
     assert_eq!(m.r.status, Status::Error);
     assert_eq!(tag(m, "error"), Some(&TagValue::Str("disk on fire".into())));
     assert_eq!(
-        one(&v, "inner").r.parent_id,
-        Some(one(&v, "unwound").r.span_id)
+        one(&v, "inner").r.parent_id(),
+        Some(one(&v, "unwound").r.span_id())
     );
     let after = one(&v, "after");
     assert_eq!(after.r.status, Status::Ok);
-    assert_eq!(after.r.parent_id, Some(root.r.span_id));
-    assert_eq!(one(&v, "measured").r.parent_id, Some(root.r.span_id));
+    assert_eq!(after.r.parent_id(), Some(root.r.span_id()));
+    assert_eq!(one(&v, "measured").r.parent_id(), Some(root.r.span_id()));
 }
 
 #[test]
@@ -598,7 +598,7 @@ fn queue_full_drops_are_counted() {
             }
         })
     };
-    while p.stats().dropped_queue == 0
+    while p.stats().dropped_queue + p.stats().shed == 0
         && produced.load(std::sync::atomic::Ordering::Relaxed) < 5_000_000
     {
         flood(&produced);
@@ -606,8 +606,9 @@ fn queue_full_drops_are_counted() {
     helper.join().unwrap();
     let st = p.close().unwrap();
     let produced = produced.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(st.dropped_queue > 0, "{st:?}");
-    assert_eq!(st.accepted + st.dropped_queue, produced, "{st:?}");
+    // Every span is a root here: under pressure whole traces are shed.
+    assert!(st.dropped_queue + st.shed > 0, "{st:?}");
+    assert_eq!(st.accepted + st.dropped_queue + st.shed, produced, "{st:?}");
     assert_eq!(st.dropped_write, 0);
 
     let v = read_run(&path, "full");

@@ -14,8 +14,8 @@ fn ids(path: &std::path::Path, run: &str) -> (HashSet<u64>, Vec<u64>) {
     let mut spans = HashSet::new();
     let mut parents = vec![];
     for s in store.spans(run, &SpanQuery::default()).unwrap() {
-        spans.insert(s.span_id);
-        if let Some(p) = s.parent_id {
+        spans.insert(s.span_id());
+        if let Some(p) = s.parent_id() {
             parents.push(p);
         }
     }
@@ -175,7 +175,7 @@ fn trace_budget_limits_roots() {
     let roots = store
         .spans("traces", &SpanQuery::default())
         .unwrap()
-        .filter(|s| s.parent_id.is_none())
+        .filter(|s| s.parent_id().is_none())
         .count() as f64;
     let budget = 100.0 * elapsed;
     assert!(

@@ -88,7 +88,7 @@ impl CallFold {
 
 impl Fold for CallFold {
     fn span(&mut self, r: Resolved<'_>) {
-        let d = r.span.duration_ns.unwrap_or(0);
+        let d = r.span.duration_ns().unwrap_or(0);
         let err = r.span.status.is_error();
         let a = self.acc(r.path);
         a.count += 1;

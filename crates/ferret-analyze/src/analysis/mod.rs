@@ -5,12 +5,14 @@
 //! number of spans.
 
 pub mod calltree;
+pub mod diff;
 pub mod many;
 pub mod paths;
 pub mod query;
 pub mod resolve;
 pub mod scan;
 pub mod sketch;
+pub mod stats;
 pub mod summary;
 pub mod tree;
 

@@ -114,16 +114,16 @@ impl PathResolver {
     /// ended before it starts, then returns its path id.
     pub fn push(&mut self, s: &SpanRecord, out: &mut impl FnMut(Finished)) -> u32 {
         while let Some(Reverse((end, id))) = self.heap.peek().copied() {
-            if end >= s.start_ns {
+            if end >= s.start_ns() {
                 break;
             }
             self.heap.pop();
             self.finish_one(id, out);
         }
-        let parent = s.parent_id.and_then(|p| self.open.get_mut(&p));
+        let parent = s.parent_id().and_then(|p| self.open.get_mut(&p));
         let ppath = match parent {
             Some(p) => {
-                p.child_ns += s.duration_ns.unwrap_or(0);
+                p.child_ns += s.duration_ns().unwrap_or(0);
                 p.path
             }
             None => 0,
@@ -137,24 +137,24 @@ impl PathResolver {
             }
         }
         if let Some(old) = self.open.insert(
-            s.span_id,
+            s.span_id(),
             Open {
                 path,
                 name: s.name,
-                dur: s.duration_ns,
+                dur: s.duration_ns(),
                 child_ns: 0,
             },
         ) {
             // Duplicate span id: finish the older one now.
             out(Finished {
-                span_id: s.span_id,
+                span_id: s.span_id(),
                 name: old.name,
                 path: old.path,
                 dur_ns: old.dur,
                 self_ns: old.dur.map(|d| d.saturating_sub(old.child_ns)),
             });
         }
-        self.heap.push(Reverse((end, s.span_id)));
+        self.heap.push(Reverse((end, s.span_id())));
         path
     }
 
@@ -172,11 +172,18 @@ mod tests {
 
     fn rec(id: u64, parent: Option<u64>, name: u32, start: i64, dur: u64) -> SpanRecord {
         SpanRecord {
-            span_id: id,
-            parent_id: parent,
+            head: ferret_format::codec::SpanHead {
+                id,
+                parent: parent.unwrap_or(0),
+                start_ns: start,
+                dur_ns: dur,
+                ..Default::default()
+            },
             name,
-            start_ns: start,
-            duration_ns: Some(dur),
+            recorded: crate::store::Recorded {
+                duration: true,
+                path_and_children: false,
+            },
             ..Default::default()
         }
     }

@@ -212,7 +212,7 @@ pub fn scan(
                     if n & 0xFFFF == 0 {
                         report(n, spans.bytes_read());
                     }
-                    let path = rec.path.unwrap_or(0);
+                    let path = rec.path().unwrap_or(0);
                     fold.span(Resolved {
                         span: &rec,
                         path,
@@ -220,12 +220,12 @@ pub fn scan(
                         name: spans.name(rec.name),
                     });
                     let self_ns = rec
-                        .duration_ns
-                        .map(|d| d.saturating_sub(rec.children_ns.unwrap_or(0)));
+                        .duration_ns()
+                        .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
                     if let Some(s) = self_ns {
                         fold.self_time(rec.name, path, s);
                     }
-                    fold.span_self(rec.span_id, self_ns);
+                    fold.span_self(rec.span_id(), self_ns);
                 }
             }
             out.paths = paths;

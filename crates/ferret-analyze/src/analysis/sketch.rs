@@ -87,6 +87,31 @@ impl LatencySketch {
         }
     }
 
+    /// The recorded values as sorted `(value, count)` buckets: exact values
+    /// below 65 values, else each histogram bucket's highest equivalent
+    /// value (the value [`LatencySketch::quantile`] reports). Memory: the
+    /// buckets in use, whatever the count.
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        match &self.hist {
+            Some(h) => h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+            None => {
+                let mut v = self.exact.clone();
+                v.sort_unstable();
+                let mut out: Vec<(u64, u64)> = Vec::new();
+                for x in v {
+                    match out.last_mut() {
+                        Some(last) if last.0 == x => last.1 += 1,
+                        _ => out.push((x, 1)),
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// The nearest-rank quantile: the value at 1-based rank `ceil(q·n)`
     /// (exact below 65 values, else within 0.8%). 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
@@ -135,6 +160,21 @@ mod tests {
             let got = s.quantile(q) as f64;
             assert!((got - want).abs() / want <= 0.01, "q{q}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn buckets_hold_every_value() {
+        let mut s = LatencySketch::new();
+        for v in [5, 3, 5] {
+            s.add(v);
+        }
+        assert_eq!(s.buckets(), vec![(3, 1), (5, 2)]);
+        for v in 0..1000u64 {
+            s.add(v * 1000);
+        }
+        let b = s.buckets();
+        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 1003);
+        assert!(b.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]

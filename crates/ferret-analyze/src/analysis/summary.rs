@@ -215,15 +215,15 @@ impl Fold for SummaryFold {
 
     fn span(&mut self, r: Resolved<'_>) {
         let rec = r.span;
-        self.first = self.first.min(rec.start_ns);
-        self.last = self.last.max(match rec.duration_ns {
+        self.first = self.first.min(rec.start_ns());
+        self.last = self.last.max(match rec.duration_ns() {
             Some(_) => rec.end_ns(),
-            None => rec.start_ns,
+            None => rec.start_ns(),
         });
         let a = self.acc(rec.name);
         a.count += 1;
         a.errors += rec.status.is_error() as u64;
-        if let Some(d) = rec.duration_ns {
+        if let Some(d) = rec.duration_ns() {
             a.add_timed(d);
         }
     }

@@ -183,11 +183,11 @@ impl TopN {
         }
         let c = Cand {
             key: (
-                s.duration_ns.unwrap_or(0),
-                Reverse(s.start_ns),
-                Reverse(s.span_id),
+                s.duration_ns().unwrap_or(0),
+                Reverse(s.start_ns()),
+                Reverse(s.span_id()),
             ),
-            trace: s.trace_id,
+            trace: s.trace_id(),
         };
         if self.heap.len() < self.n {
             self.heap.push(Reverse(c));
@@ -376,9 +376,9 @@ impl Builder {
         let n = &mut self.nodes[i as usize];
         n.filled = true;
         n.name = s.name;
-        n.start_ns = s.start_ns;
-        n.dur = s.duration_ns;
-        n.children_ns = s.children_ns;
+        n.start_ns = s.start_ns();
+        n.dur = s.duration_ns();
+        n.children_ns = s.children_ns();
         n.status = s.status.clone();
         n.tags = s.tags.clone();
     }
@@ -411,10 +411,10 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         ScanOptions::default(),
         &mut ForEach(|r: super::scan::Resolved<'_>| {
             if let Some(b) = &mut bloom {
-                b.insert(r.span.span_id);
+                b.insert(r.span.span_id());
             }
             let root = match kind {
-                FileKind::Native => r.span.parent_id.is_none(),
+                FileKind::Native => r.span.parent_id().is_none(),
                 FileKind::FerretIo => r.parent_path == 0,
             };
             if root {
@@ -432,7 +432,7 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
             &sel,
             ScanOptions::default(),
             &mut ForEach(|r: super::scan::Resolved<'_>| {
-                if let Some(p) = r.span.parent_id {
+                if let Some(p) = r.span.parent_id() {
                     if !b.contains(p) {
                         roots_top.offer(r.span);
                     }
@@ -464,19 +464,19 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
         },
         &mut ForEach(|r: super::scan::Resolved<'_>| {
             let rec = r.span;
-            let is_root = root_ids.contains(&rec.span_id);
+            let is_root = root_ids.contains(&rec.span_id());
             if !is_root {
                 if native {
-                    if !traces.contains(&rec.trace_id) {
+                    if !traces.contains(&rec.trace_id()) {
                         return;
                     }
                 } else {
                     // Start order: the parent is kept already, and still open.
-                    match rec.parent_id.and_then(|p| b.ids.get(&p)) {
+                    match rec.parent_id().and_then(|p| b.ids.get(&p)) {
                         Some(&pi) => {
                             let p = &b.nodes[pi as usize];
                             let end = p.start_ns.saturating_add(p.dur.unwrap_or(0) as i64);
-                            if end < rec.start_ns {
+                            if end < rec.start_ns() {
                                 return;
                             }
                         }
@@ -484,16 +484,16 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                     }
                 }
             }
-            let i = match b.ids.get(&rec.span_id) {
+            let i = match b.ids.get(&rec.span_id()) {
                 Some(&i) if b.nodes[i as usize].filled => return, // duplicate id
                 Some(&i) => i,
-                None => b.alloc(rec.span_id),
+                None => b.alloc(rec.span_id()),
             };
             b.fill(i, rec);
             if is_root {
                 return;
             }
-            let Some(parent) = rec.parent_id else {
+            let Some(parent) = rec.parent_id() else {
                 // A parentless span that is not a chosen root (trace id clash).
                 b.free_subtree(i);
                 return;

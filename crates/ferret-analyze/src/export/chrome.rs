@@ -32,9 +32,9 @@ pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write)
         w.write_all(b"{\"ph\":\"X\",\"cat\":\"span\",\"name\":")?;
         serde_json::to_writer(&mut *w, s.name)?;
         w.write_all(b",\"ts\":")?;
-        write_us(w, r.start_ns - origin)?;
+        write_us(w, r.start_ns() - origin)?;
         w.write_all(b",\"dur\":")?;
-        write_us(w, r.duration_ns.unwrap_or(0) as i64)?;
+        write_us(w, r.duration_ns().unwrap_or(0) as i64)?;
         write!(
             w,
             ",\"pid\":{},\"tid\":{},\"args\":{{\"status\":",

@@ -21,16 +21,16 @@ fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<
 pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write) -> Result<u64> {
     let scanned = try_for_each(store, sel, true, |s| -> Result<()> {
         let r = s.span;
-        write!(w, "{{\"span_id\":{},\"parent_id\":", r.span_id)?;
-        opt(w, r.parent_id)?;
-        write!(w, ",\"trace_id\":{},\"name\":", r.trace_id)?;
+        write!(w, "{{\"span_id\":{},\"parent_id\":", r.span_id())?;
+        opt(w, r.parent_id())?;
+        write!(w, ",\"trace_id\":{},\"name\":", r.trace_id())?;
         serde_json::to_writer(&mut *w, s.name)?;
         w.write_all(b",\"path_id\":")?;
-        opt(w, r.path)?;
-        write!(w, ",\"start_ns\":{},\"duration_ns\":", r.start_ns)?;
-        opt(w, r.duration_ns)?;
+        opt(w, r.path())?;
+        write!(w, ",\"start_ns\":{},\"duration_ns\":", r.start_ns())?;
+        opt(w, r.duration_ns())?;
         w.write_all(b",\"children_ns\":")?;
-        opt(w, r.children_ns)?;
+        opt(w, r.children_ns())?;
         w.write_all(b",\"status\":")?;
         serde_json::to_writer(&mut *w, r.status.as_str())?;
         w.write_all(b",\"tags\":{")?;

@@ -5,11 +5,13 @@
 //! | jsonl | [`jsonl`] | constant |
 //! | chrome | [`chrome`] | threads and processes of the run |
 //! | folded, svg | [`folded`], [`svg`] | distinct call paths |
+//! | differential svg (`ferret diff`) | [`diff_svg`] | distinct call paths of both sides |
 //! | speedscope | [`speedscope`] | a sort chunk + distinct frames + open lanes |
 //! | otlp | [`otlp`] | one line (≤ 4 MiB) + processes and threads |
 //! | parquet | [`parquet`](mod@self::parquet) | one row group + call paths (+ open spans, ferret-io) |
 
 pub mod chrome;
+pub mod diff_svg;
 mod extsort;
 pub mod folded;
 pub mod jsonl;

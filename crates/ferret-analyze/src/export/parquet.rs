@@ -302,11 +302,11 @@ impl ParquetFold<'_> {
             name: ByteArray::from(r.name),
             path,
             depth,
-            start_ns: s.start_ns,
-            duration_ns: s.duration_ns,
-            span_id: s.span_id,
-            parent_id: s.parent_id,
-            trace_id: s.trace_id,
+            start_ns: s.start_ns(),
+            duration_ns: s.duration_ns(),
+            span_id: s.span_id(),
+            parent_id: s.parent_id(),
+            trace_id: s.trace_id(),
             status,
             error: s.status.is_error(),
             tags,
@@ -321,8 +321,8 @@ impl Fold for ParquetFold<'_> {
         if self.native {
             let s = r.span;
             let self_ns = s
-                .duration_ns
-                .map(|d| d.saturating_sub(s.children_ns.unwrap_or(0)));
+                .duration_ns()
+                .map(|d| d.saturating_sub(s.children_ns().unwrap_or(0)));
             self.push(row, self_ns);
         } else {
             self.waiting.insert(row.span_id, row);

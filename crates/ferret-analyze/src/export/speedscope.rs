@@ -137,12 +137,12 @@ pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) 
         } else {
             intern(frame_name(s.name, &r.tags, &opts.frame_tags))
         };
-        let start = r.start_ns.saturating_sub(origin);
+        let start = r.start_ns().saturating_sub(origin);
         sorter.push(Item {
             pid: r.pid,
             tid: r.tid,
             start,
-            end: start.saturating_add(r.duration_ns.unwrap_or(0) as i64),
+            end: start.saturating_add(r.duration_ns().unwrap_or(0) as i64),
             frame,
         })?;
         Ok(())

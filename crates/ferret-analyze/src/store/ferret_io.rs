@@ -3,8 +3,9 @@
 //! (keyset pagination on the `(log_name, timestamp)` primary key), filtered by
 //! run per row, and parsed without keeping anything but interned names.
 
-use super::{RunInfo, SpanQuery, SpanRecord};
+use super::{Recorded, RunInfo, SpanQuery, SpanRecord};
 use crate::error::{Error, Result};
+use ferret_format::codec::SpanHead;
 use ferret_format::{Status, TagValue};
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
@@ -178,6 +179,7 @@ pub(super) fn runs(conn: &Connection, ns: &str) -> Result<Vec<RunInfo>> {
                 dropped_queue: 0,
                 dropped_write: 0,
                 sampled_out: 0,
+                ..Default::default()
             }),
         };
         info.spans += 1;
@@ -565,17 +567,22 @@ struct Fields<'a> {
 }
 
 fn fill(out: &mut SpanRecord, names: &mut Interner<'_>, f: Fields<'_>) {
-    out.span_id = f.span_key;
-    out.parent_id = f.parent_key;
-    out.trace_id = 0;
     out.name = names.intern(f.name);
-    out.path = None;
-    out.start_ns = f.start_ns;
-    out.duration_ns = f.duration_ns;
-    out.children_ns = None;
     out.status = match f.status {
         None | Some("ok") => Status::Ok,
         Some(s) => Status::from_text(s),
+    };
+    out.head = SpanHead {
+        id: f.span_key,
+        parent: f.parent_key.unwrap_or(0),
+        start_ns: f.start_ns,
+        dur_ns: f.duration_ns.unwrap_or(0),
+        error: out.status.is_error(),
+        ..SpanHead::default()
+    };
+    out.recorded = Recorded {
+        duration: f.duration_ns.is_some(),
+        path_and_children: false,
     };
     out.pid = 0;
     out.tid = 0;

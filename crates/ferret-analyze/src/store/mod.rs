@@ -7,7 +7,7 @@
 //! let mut spans = store.spans(&run, &SpanQuery::default())?;
 //! let mut s = SpanRecord::default();
 //! while spans.next_into(&mut s) {
-//!     println!("{} {:?}", spans.name(s.name), s.duration_ns);
+//!     println!("{} {:?}", spans.name(s.name), s.duration_ns());
 //! }
 //! # Ok::<(), ferret_analyze::Error>(())
 //! ```
@@ -17,6 +17,7 @@ mod fio_fast;
 mod native;
 
 use crate::error::{Error, Result};
+use ferret_format::codec::SpanHead;
 use ferret_format::{Status, Tags};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -46,25 +47,20 @@ impl FileKind {
     }
 }
 
-/// One span read back from a file.
+/// One span read back from a file: the fixed fields as the block codec
+/// stores them ([`SpanHead`]), plus the name, status, tags and thread.
+///
+/// ferret-io files store no trace id, call path, children's total or
+/// thread; those fields of `head` are 0 there, and [`SpanRecord::path`],
+/// [`SpanRecord::children_ns`] say so with `None`. A ferret-io span may
+/// also lack a duration ([`SpanRecord::duration_ns`] is then `None`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SpanRecord {
-    /// Span id, unique in the run (ferret-io's hex ids are hashed to 64 bits).
-    pub span_id: u64,
-    /// Parent span id; `None` for a root.
-    pub parent_id: Option<u64>,
-    /// Trace (root) id; 0 when the file does not record it (ferret-io).
-    pub trace_id: u64,
+    /// Ids, call path, start, duration, children's total, error flag. A
+    /// parent of 0 means none; ferret-io's hex ids are hashed to 64 bits.
+    pub head: SpanHead,
     /// Name id: look it up with [`Spans::name`].
     pub name: u32,
-    /// Call-path id (native files): see [`Store::paths`].
-    pub path: Option<u32>,
-    /// Start, ns since the UNIX epoch.
-    pub start_ns: i64,
-    /// Duration in ns; `None` when the file has none (ferret-io null).
-    pub duration_ns: Option<u64>,
-    /// Total duration of direct children, when the recorder measured it.
-    pub children_ns: Option<u64>,
     /// Status.
     pub status: Status,
     /// Tags (empty unless [`SpanQuery::with_tags`] is set).
@@ -73,13 +69,69 @@ pub struct SpanRecord {
     pub pid: u32,
     /// OS thread id (0 if unknown).
     pub tid: u64,
+    /// What of `head` the file records (see [`Recorded`]).
+    pub recorded: Recorded,
+}
+
+/// Which of a [`SpanRecord`]'s optional fields the file recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// `head.dur_ns` is known.
+    pub duration: bool,
+    /// `head.path` and `head.child_ns` are known (native files).
+    pub path_and_children: bool,
 }
 
 impl SpanRecord {
+    /// Span id, unique in the run.
+    #[inline]
+    pub fn span_id(&self) -> u64 {
+        self.head.id
+    }
+
+    /// Parent span id; `None` for a root.
+    #[inline]
+    pub fn parent_id(&self) -> Option<u64> {
+        (self.head.parent != 0).then_some(self.head.parent)
+    }
+
+    /// Trace (root) id; 0 when the file does not record it (ferret-io).
+    #[inline]
+    pub fn trace_id(&self) -> u64 {
+        self.head.trace
+    }
+
+    /// Start, ns since the UNIX epoch.
+    #[inline]
+    pub fn start_ns(&self) -> i64 {
+        self.head.start_ns
+    }
+
+    /// Duration in ns; `None` when the file has none (ferret-io null).
+    #[inline]
+    pub fn duration_ns(&self) -> Option<u64> {
+        self.recorded.duration.then_some(self.head.dur_ns)
+    }
+
+    /// Total duration of direct children, when the recorder measured it.
+    #[inline]
+    pub fn children_ns(&self) -> Option<u64> {
+        self.recorded
+            .path_and_children
+            .then_some(self.head.child_ns)
+    }
+
+    /// Call-path id (native files): see [`Store::paths`].
+    #[inline]
+    pub fn path(&self) -> Option<u32> {
+        self.recorded.path_and_children.then_some(self.head.path)
+    }
+
     /// End in ns since the UNIX epoch (start if the duration is unknown).
     pub fn end_ns(&self) -> i64 {
-        self.start_ns
-            .saturating_add(self.duration_ns.unwrap_or(0) as i64)
+        self.head
+            .start_ns
+            .saturating_add(self.duration_ns().unwrap_or(0) as i64)
     }
 }
 
@@ -95,7 +147,7 @@ pub struct SpanQuery {
 }
 
 /// One run of a file, as listed by [`Store::runs`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunInfo {
     /// The run id.
     pub run_id: String,
@@ -119,9 +171,27 @@ pub struct RunInfo {
     pub dropped_write: u64,
     /// Spans skipped by sampling / rate limits.
     pub sampled_out: u64,
+    /// Spans of whole traces skipped because the recorder's queue was
+    /// filling up (format 2; 0 before).
+    pub shed: u64,
+    /// Processes that have not closed their profiler: still recording, or
+    /// ended without `close()` (killed, crashed, `process::exit`). Their
+    /// counters are those of their last commit. Always 0 for files of
+    /// format 1 and for ferret-io files, which do not record it.
+    pub processes_unclosed: u32,
+    /// Spans that unclosed processes had accepted by their last commit but
+    /// that are not in the file: a lower bound of what they lost (spans
+    /// still in their threads' buffers are not known).
+    pub lost_unclosed: u64,
 }
 
 impl RunInfo {
+    /// False when some process of the run did not close its profiler
+    /// (see [`processes_unclosed`](Self::processes_unclosed)).
+    pub fn complete(&self) -> bool {
+        self.processes_unclosed == 0
+    }
+
     /// Spans the recorder lost (queue full + write errors).
     pub fn dropped(&self) -> u64 {
         self.dropped_queue + self.dropped_write

@@ -2,7 +2,7 @@
 //! a page of rows at a time (keyset pagination on the block id, through the
 //! `(run, id)` index), decoded lazily.
 
-use super::{RunInfo, SpanQuery, SpanRecord, ThreadInfo};
+use super::{Recorded, RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
 use ferret_format::codec::{BlockDecoder, BlockSpan, SpanHead};
 use rusqlite::{Connection, OptionalExtension};
@@ -72,6 +72,40 @@ pub(super) fn runs(conn: &Connection) -> Result<Vec<RunInfo>> {
     runs_where(conn, None)
 }
 
+/// True when the file has format 2's per-process state (and `shed`).
+fn has_process_state(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('ferret_processes') WHERE name = 'ended_ns'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Per run: unclosed processes, and what they accepted but did not store.
+#[derive(Default)]
+struct Unclosed {
+    processes: u32,
+    lost: u64,
+}
+
+fn unclosed(conn: &Connection, only: Option<&str>) -> Result<FxHashMap<i64, Unclosed>> {
+    let mut out: FxHashMap<i64, Unclosed> = FxHashMap::default();
+    let mut st = conn.prepare(
+        "SELECT p.run, p.spans_accepted,
+                (SELECT coalesce(sum(b.count), 0) FROM ferret_blocks b WHERE b.run = p.run AND b.process = p.id)
+         FROM ferret_processes p JOIN ferret_runs r ON r.id = p.run
+         WHERE p.ended_ns IS NULL AND (?1 IS NULL OR r.run_key = ?1)",
+    )?;
+    let mut rows = st.query([only])?;
+    while let Some(r) = rows.next()? {
+        let u = out.entry(r.get(0)?).or_default();
+        u.processes += 1;
+        let (accepted, stored): (i64, i64) = (r.get(1)?, r.get(2)?);
+        u.lost += accepted.saturating_sub(stored).max(0) as u64;
+    }
+    Ok(out)
+}
+
 fn runs_where(conn: &Connection, only: Option<&str>) -> Result<Vec<RunInfo>> {
     let mut pids: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
     {
@@ -88,14 +122,21 @@ fn runs_where(conn: &Connection, only: Option<&str>) -> Result<Vec<RunInfo>> {
             }
         }
     }
-    let mut st = conn.prepare(
+    let v2 = has_process_state(conn)?;
+    let mut unclosed = if v2 {
+        unclosed(conn, only)?
+    } else {
+        FxHashMap::default()
+    };
+    let shed = if v2 { "r.shed" } else { "0" };
+    let mut st = conn.prepare(&format!(
         "SELECT r.id, r.run_key, r.label, r.host, r.started_ns, r.spans_accepted, r.dropped_queue,
-                r.dropped_write, r.sampled_out,
+                r.dropped_write, r.sampled_out, {shed},
                 (SELECT sum(count) FROM ferret_blocks b WHERE b.run = r.id),
                 (SELECT min(min_start) FROM ferret_blocks b WHERE b.run = r.id),
                 (SELECT max(max_end) FROM ferret_blocks b WHERE b.run = r.id)
-         FROM ferret_runs r WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY r.started_ns, r.id",
-    )?;
+         FROM ferret_runs r WHERE ?1 IS NULL OR r.run_key = ?1 ORDER BY r.started_ns, r.id"
+    ))?;
     let mut rows = st.query([only])?;
     let mut out = vec![];
     while let Some(r) = rows.next()? {
@@ -109,10 +150,13 @@ fn runs_where(conn: &Connection, only: Option<&str>) -> Result<Vec<RunInfo>> {
             dropped_queue: r.get::<_, i64>(6)? as u64,
             dropped_write: r.get::<_, i64>(7)? as u64,
             sampled_out: r.get::<_, i64>(8)? as u64,
-            spans: r.get::<_, Option<i64>>(9)?.unwrap_or(0) as u64,
-            first_start_ns: r.get::<_, Option<i64>>(10)?.unwrap_or(started),
-            last_end_ns: r.get::<_, Option<i64>>(11)?.unwrap_or(started),
+            shed: r.get::<_, i64>(9)? as u64,
+            spans: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
+            first_start_ns: r.get::<_, Option<i64>>(11)?.unwrap_or(started),
+            last_end_ns: r.get::<_, Option<i64>>(12)?.unwrap_or(started),
             pids: pids.remove(&id).unwrap_or_default(),
+            processes_unclosed: unclosed.get(&id).map_or(0, |u| u.processes),
+            lost_unclosed: unclosed.remove(&id).map_or(0, |u| u.lost),
         });
     }
     Ok(out)
@@ -400,14 +444,12 @@ impl<'a> NativeSpans<'a> {
                         {
                             continue;
                         }
-                        out.span_id = h.id;
-                        out.parent_id = if h.parent == 0 { None } else { Some(h.parent) };
-                        out.trace_id = h.trace;
-                        out.path = Some(h.path);
+                        out.head = *h;
                         out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
-                        out.start_ns = h.start_ns;
-                        out.duration_ns = Some(h.dur_ns);
-                        out.children_ns = Some(h.child_ns);
+                        out.recorded = Recorded {
+                            duration: true,
+                            path_and_children: true,
+                        };
                         out.status = std::mem::take(&mut s.status);
                         if !with_tags {
                             out.tags.clear();

@@ -341,11 +341,19 @@ fn summary_line(s: &Summary, color: bool) -> String {
                     c.sampled_out
                 ));
             }
+            if c.shed > 0 {
+                parts.push(format!("{} shed (whole traces, queue full)", c.shed));
+            }
+            if !c.complete() {
+                parts.push(super::runs::incomplete_note(c));
+            }
         }
         None => parts.push("recorder drops unknown (ferret-io)".into()),
     }
     let line = parts.join(" · ");
-    if s.skipped_rows > 0 || counters.is_some_and(|c| c.dropped() + c.sampled_out > 0) {
+    if s.skipped_rows > 0
+        || counters.is_some_and(|c| c.dropped() + c.sampled_out + c.shed > 0 || !c.complete())
+    {
         fmt::paint(&line, Style::Yellow, color)
     } else {
         fmt::paint(&line, Style::Dim, color)

@@ -41,6 +41,54 @@ pub struct Args {
     /// Record only; skip the analysis.
     #[arg(long)]
     pub no_analyze: bool,
+    /// Make the spans named NAME FACTOR times slower (their CPU work is
+    /// scaled), e.g. `--slow db.query=1.3`; may repeat. For showing `ferret diff`.
+    #[arg(long = "slow", value_name = "NAME=FACTOR", value_parser = parse_slow)]
+    pub slow: Vec<(String, f64)>,
+    /// CPU work per working span, in µs (about; default 0.1). Larger values
+    /// make spans long enough for `ferret diff`'s default 50 µs floor.
+    #[arg(long, default_value_t = 0.1, value_name = "US")]
+    pub work_us: f64,
+}
+
+fn parse_slow(s: &str) -> Result<(String, f64), String> {
+    let (name, f) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("--slow '{s}': expected NAME=FACTOR, e.g. db.query=1.3"))?;
+    let f: f64 = f
+        .parse()
+        .ok()
+        .filter(|f: &f64| f.is_finite() && *f > 0.0)
+        .ok_or_else(|| format!("--slow '{s}': FACTOR must be a positive number"))?;
+    if name.is_empty() {
+        return Err(format!("--slow '{s}': NAME is empty"));
+    }
+    Ok((name.to_owned(), f))
+}
+
+/// Work scaling of this process's demo: (base scale, per-name factors).
+static SCALE: std::sync::OnceLock<(f64, Vec<(String, f64)>)> = std::sync::OnceLock::new();
+
+/// [`work`] scaled by --work-us and the --slow factor of `name`.
+#[inline]
+fn work_as(name: &str, n: u64) -> u64 {
+    let (base, slow) = SCALE.get_or_init(|| (1.0, vec![]));
+    let f = base
+        * slow
+            .iter()
+            .find(|(s, _)| s == name)
+            .map_or(1.0, |(_, f)| *f);
+    if f == 1.0 {
+        return work(n);
+    }
+    let steps = (((n % 16 + 96) as f64) * f).round().max(1.0) as u64;
+    let mut x = n | 1;
+    for _ in 0..steps {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x)
 }
 
 /// A little CPU work (about 0.1 µs) so that spans have non-trivial
@@ -67,18 +115,18 @@ fn request(i: u64, worker: usize) -> u64 {
     if i.is_multiple_of(64) {
         root.tag("worker", worker as i64);
     }
-    ferret::measure("parse", || work(i));
+    ferret::measure("parse", || work_as("parse", i));
     made += 1;
     for k in 0..2u64 {
         let table = TABLES[((i + k) % 3) as usize];
         if (i + k).is_multiple_of(4) {
             let mut g = ferret::span("cache.get");
             g.tag("hit", !i.is_multiple_of(3));
-            work(i + k);
+            work_as("cache.get", i + k);
         } else {
             let mut q = ferret::span("db.query");
             q.tag("table", table);
-            work(i * 3 + k);
+            work_as("db.query", i * 3 + k);
             if (i + k).is_multiple_of(97) {
                 q.set_error("timeout after 30s");
             }
@@ -88,8 +136,9 @@ fn request(i: u64, worker: usize) -> u64 {
     {
         let _r = ferret::span("render");
         for part in ["header", "body"] {
-            let _p = ferret::span(format!("render.{part}"));
-            work(i ^ 0x55);
+            let name = format!("render.{part}");
+            let _p = ferret::span(name.clone());
+            work_as(&name, i ^ 0x55);
             made += 1;
         }
         made += 1;
@@ -134,7 +183,7 @@ fn mixed(total: u64, threads: usize) -> CliResult<u64> {
                     handles.push(tokio::spawn(
                         async move {
                             tokio::task::yield_now().await;
-                            work(batch + f)
+                            work_as("fetch", batch + f)
                         }
                         .in_span("fetch"),
                     ));
@@ -165,7 +214,7 @@ fn mixed(total: u64, threads: usize) -> CliResult<u64> {
                         if share - mine >= 9 {
                             mine += request(i, w);
                         } else {
-                            ferret::measure("tail", || work(i));
+                            ferret::measure("tail", || work_as("tail", i));
                             mine += 1;
                         }
                         i += threads as u64;
@@ -190,7 +239,7 @@ fn wide(total: u64, threads: usize) -> u64 {
                     children / threads as u64 + u64::from((w as u64) < children % threads as u64);
                 for i in 0..share {
                     let _g = ferret::span("request");
-                    work(i);
+                    work_as("request", i);
                 }
             });
         }
@@ -201,7 +250,7 @@ fn wide(total: u64, threads: usize) -> u64 {
 
 fn chain(level: u64, depth: u64, seed: u64) -> u64 {
     let _g = ferret::span("level");
-    work(seed + level);
+    work_as("level", seed + level);
     if level + 1 < depth {
         1 + chain(level + 1, depth, seed)
     } else {
@@ -237,6 +286,10 @@ pub fn run(a: Args) -> CliResult {
     if a.threads == 0 {
         return Err(CliError::user("--threads must be at least 1"));
     }
+    if !(a.work_us.is_finite() && a.work_us > 0.0) {
+        return Err(CliError::user("--work-us must be a positive number"));
+    }
+    let _ = SCALE.set((a.work_us / 0.1, a.slow.clone()));
     let shape = match a.shape {
         Shape::Mixed => "mixed",
         Shape::Wide => "wide",
@@ -266,17 +319,23 @@ pub fn run(a: Args) -> CliResult {
     let recorded = t0.elapsed();
     let stats = profiler.close()?;
     let total = t0.elapsed();
-    let persisted = stats.accepted - stats.dropped_write;
+    let persisted = stats.persisted;
     let size = std::fs::metadata(&a.db).map_or(0, |m| m.len());
     println!("file:       {}", a.db.display());
     println!("run:        {run_id}");
     println!(
-        "spans:      {made} produced, {persisted} persisted, {} dropped (queue full), {} lost to write errors",
-        stats.dropped_queue, stats.dropped_write
+        "spans:      {made} produced, {persisted} persisted, {} shed (whole traces, queue filling), {} dropped (queue full), {} lost to write errors",
+        stats.shed, stats.dropped_queue, stats.dropped_write
     );
+    let rate = persisted as f64 / total.as_secs_f64();
+    // Slow spans (--work-us) make rates far below a million a second.
+    let rate = if rate >= 1e5 {
+        format!("{:.2} M", rate / 1e6)
+    } else {
+        format!("{rate:.0}")
+    };
     println!(
-        "rate:       {:.2} M spans/s persisted ({:.2} s recording + {:.2} s final flush)",
-        persisted as f64 / total.as_secs_f64() / 1e6,
+        "rate:       {rate} spans/s persisted ({:.2} s recording + {:.2} s final flush)",
         recorded.as_secs_f64(),
         (total - recorded).as_secs_f64()
     );

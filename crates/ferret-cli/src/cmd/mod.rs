@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod calltree;
 pub mod demo;
+pub mod diff;
 pub mod export;
 pub mod push;
 pub mod runs;

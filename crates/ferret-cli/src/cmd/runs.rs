@@ -30,6 +30,20 @@ pub struct Args {
     pub namespace: String,
 }
 
+/// How an incomplete run is described: some process did not close its
+/// profiler (still recording, or killed), and what is known of its losses.
+pub fn incomplete_note(r: &ferret_analyze::store::RunInfo) -> String {
+    let procs = r.pids.len().max(r.processes_unclosed as usize);
+    let mut s = format!(
+        "incomplete: {}/{procs} processes not closed (running or killed)",
+        r.processes_unclosed
+    );
+    if r.lost_unclosed > 0 {
+        s.push_str(&format!(", ≥{} spans lost", r.lost_unclosed));
+    }
+    s
+}
+
 pub fn run(a: Args) -> CliResult {
     let files = super::expand_inputs(&a.db)?;
     let many = files.len() > 1;
@@ -67,6 +81,10 @@ pub fn run(a: Args) -> CliResult {
                         "dropped_queue": r.dropped_queue,
                         "dropped_write": r.dropped_write,
                         "sampled_out": r.sampled_out,
+                        "shed": r.shed,
+                        "complete": r.complete(),
+                        "processes_unclosed": r.processes_unclosed,
+                        "lost_unclosed": r.lost_unclosed,
                         "format": kinds[*fi].as_str(),
                     })
                 })
@@ -88,6 +106,8 @@ pub fn run(a: Args) -> CliResult {
                 ("Procs", Align::Right),
                 ("Dropped", Align::Right),
                 ("Sampled out", Align::Right),
+                ("Shed", Align::Right),
+                ("State", Align::Left),
                 ("Label", Align::Left),
             ]);
             let mut t = Table::new(&cols);
@@ -109,6 +129,12 @@ pub fn run(a: Args) -> CliResult {
                     },
                     r.dropped().to_string(),
                     r.sampled_out.to_string(),
+                    r.shed.to_string(),
+                    if r.complete() {
+                        "complete".into()
+                    } else {
+                        incomplete_note(r)
+                    },
                     r.label.clone().unwrap_or_default(),
                 ]);
                 t.row(row);

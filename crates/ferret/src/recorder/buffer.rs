@@ -110,6 +110,9 @@ pub(crate) struct ThreadBuf {
     deadline: UnsafeCell<u64>,
     /// Spans this thread skipped by sampling (written by the owning thread only).
     skipped: AtomicU64,
+    /// Spans this thread skipped because the writer's queue was filling up
+    /// (whole traces shed; written by the owning thread only).
+    shed: AtomicU64,
 }
 
 // SAFETY: every access to the cells goes through `with` (owner) or
@@ -133,6 +136,7 @@ impl ThreadBuf {
             spans: UnsafeCell::new(Vec::new()),
             deadline: UnsafeCell::new(deadline),
             skipped: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 
@@ -193,7 +197,9 @@ impl ThreadBuf {
     }
 
     /// Takes everything buffered in each of `bufs` (from any thread but
-    /// their owners, which use `with`).
+    /// their owners, which use `with`). The spans are moved into new
+    /// vectors sized to fit; each owner keeps its buffer's allocation, so
+    /// that a periodic drain does not make busy threads allocate again.
     pub(crate) fn drain_all(bufs: &[Arc<ThreadBuf>]) -> Vec<Vec<RawSpan>> {
         let _d = DRAINERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut asym = false;
@@ -215,12 +221,12 @@ impl ThreadBuf {
                 }
                 // SAFETY: the owner is outside `with` and stays out until
                 // `drain` is cleared.
-                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                out.push(take_spans(unsafe { &mut *b.spans.get() }));
                 b.drain.store(false, Ordering::Release);
             } else {
                 b.lock();
                 // SAFETY: the lock is held.
-                out.push(std::mem::take(unsafe { &mut *b.spans.get() }));
+                out.push(take_spans(unsafe { &mut *b.spans.get() }));
                 b.busy.store(false, Ordering::Release);
             }
         }
@@ -240,10 +246,32 @@ impl ThreadBuf {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Counts one span shed under queue pressure (owning thread only, as
+    /// [`count_skip`](Self::count_skip)).
+    #[inline]
+    pub(crate) fn count_shed(&self) {
+        let n = self.shed.load(Ordering::Relaxed);
+        self.shed.store(n + 1, Ordering::Relaxed);
+    }
+
+    /// Spans this thread shed so far.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
     /// Takes everything buffered (owning thread only).
+    #[cfg(test)]
     pub(crate) fn take(&self) -> Vec<RawSpan> {
         self.with(|v, _| std::mem::take(v))
     }
+}
+
+/// Moves the spans out of `v` into a vector of their size, leaving `v`
+/// empty with its capacity.
+fn take_spans(v: &mut Vec<RawSpan>) -> Vec<RawSpan> {
+    let mut out = Vec::with_capacity(v.len());
+    out.append(v);
+    out
 }
 
 /// Spins a little, then yields: the other side may be descheduled.

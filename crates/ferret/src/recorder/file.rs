@@ -101,6 +101,9 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
         if v > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion(v));
         }
+        if v < FORMAT_VERSION {
+            crate::recorder::rows::upgrade(&conn, v)?;
+        }
         Ok(())
     })();
     match r {

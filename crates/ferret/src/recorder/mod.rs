@@ -5,7 +5,10 @@ pub(crate) mod buffer;
 pub(crate) mod context;
 mod file;
 pub(crate) mod future;
+pub(crate) mod rows;
 pub(crate) mod sampler;
+#[cfg(unix)]
+pub(crate) mod signals;
 pub(crate) mod span;
 pub(crate) mod writer;
 
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use writer::{Msg, Writer};
 
 /// Emptied batches kept for reuse.
@@ -28,6 +31,8 @@ pub(crate) struct Counters {
     pub accepted: AtomicU64,
     pub dropped_queue: AtomicU64,
     pub dropped_write: AtomicU64,
+    /// Spans committed to the file.
+    pub persisted: AtomicU64,
 }
 
 /// Empties a batch. Unlike `clear`, it does not call the drop of each
@@ -69,6 +74,18 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub sampler: Option<sampler::Sampler>,
     pub reported: AtomicBool,
+    /// Set while the writer's queue is filling up: new traces are skipped
+    /// whole (and counted as shed) until it drains. Read by root spans only.
+    pub shedding: AtomicBool,
+    /// Batches the queue holds.
+    pub queue_batches: usize,
+    /// Whether queue pressure sheds new traces (else only full-queue drops).
+    shed_traces: bool,
+    /// Raw clock ticks after which the writer stops waiting for the file
+    /// (set by `close`; 0 = no deadline).
+    pub give_up_raw: AtomicU64,
+    /// How long closing waits for the file.
+    pub close_timeout: Duration,
     tx: Sender<Msg>,
     /// Emptied batches the writer hands back, so that recording threads do
     /// not allocate (and fault in) a fresh batch each time.
@@ -76,6 +93,8 @@ pub(crate) struct Inner {
     bufs: Mutex<Vec<Arc<ThreadBuf>>>,
     /// Spans skipped by threads whose buffers were retired.
     retired_skips: AtomicU64,
+    /// Spans shed by threads whose buffers were retired.
+    retired_shed: AtomicU64,
     /// (OS thread id, thread name) per thread index.
     pub threads: Mutex<Vec<(u64, Option<String>)>>,
     next_thread: AtomicU32,
@@ -87,6 +106,42 @@ impl Inner {
     /// True when the writer's queue has no room for another batch.
     pub(crate) fn queue_full(&self) -> bool {
         self.tx.is_full()
+    }
+
+    /// Starts shedding new traces when the queue is half full (called
+    /// when a thread hands over a batch). The writer stops it once the
+    /// queue is down to a quarter.
+    #[inline]
+    pub(crate) fn note_queue_pressure(&self) {
+        if self.shed_traces
+            && !self.shedding.load(Ordering::Relaxed)
+            && self.tx.len() * 2 >= self.queue_batches
+        {
+            self.shedding.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends shedding when the queue has drained to a quarter (writer side).
+    pub(crate) fn relieve_queue_pressure(&self) {
+        if self.shedding.load(Ordering::Relaxed) && self.tx.len() * 4 <= self.queue_batches {
+            self.shedding.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the spans buffered by every recording thread (writer side: a
+    /// thread that went idle, or records slowly, must not hold its spans
+    /// back past the flush interval).
+    pub(crate) fn drain_threads(&self) -> Vec<Vec<RawSpan>> {
+        let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = ThreadBuf::drain_all(&bufs);
+        out.retain(|v| !v.is_empty());
+        out
+    }
+
+    /// True once `close` has given up on the file.
+    pub(crate) fn given_up(&self) -> bool {
+        let d = self.give_up_raw.load(Ordering::Relaxed);
+        d != 0 && clock::now_raw() >= d
     }
 
     /// Counts spans dropped because the queue was full.
@@ -150,13 +205,11 @@ impl Inner {
         }
     }
 
-    /// Hands a batch to the writer, waiting for room (used by `flush`).
-    fn submit_waiting(&self, spans: Vec<RawSpan>) {
+    /// Hands a batch to the writer, waiting for room until `deadline`
+    /// (used by `flush`).
+    fn submit_waiting(&self, spans: Vec<RawSpan>, deadline: Instant) {
         let n = spans.len() as u64;
-        match self
-            .tx
-            .send_timeout(Msg::Batch(spans), Duration::from_secs(30))
-        {
+        match self.tx.send_deadline(Msg::Batch(spans), deadline) {
             Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
             Err(_) => self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed),
         };
@@ -174,6 +227,7 @@ impl Inner {
         if let Some(pos) = bufs.iter().position(|b| Arc::ptr_eq(b, buf)) {
             let b = bufs.swap_remove(pos);
             self.retired_skips.fetch_add(b.skipped(), Ordering::Relaxed);
+            self.retired_shed.fetch_add(b.shed(), Ordering::Relaxed);
         }
     }
 
@@ -189,45 +243,99 @@ impl Inner {
         self.retired_skips.load(Ordering::Relaxed) + bufs.iter().map(|b| b.skipped()).sum::<u64>()
     }
 
+    pub(crate) fn shed(&self) -> u64 {
+        let bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        self.retired_shed.load(Ordering::Relaxed) + bufs.iter().map(|b| b.shed()).sum::<u64>()
+    }
+
     /// Hands every thread's buffered spans to the writer and waits until the
-    /// writer has committed them.
-    fn flush(&self) -> Result<()> {
-        let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for spans in ThreadBuf::drain_all(&bufs) {
-            if !spans.is_empty() {
-                self.submit_waiting(spans);
-            }
+    /// writer has committed them, or until `deadline`.
+    fn flush_until(&self, deadline: Instant) -> Result<()> {
+        for spans in self.drain_threads() {
+            self.submit_waiting(spans, deadline);
         }
         let (ack_tx, ack_rx) = bounded(1);
         self.tx
-            .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(30))
-            .map_err(|_| Error::WriterFailed("the writer thread is gone".into()))?;
+            .send_deadline(Msg::Flush(ack_tx), deadline)
+            .map_err(|_| Error::WriterFailed("it did not take the flush in time".into()))?;
         ack_rx
-            .recv_timeout(Duration::from_secs(120))
+            .recv_deadline(deadline)
             .map_err(|_| Error::WriterFailed("it did not finish in time".into()))
+    }
+
+    /// Hands every thread's spans to the writer and stops it (it commits
+    /// them and marks the process as cleanly ended), waiting at most the
+    /// close timeout (plus a short grace). True if the writer stopped.
+    pub(crate) fn stop(&self) -> bool {
+        let deadline = Instant::now() + self.close_timeout;
+        // From the deadline on, the writer's busy handler stops waiting
+        // for locks, and the writer counts what it still holds as lost.
+        let left = self.close_timeout.as_nanos().min(u64::MAX as u128) as u64;
+        self.give_up_raw.store(
+            clock::now_raw()
+                .saturating_add(clock::ns_to_raw(left))
+                .max(1),
+            Ordering::Relaxed,
+        );
+        for spans in self.drain_threads() {
+            self.submit_waiting(spans, deadline);
+        }
+        // Grace after the deadline for the writer to notice it and count.
+        let grace = deadline + Duration::from_millis(500);
+        let (ack_tx, ack_rx) = bounded(1);
+        self.tx.send_deadline(Msg::Stop(ack_tx), grace).is_ok()
+            && ack_rx.recv_deadline(grace).is_ok()
     }
 
     fn stats(&self) -> RecorderStats {
         RecorderStats {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
+            persisted: self.counters.persisted.load(Ordering::Relaxed),
             dropped_queue: self.counters.dropped_queue.load(Ordering::Relaxed),
             dropped_write: self.counters.dropped_write.load(Ordering::Relaxed),
             sampled_out: self.sampled_out(),
+            shed: self.shed(),
         }
     }
 }
 
 /// What a profiler did with the spans it was given.
+///
+/// Every span that ended is in exactly one of `accepted`, `dropped_queue`,
+/// `sampled_out` and `shed`; of the accepted ones, `persisted` are in the
+/// file and `dropped_write` could not be written. After `close()`,
+/// [`unpersisted`](Self::unpersisted) is what did not reach the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecorderStats {
     /// Spans handed to the writer.
     pub accepted: u64,
-    /// Spans dropped because the writer's queue was full.
+    /// Spans committed to the file.
+    pub persisted: u64,
+    /// Spans dropped before reaching the writer: its queue was full, or
+    /// the span was still open when its thread ended or another profiler
+    /// was installed.
     pub dropped_queue: u64,
-    /// Spans lost because the file could not be written.
+    /// Spans lost because the file could not be written (or `close()` gave
+    /// up waiting for it).
     pub dropped_write: u64,
     /// Spans skipped by sampling or rate limits.
     pub sampled_out: u64,
+    /// Spans of whole traces skipped because the writer's queue was
+    /// filling up (see [`ProfilerBuilder::queue_capacity`]).
+    pub shed: u64,
+}
+
+impl RecorderStats {
+    /// Accepted spans that are not in the file: write failures, and spans
+    /// still on their way when `close()` gave up.
+    pub fn unpersisted(&self) -> u64 {
+        self.accepted.saturating_sub(self.persisted)
+    }
+
+    /// Every span the profiler saw end (recorded, dropped or skipped).
+    pub fn ended(&self) -> u64 {
+        self.accepted + self.dropped_queue + self.sampled_out + self.shed
+    }
 }
 
 /// Options for opening a profiler; see [`Profiler::builder`].
@@ -238,7 +346,9 @@ pub struct ProfilerBuilder {
     label: Option<String>,
     batch_size: usize,
     flush_interval: Duration,
+    close_timeout: Duration,
     queue_capacity: usize,
+    shed_traces: bool,
     max_spans_per_second: Option<f64>,
     max_traces_per_second: Option<f64>,
     sample_rate: Option<f64>,
@@ -270,10 +380,31 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Spans that may wait for the writer before new ones are dropped and
-    /// counted (default 4,194,304). Rounded up to whole batches.
+    /// How long [`Profiler::close`] (and dropping the profiler) waits for
+    /// the file, e.g. while another connection holds a write lock, before
+    /// giving up (default 5 s). What it could not persist is counted in
+    /// `dropped_write` and shown by [`RecorderStats::unpersisted`].
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// Spans that may wait for the writer (default 4,194,304; rounded up to
+    /// whole batches). From half full on, new traces are skipped whole and
+    /// counted as `shed` until the queue is down to a quarter, so that the
+    /// traces already open keep room; if it fills all the same, spans are
+    /// dropped and counted (`dropped_queue`).
     pub fn queue_capacity(mut self, spans: usize) -> Self {
         self.queue_capacity = spans;
+        self
+    }
+
+    /// Whether new traces are skipped whole (counted as `shed`) while the
+    /// queue is at least half full (default true). With `false`, every
+    /// trace is recorded and a full queue drops batches of spans
+    /// (`dropped_queue`), tearing the traces they belong to.
+    pub fn shed_traces(mut self, on: bool) -> Self {
+        self.shed_traces = on;
         self
     }
 
@@ -339,10 +470,16 @@ impl ProfilerBuilder {
                 self.sample_rate,
             ),
             reported: AtomicBool::new(false),
+            shedding: AtomicBool::new(false),
+            queue_batches: batches,
+            shed_traces: self.shed_traces,
+            give_up_raw: AtomicU64::new(0),
+            close_timeout: self.close_timeout,
             tx,
             recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
+            retired_shed: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             next_thread: AtomicU32::new(0),
         });
@@ -388,6 +525,8 @@ impl Profiler {
             label: None,
             batch_size: 1024,
             flush_interval: Duration::from_millis(200),
+            close_timeout: Duration::from_secs(5),
+            shed_traces: true,
             queue_capacity: 1 << 22,
             max_spans_per_second: None,
             max_traces_per_second: None,
@@ -413,9 +552,10 @@ impl Profiler {
     }
 
     /// Persists every span finished so far, on every thread, and waits for
-    /// the commit.
+    /// the commit (at most two minutes).
     pub fn flush(&self) -> Result<()> {
-        self.inner.flush()
+        self.inner
+            .flush_until(Instant::now() + Duration::from_secs(120))
     }
 
     /// What happened to the spans so far.
@@ -423,7 +563,15 @@ impl Profiler {
         self.inner.stats()
     }
 
-    /// Flushes, stops the writer and returns the final counters.
+    /// Persists what it can, stops the writer, marks this process's part of
+    /// the run as cleanly ended, and returns the final counters.
+    ///
+    /// It never takes much longer than the close timeout (5 s by default,
+    /// [`ProfilerBuilder::close_timeout`]): when the file stays locked by
+    /// another connection (or a write fails), the spans it could not write
+    /// are counted in `dropped_write`, and [`RecorderStats::unpersisted`]
+    /// tells how many accepted spans are not in the file. An error is
+    /// returned only if the writer could not even be stopped in that time.
     pub fn close(mut self) -> Result<RecorderStats> {
         self.shutdown()
     }
@@ -433,18 +581,22 @@ impl Profiler {
             return Ok(self.inner.stats());
         };
         context::uninstall(&self.inner);
-        let flushed = self.inner.flush();
-        let (ack_tx, ack_rx) = bounded(1);
-        if self
-            .inner
-            .tx
-            .send_timeout(Msg::Stop(ack_tx), Duration::from_secs(30))
-            .is_ok()
-            && ack_rx.recv_timeout(Duration::from_secs(120)).is_ok()
-        {
+        let stopped = self.inner.stop();
+        if stopped {
             let _ = handle.join();
+            Ok(self.inner.stats())
+        } else {
+            // The writer is stuck (not on a lock: that would have timed
+            // out); leave it behind.
+            let st = self.inner.stats();
+            Err(Error::WriterFailed(format!(
+                "closing {}: it did not stop within the close timeout ({:?}); \
+                 {} accepted spans may not be in the file",
+                self.inner.path.display(),
+                self.inner.close_timeout,
+                st.unpersisted()
+            )))
         }
-        flushed.map(|()| self.inner.stats())
     }
 }
 

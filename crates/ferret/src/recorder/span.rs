@@ -93,14 +93,15 @@ pub fn span(name: impl Into<Name>) -> SpanGuard {
 fn start_guard(name: Name) -> SpanGuard {
     with_local(|l| match l.begin(&name, None) {
         Decision::Off => SpanGuard::noop(),
-        Decision::Skip => {
+        Decision::Skip(kind) => {
             l.stack.push(Frame {
                 id: 0,
-                trace: 0,
+                trace: kind,
                 path: 0,
                 child_ns: 0,
                 shared: None,
                 skipped: true,
+                entered: false,
             });
             SpanGuard {
                 state: None,
@@ -116,6 +117,7 @@ fn start_guard(name: Name) -> SpanGuard {
                 child_ns: 0,
                 shared: None,
                 skipped: false,
+                entered: false,
             });
             SpanGuard {
                 state: Some(GuardState {
@@ -249,10 +251,12 @@ pub struct SpanContext {
 }
 
 impl SpanContext {
-    pub(crate) fn skipped() -> SpanContext {
+    /// The context of a skipped trace: `kind` is 0 (sampling) or
+    /// [`SHED`](super::context::SHED).
+    pub(crate) fn skipped(kind: u64) -> SpanContext {
         SpanContext {
             id: 0,
-            trace: 0,
+            trace: kind,
             path: 0,
             shared: None,
         }
@@ -303,6 +307,9 @@ struct HandleState {
 pub struct SpanHandle {
     state: Option<Box<HandleState>>,
     skipped: bool,
+    /// Why a skipped handle's trace is skipped: 0 (sampling) or
+    /// [`SHED`](super::context::SHED).
+    skip_kind: u64,
 }
 
 /// Starts a manual span whose parent is the current span of this thread.
@@ -351,16 +358,20 @@ pub(crate) fn start_handle(name: Name, parent: Option<&SpanContext>) -> SpanHand
 }
 
 pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
-    if matches!(parent, Under::Span(p) if p.is_skipped()) {
-        with_local(|l| {
-            if l.refresh() {
-                l.count_skip();
-            }
-        });
-        return SpanHandle {
-            state: None,
-            skipped: true,
-        };
+    if let Under::Span(p) = parent {
+        if p.is_skipped() {
+            let kind = p.trace;
+            with_local(|l| {
+                if l.refresh() {
+                    l.count_skip(kind);
+                }
+            });
+            return SpanHandle {
+                state: None,
+                skipped: true,
+                skip_kind: kind,
+            };
+        }
     }
     with_local(|l| {
         let (explicit, parent_shared) = match parent {
@@ -370,9 +381,10 @@ pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
         };
         match l.begin(&name, explicit) {
             Decision::Off => SpanHandle::noop(),
-            Decision::Skip => SpanHandle {
+            Decision::Skip(kind) => SpanHandle {
                 state: None,
                 skipped: true,
+                skip_kind: kind,
             },
             Decision::Record(b) => SpanHandle {
                 state: Some(Box::new(HandleState {
@@ -388,6 +400,7 @@ pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
                     extra: None,
                 })),
                 skipped: false,
+                skip_kind: 0,
             },
         }
     })
@@ -400,13 +413,14 @@ impl SpanHandle {
         SpanHandle {
             state: None,
             skipped: false,
+            skip_kind: 0,
         }
     }
 
     /// This span's context, to parent spans on other threads or tasks.
     pub fn context(&self) -> Option<SpanContext> {
         if self.skipped {
-            return Some(SpanContext::skipped());
+            return Some(SpanContext::skipped(self.skip_kind));
         }
         self.state.as_ref().map(|s| SpanContext {
             id: s.id,
@@ -448,6 +462,7 @@ impl SpanHandle {
                     child_ns: 0,
                     shared: Some(s.shared.clone()),
                     skipped: false,
+                    entered: true,
                 });
                 Some(s.id)
             })
@@ -456,11 +471,12 @@ impl SpanHandle {
             with_local(|l| {
                 l.stack.push(Frame {
                     id: 0,
-                    trace: 0,
+                    trace: self.skip_kind,
                     path: 0,
                     child_ns: 0,
                     shared: None,
                     skipped: true,
+                    entered: true,
                 });
                 Some(0)
             })

@@ -1,16 +1,24 @@
 //! The background writer: receives batches of finished spans, maps local name
 //! and path ids to the database's, encodes blocks and commits them, with the
-//! run's counters, in one transaction per round.
+//! process's and the run's counters, in one transaction per round.
+//!
+//! The commit promise: a span that ended more than the flush interval ago
+//! is committed. Every half interval (a *tick*) the writer takes the spans
+//! buffered by every recording thread (busy, idle or about to end) and
+//! commits whatever it holds, so no span waits for a full batch or for a
+//! later span of its thread.
 
 use super::buffer::{RawSpan, Sealed};
+use super::rows::{self, ProcessCounters};
 use super::Inner;
 use crate::intern;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ferret_format::codec::{BlockEncoder, SpanHead};
 use rusqlite::Connection;
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the writer sleeps between polls of a busy queue.
 const POLL: Duration = Duration::from_millis(1);
@@ -37,8 +45,39 @@ pub(crate) struct Writer {
     /// Local path id -> database id (0 = not yet known; local 0 is the root).
     paths: Vec<i64>,
     threads_synced: usize,
-    /// Counter values already added to the run row.
-    persisted: [u64; 4],
+    /// Counter values already stored.
+    persisted: ProcessCounters,
+    /// Set by a stop request: the next commit marks the process as ended.
+    ending: bool,
+}
+
+/// How long a writer waits for a lock held by another connection before a
+/// write fails (the spans are then counted in `dropped_write`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// The writer thread's profiler, for its busy handler (a plain `fn`).
+    static WRITER_OF: RefCell<Option<(Arc<Inner>, Instant)>> = const { RefCell::new(None) };
+}
+
+/// SQLite's busy handler for the writer's connection: waits for another
+/// connection's lock up to [`BUSY_TIMEOUT`], and not at all once `close()`
+/// has given up.
+fn busy_handler(attempt: i32) -> bool {
+    WRITER_OF.with(|w| {
+        let mut w = w.borrow_mut();
+        let Some((inner, since)) = w.as_mut() else {
+            return false;
+        };
+        if attempt == 0 {
+            *since = Instant::now();
+        }
+        if inner.given_up() || since.elapsed() >= BUSY_TIMEOUT {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(if attempt < 10 { 1 } else { 5 }));
+        true
+    })
 }
 
 impl Writer {
@@ -52,12 +91,16 @@ impl Writer {
             names: Vec::new(),
             paths: vec![0],
             threads_synced: 0,
-            persisted: [0; 4],
+            persisted: ProcessCounters::default(),
+            ending: false,
         }
     }
 
     pub(crate) fn run(mut self) {
-        let interval = Duration::from_nanos(self.inner.flush_interval_ns.max(1_000_000));
+        WRITER_OF.with(|w| *w.borrow_mut() = Some((self.inner.clone(), Instant::now())));
+        self.conn.busy_handler(Some(busy_handler)).ok();
+        let tick = Duration::from_nanos((self.inner.flush_interval_ns / 2).max(1_000_000));
+        let mut next_tick = Instant::now() + tick;
         // While batches keep coming, poll the queue instead of blocking on
         // it: a blocked receiver makes every `try_send` of a recording
         // thread wake it with a futex call, a few microseconds of the
@@ -65,6 +108,11 @@ impl Writer {
         // After IDLE_POLLS empty polls in a row, block again.
         let mut idle = IDLE_POLLS;
         loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick();
+                next_tick = now + tick;
+            }
             let msg = if idle < IDLE_POLLS {
                 match self.rx.try_recv() {
                     Ok(m) => Ok(m),
@@ -76,10 +124,11 @@ impl Writer {
                     Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
                 }
             } else {
-                self.rx.recv_timeout(interval)
+                self.rx.recv_deadline(next_tick)
             };
             if matches!(msg, Ok(Msg::Batch(_))) {
                 idle = 0;
+                self.inner.relieve_queue_pressure();
             }
             match msg {
                 Ok(Msg::Batch(v)) => {
@@ -100,17 +149,33 @@ impl Writer {
                 }
                 Ok(Msg::Stop(ack)) => {
                     self.drain_queued();
+                    self.ending = true;
                     self.persist();
                     let _ = ack.send(());
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => self.persist(),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.persist();
                     return;
                 }
             }
         }
+    }
+
+    /// Takes every thread's buffered spans and commits all that is pending:
+    /// what keeps the commit promise for idle and slow threads.
+    fn tick(&mut self) {
+        for v in self.inner.drain_threads() {
+            self.inner
+                .counters
+                .accepted
+                .fetch_add(v.len() as u64, Ordering::Relaxed);
+            self.pending_spans += v.len();
+            self.pending.push(v);
+        }
+        self.inner.relieve_queue_pressure();
+        self.persist();
     }
 
     /// Moves every batch already queued into `pending`; acknowledges flushes
@@ -140,19 +205,20 @@ impl Writer {
         stop
     }
 
-    fn counters(&self) -> [u64; 4] {
+    fn counters(&self) -> ProcessCounters {
         let c = &self.inner.counters;
-        [
-            c.accepted.load(Ordering::Relaxed),
-            c.dropped_queue.load(Ordering::Relaxed),
-            c.dropped_write.load(Ordering::Relaxed),
-            self.inner.sampled_out(),
-        ]
+        ProcessCounters {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            dropped_queue: c.dropped_queue.load(Ordering::Relaxed),
+            dropped_write: c.dropped_write.load(Ordering::Relaxed),
+            sampled_out: self.inner.sampled_out(),
+            shed: self.inner.shed(),
+        }
     }
 
     fn persist(&mut self) {
         let counters = self.counters();
-        if self.pending.is_empty() && counters == self.persisted {
+        if self.pending.is_empty() && counters == self.persisted && !self.ending {
             return;
         }
         let batches = std::mem::take(&mut self.pending);
@@ -160,6 +226,12 @@ impl Writer {
         let r = self.write(&batches, counters);
         for b in batches {
             self.inner.recycle(b);
+        }
+        if r.is_ok() {
+            self.inner
+                .counters
+                .persisted
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         if let Err(e) = r {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -185,7 +257,11 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batches: &[Vec<RawSpan>], counters: [u64; 4]) -> rusqlite::Result<()> {
+    fn write(
+        &mut self,
+        batches: &[Vec<RawSpan>],
+        counters: ProcessCounters,
+    ) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
         // No sort: each thread's batch is contiguous and nearly start
@@ -231,44 +307,44 @@ impl Writer {
             insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
         }
         drop(ins);
-        let d: Vec<i64> = counters
-            .iter()
-            .zip(self.persisted.iter())
-            .map(|(a, b)| a.saturating_sub(*b) as i64)
-            .collect();
-        if d.iter().any(|&x| x != 0) {
-            self.conn.execute(
-                "UPDATE ferret_runs SET spans_accepted = spans_accepted + ?2, dropped_queue = dropped_queue + ?3, dropped_write = dropped_write + ?4, sampled_out = sampled_out + ?5 WHERE id = ?1",
-                rusqlite::params![self.inner.run_db_id, d[0], d[1], d[2], d[3]],
-            )?;
-        }
+        let now_ns = crate::clock::wall_now_ns();
+        rows::store_counters(
+            &self.conn,
+            self.inner.run_db_id,
+            self.inner.proc_db_id,
+            &counters,
+            &self.persisted,
+            now_ns,
+            self.ending.then_some(now_ns),
+        )?;
         self.conn.execute_batch("COMMIT")?;
         self.persisted = counters;
         Ok(())
     }
 
     fn sync_threads(&mut self) -> rusqlite::Result<()> {
-        let threads = self
-            .inner
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if threads.len() <= self.threads_synced {
+        // Only the threads not yet stored: a process that ran 100,000
+        // threads must not copy them all at every commit.
+        let from = self.threads_synced;
+        let new: Vec<(u64, Option<String>)> = {
+            let t = self.inner.threads.lock().unwrap_or_else(|e| e.into_inner());
+            t.get(from..).map_or_else(Vec::new, <[_]>::to_vec)
+        };
+        if new.is_empty() {
             return Ok(());
         }
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO ferret_threads (process, idx, tid, name) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (idx, (tid, name)) in threads.iter().enumerate().skip(self.threads_synced) {
+        for (i, (tid, name)) in new.iter().enumerate() {
             st.execute(rusqlite::params![
                 self.inner.proc_db_id,
-                idx as i64,
+                (from + i) as i64,
                 *tid as i64,
                 name
             ])?;
         }
-        self.threads_synced = threads.len();
+        self.threads_synced = from + new.len();
         Ok(())
     }
 }

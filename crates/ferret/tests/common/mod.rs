@@ -32,11 +32,11 @@ pub fn read_back(path: &Path, run: &str) -> Vec<Rec> {
     while let Some(r) = spans.next() {
         v.push(Rec {
             name: spans.name(r.name).to_string(),
-            id: r.span_id,
-            parent: r.parent_id,
+            id: r.span_id(),
+            parent: r.parent_id(),
             status: r.status.clone(),
             tags: r.tags.clone(),
-            dur: r.duration_ns.unwrap_or(0),
+            dur: r.duration_ns().unwrap_or(0),
         });
     }
     v

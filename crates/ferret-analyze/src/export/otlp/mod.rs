@@ -178,7 +178,7 @@ impl Mapper {
         if let Some(n) = self.threads.get(&(r.pid, r.tid)) {
             attributes.push(kv("thread.name", Value::String(n.clone())));
         }
-        if r.duration_ns.is_none() {
+        if r.duration_ns().is_none() {
             attributes.push(kv("ferret.unfinished", Value::Bool(true)));
         }
         let status = match &r.status {
@@ -188,17 +188,17 @@ impl Mapper {
                 code: proto::STATUS_CODE_ERROR,
             }),
         };
-        let start = r.start_ns.max(0) as u64;
+        let start = r.start_ns().max(0) as u64;
         proto::Span {
-            trace_id: trace_id(&self.run, r.trace_id).to_vec(),
-            span_id: span_id(&self.run, r.span_id).to_vec(),
+            trace_id: trace_id(&self.run, r.trace_id()).to_vec(),
+            span_id: span_id(&self.run, r.span_id()).to_vec(),
             parent_span_id: r
-                .parent_id
+                .parent_id()
                 .map_or_else(Vec::new, |p| span_id(&self.run, p).to_vec()),
             name: name.to_owned(),
             kind: proto::SPAN_KIND_INTERNAL,
             start_time_unix_nano: start,
-            end_time_unix_nano: start.saturating_add(r.duration_ns.unwrap_or(0)),
+            end_time_unix_nano: start.saturating_add(r.duration_ns().unwrap_or(0)),
             attributes,
             status,
         }
