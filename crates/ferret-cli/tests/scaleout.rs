@@ -798,3 +798,84 @@ fn fleet_analyze_calltree_and_runs_over_globs() {
     let r = ferret(&["analyze", &pattern, "--run", "nope"]);
     assert_eq!(r.status.code(), Some(2));
 }
+
+/// A ferret-io file: parent links and self times come from the resolver.
+fn ferret_io_file(dir: &Path) -> PathBuf {
+    use ferret_testkit::{fio_row, FerretIoFile};
+    let mut rows = Vec::new();
+    for t in 0..50 {
+        let s = 1000.0 + t as f64;
+        let root = format!("r{t}");
+        rows.push(fio_row(&root, None, "io-run", "main", s, Some(0.5), "ok"));
+        rows.push(fio_row(
+            &format!("a{t}"),
+            Some(&root),
+            "io-run",
+            "load",
+            s + 0.1,
+            Some(0.2),
+            "ok",
+        ));
+        let status = if t % 10 == 0 { "error" } else { "ok" };
+        rows.push(fio_row(
+            &format!("b{t}"),
+            Some(&format!("a{t}")),
+            "io-run",
+            "query",
+            s + 0.15,
+            Some(0.05),
+            status,
+        ));
+    }
+    let p = dir.join("io.db");
+    FerretIoFile::new().rows(rows).write(&p);
+    p
+}
+
+#[test]
+fn ferret_io_files_export_to_parquet_and_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = ferret_io_file(dir.path());
+    let want = analyze(&[&db]);
+    assert_eq!(want["main"].0, 50);
+    let pq = dir.path().join("io.parquet");
+    ok(&ferret(&[
+        "export",
+        db.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "-o",
+        pq.to_str().unwrap(),
+    ]));
+    assert_eq!(parquet_per_name(&[pq]), want, "parquet rows and self times");
+    let rx = Receiver::start(|_| (200, Vec::new()));
+    let out = ferret(&[
+        "push",
+        db.to_str().unwrap(),
+        "--endpoint",
+        &rx.url,
+        "--batch-size",
+        "40",
+    ]);
+    let got = rx.finish();
+    assert!(ok(&out).contains("pushed 150 spans"));
+    let f = facts(
+        got.iter()
+            .map(|g| proto::TracesData::decode(g.body.as_slice()).unwrap()),
+    );
+    assert_eq!(f.by_name.values().sum::<u64>(), 150);
+    assert_eq!(f.errors.get("query"), Some(&5));
+    assert_eq!(f.parents.len(), 100);
+    let ids: HashSet<&Vec<u8>> = f.ids.iter().collect();
+    assert!(f.parents.iter().all(|p| ids.contains(p)));
+    if let Some(py) = python("opentelemetry-proto decodes a ferret-io push") {
+        let files = dump_bodies(dir.path(), &got);
+        let mut args = vec![check_py(), "proto".into()];
+        args.extend(files);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let v = run_python(&py, &args);
+        assert_eq!(v["spans"], 150);
+        assert_eq!(v["missing_parents"], 0);
+        assert_eq!(v["errors_by_name"]["query"], 5);
+    }
+}

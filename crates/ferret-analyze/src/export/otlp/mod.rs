@@ -7,7 +7,7 @@
 //! The mapping (documented in `docs/FORMAT.md`):
 //! - one resource per process: `service.name` (the option, else the run
 //!   label, else the file name), `host.name` (when the file records it),
-//!   `process.pid`; one scope, `ferret`;
+//!   `process.pid` (when recorded); one scope, `ferret`;
 //! - ids from [`trace_id`] and [`span_id`]: deterministic from the run id
 //!   and Ferret's ids, so that a re-export gives the same ids;
 //! - kind INTERNAL; start and end in Unix ns (a span that never ended gets
@@ -15,7 +15,7 @@
 //! - a failed span gets status ERROR with its status text as message;
 //! - tags as typed attributes (`u64` above `i64::MAX`, JSON lists and
 //!   objects as strings; a null tag as an empty value), plus `thread.id`
-//!   and `thread.name`.
+//!   and `thread.name` when the file records them.
 //!
 //! Memory: one batch (protobuf) or one line (JSON) at a time, plus the
 //! processes and threads of the run.
@@ -159,7 +159,10 @@ impl Mapper {
 
     fn resource(&self, pid: u32) -> proto::Resource {
         let mut attributes = self.resource.clone();
-        attributes.push(kv("process.pid", Value::Int(pid as i64)));
+        // ferret-io files record no pid (0): no attribute then.
+        if pid != 0 {
+            attributes.push(kv("process.pid", Value::Int(pid as i64)));
+        }
         proto::Resource { attributes }
     }
 
@@ -174,7 +177,9 @@ impl Mapper {
                 }),
             })
             .collect();
-        attributes.push(kv("thread.id", Value::Int(r.tid as i64)));
+        if r.tid != 0 {
+            attributes.push(kv("thread.id", Value::Int(r.tid as i64)));
+        }
         if let Some(n) = self.threads.get(&(r.pid, r.tid)) {
             attributes.push(kv("thread.name", Value::String(n.clone())));
         }
