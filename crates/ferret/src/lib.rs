@@ -47,7 +47,7 @@ pub mod __private {
     }
 }
 pub use ferret_format::{Status, TagValue, Tags};
-pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
+pub use recorder::{random_run_id, Profiler, ProfilerBuilder, RecorderStats};
 
 /// Persists on SIGTERM and SIGINT (opt-in): when either arrives, the
 /// installed profiler is closed (its spans committed, its process marked as
@@ -62,14 +62,4 @@ pub use recorder::{Profiler, ProfilerBuilder, RecorderStats};
 #[cfg(unix)]
 pub fn flush_on_signals() -> Result<()> {
     recorder::signals::flush_on_signals()
-}
-
-/// A random 128-bit run id in hex.
-pub fn random_run_id() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::getrandom(&mut b).is_err() {
-        let t = clock::wall_now_ns() as u128 ^ ((std::process::id() as u128) << 64);
-        b = t.to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -3,7 +3,7 @@
 //! "installed profiler" slot the hot path checks.
 
 use super::buffer::{Extra, RawSpan, Sealed, ThreadBuf};
-use super::Inner;
+use super::shared::Inner;
 use crate::clock;
 use crate::intern::{Name, PathCache};
 use std::cell::RefCell;
@@ -387,16 +387,16 @@ impl Local {
     }
 
     /// The top frame's context, creating its shared accumulator if needed.
-    pub(crate) fn capture(&mut self) -> Option<super::span::SpanContext> {
+    pub(crate) fn capture(&mut self) -> Option<SpanContext> {
         let f = self.stack.last_mut()?;
         if f.skipped {
-            return Some(super::span::SpanContext::skipped(f.trace));
+            return Some(SpanContext::skipped(f.trace));
         }
         let shared = f
             .shared
             .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
             .clone();
-        Some(super::span::SpanContext {
+        Some(SpanContext {
             id: f.id,
             trace: f.trace,
             path: f.path,
@@ -436,7 +436,7 @@ fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
         inner.note_queue_pressure();
         if inner.queue_full() {
             inner.count_dropped(v.len());
-            super::empty(v);
+            super::buffer::empty(v);
             return None;
         }
         let mut batch = inner.fresh_batch();
@@ -481,5 +481,44 @@ fn move_streaming(from: &mut Vec<RawSpan>, to: &mut Vec<RawSpan>) {
 impl Drop for Local {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+/// A span's identity, to be passed to another thread or task so that spans
+/// started there become its children.
+#[derive(Clone, Debug)]
+pub struct SpanContext {
+    pub(crate) id: u64,
+    pub(crate) trace: u64,
+    pub(crate) path: u32,
+    /// Where children finishing elsewhere add their duration. `None` for a
+    /// skipped trace.
+    pub(crate) shared: Option<Arc<AtomicU64>>,
+}
+
+impl SpanContext {
+    /// The context of a skipped trace: `kind` is 0 (sampling) or
+    /// [`SHED`].
+    pub(crate) fn skipped(kind: u64) -> SpanContext {
+        SpanContext {
+            id: 0,
+            trace: kind,
+            path: 0,
+            shared: None,
+        }
+    }
+
+    /// The span id (0 for a trace skipped by sampling).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The trace (root span) id.
+    pub fn trace_id(&self) -> u64 {
+        self.trace
+    }
+
+    pub(crate) fn is_skipped(&self) -> bool {
+        self.shared.is_none()
     }
 }

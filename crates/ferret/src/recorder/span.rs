@@ -2,7 +2,7 @@
 
 use super::buffer::{Extra, RawSpan, Sealed};
 use super::context::{with_local, Decision, Frame, ACTIVE};
-use super::Inner;
+use super::shared::Inner;
 use crate::clock;
 use crate::intern::Name;
 use ferret_format::{Status, TagValue};
@@ -238,44 +238,7 @@ impl Drop for SpanGuard {
     }
 }
 
-/// A span's identity, to be passed to another thread or task so that spans
-/// started there become its children.
-#[derive(Clone, Debug)]
-pub struct SpanContext {
-    pub(crate) id: u64,
-    pub(crate) trace: u64,
-    pub(crate) path: u32,
-    /// Where children finishing elsewhere add their duration. `None` for a
-    /// skipped trace.
-    pub(crate) shared: Option<Arc<AtomicU64>>,
-}
-
-impl SpanContext {
-    /// The context of a skipped trace: `kind` is 0 (sampling) or
-    /// [`SHED`](super::context::SHED).
-    pub(crate) fn skipped(kind: u64) -> SpanContext {
-        SpanContext {
-            id: 0,
-            trace: kind,
-            path: 0,
-            shared: None,
-        }
-    }
-
-    /// The span id (0 for a trace skipped by sampling).
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The trace (root span) id.
-    pub fn trace_id(&self) -> u64 {
-        self.trace
-    }
-
-    fn is_skipped(&self) -> bool {
-        self.shared.is_none()
-    }
-}
+pub use super::context::SpanContext;
 
 /// The innermost open span on this thread, if any.
 pub fn current() -> Option<SpanContext> {

@@ -10,7 +10,7 @@
 
 use super::buffer::{RawSpan, Sealed};
 use super::rows::{self, ProcessCounters};
-use super::Inner;
+use super::shared::{Inner, Msg};
 use crate::intern;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ferret_format::codec::{BlockEncoder, SpanHead};
@@ -27,12 +27,6 @@ const IDLE_POLLS: u32 = 10;
 
 /// Spans per stored block.
 pub(crate) const BLOCK_SPANS: usize = 4096;
-
-pub(crate) enum Msg {
-    Batch(Vec<RawSpan>),
-    Flush(Sender<()>),
-    Stop(Sender<()>),
-}
 
 pub(crate) struct Writer {
     conn: Connection,
