@@ -334,6 +334,9 @@ pub(crate) fn finish(parts: Vec<Partial>, opts: &SummaryOptions) -> Summary {
                     m.dropped_queue += c.dropped_queue;
                     m.dropped_write += c.dropped_write;
                     m.sampled_out += c.sampled_out;
+                    m.shed += c.shed;
+                    m.processes_unclosed += c.processes_unclosed;
+                    m.lost_unclosed += c.lost_unclosed;
                     m.first_start_ns = m.first_start_ns.min(c.first_start_ns);
                     m.last_end_ns = m.last_end_ns.max(c.last_end_ns);
                     m.pids.extend(c.pids);
