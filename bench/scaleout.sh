@@ -47,12 +47,12 @@ for r in $(seq "$rounds"); do
         /usr/bin/time -f '%e %M' -o "$out/t" "$FERRET" analyze "$f" --format json >/dev/null
         read -r s m < "$out/t"; [ "$m" -gt "$maxm" ] && maxm=$m
     done
-    one+="$(echo "$(date +%s.%N) - $start" | bc) "; onemem+="$maxm "
+    one+="$(printf '%.2f' "$(echo "$(date +%s.%N) - $start" | bc)") "; onemem+="$maxm "
     /usr/bin/time -f '%e %M' -o "$out/t" "$FERRET" analyze "$fleet" --format json >/dev/null
     read -r s m < "$out/t"
     many+="$s "; manymem+="$m "
 done
 a=$(echo $one | tr ' ' '\n' | median); b=$(echo $many | tr ' ' '\n' | median)
-echo "one file at a time: median $a s, peak RSS $(( $(echo $onemem | tr ' ' '\n' | median | cut -d. -f1) / 1024 )) MB  (rounds: $one)"
+echo "one file at a time: median $(printf '%.2f' "$a") s, peak RSS $(( $(echo $onemem | tr ' ' '\n' | median | cut -d. -f1) / 1024 )) MB  (rounds: $one)"
 echo "all files at once:  median $b s, peak RSS $(( $(echo $manymem | tr ' ' '\n' | median | cut -d. -f1) / 1024 )) MB  (rounds: $many)"
 awk -v a="$a" -v b="$b" 'BEGIN { printf "fleet analyze takes x%.2f the time of the files one after another\n", b / a }'
