@@ -101,6 +101,17 @@ fn file_error(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+impl From<ferret_analyze::analysis::FileError> for CliError {
+    fn from(e: ferret_analyze::analysis::FileError) -> Self {
+        let msg = e.to_string();
+        if e.error.is_user_error() {
+            CliError::User(msg)
+        } else {
+            CliError::Internal(msg)
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

@@ -30,8 +30,11 @@ enum Command {
     Runs(cmd::runs::Args),
     /// Merged call tree of a run: every span grouped by call path.
     Calltree(cmd::calltree::Args),
-    /// Export a run for other viewers: speedscope, chrome, folded, svg, jsonl.
+    /// Export a run for other viewers and engines: speedscope, chrome,
+    /// folded, svg, jsonl, otlp, parquet.
     Export(cmd::export::Args),
+    /// Send runs to an OpenTelemetry receiver over OTLP/HTTP.
+    Push(cmd::push::Args),
     /// Compare two runs (or groups of runs) per name and gate regressions (exit 1).
     Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
@@ -42,16 +45,25 @@ impl Command {
     /// The trace file the command reads or writes (`None` when it reads
     /// two: `diff` of two files names them in its own messages).
     fn db(&self) -> Option<&std::path::Path> {
-        Some(match self {
-            Command::Demo(a) => &a.db,
-            Command::Analyze(a) => &a.db,
-            Command::Runs(a) => &a.db,
-            Command::Calltree(a) => &a.db,
-            Command::Export(a) => &a.db,
-            Command::Flamegraph(a) => &a.db,
-            Command::Diff(a) if a.candidate.is_none() => &a.base,
-            Command::Diff(_) => return None,
-        })
+        /// One file given: its path. Several (or a glob): the command's
+        /// messages name the file themselves.
+        fn one(files: &[String]) -> Option<&std::path::Path> {
+            match files {
+                [f] if !f.contains(['*', '?', '[']) => Some(std::path::Path::new(f)),
+                _ => None,
+            }
+        }
+        match self {
+            Command::Demo(a) => Some(&a.db),
+            Command::Analyze(a) => one(&a.db),
+            Command::Runs(a) => one(&a.db),
+            Command::Calltree(a) => one(&a.db),
+            Command::Export(a) => one(&a.db),
+            Command::Push(a) => one(&a.db),
+            Command::Flamegraph(a) => Some(&a.db),
+            Command::Diff(a) if a.candidate.is_none() => Some(&a.base),
+            Command::Diff(_) => None,
+        }
     }
 }
 
@@ -64,6 +76,7 @@ fn main() -> ExitCode {
         Command::Runs(a) => cmd::runs::run(a),
         Command::Calltree(a) => cmd::calltree::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Push(a) => cmd::push::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
         Command::Diff(a) => cmd::diff::run(a),
     };

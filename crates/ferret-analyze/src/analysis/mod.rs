@@ -6,6 +6,7 @@
 
 pub mod calltree;
 pub mod diff;
+pub mod many;
 pub mod paths;
 pub mod query;
 pub mod resolve;
@@ -16,6 +17,7 @@ pub mod summary;
 pub mod tree;
 
 pub use calltree::{call_tree, CallNode, CallTree};
+pub use many::{call_tree_many, map_stores, merge_call_trees, summarize_many, FileError};
 pub use paths::{
     cut_frame, fold_paths, fold_paths_with, folded_frame, FoldOptions, FoldedPath,
     DEFAULT_FOLD_DEPTH,

@@ -52,6 +52,13 @@ pub trait Fold {
     /// files. Not called for spans without a duration.
     fn self_time(&mut self, _name: u32, _path: u32, _self_ns: u64) {}
 
+    /// The same self time tied to its span id (`None` for a span without
+    /// a duration), for folds that write one row per span: right after
+    /// [`Fold::span`] for native files, once the stream passes the span's
+    /// end for ferret-io files. Every span [`Fold::span`] saw gets exactly
+    /// one call. Not called on the native fast path ([`Fold::heads_only`]).
+    fn span_self(&mut self, _span_id: u64, _self_ns: Option<u64>) {}
+
     /// True when the fold wants no more spans (e.g. its output failed):
     /// the scan then stops early.
     fn done(&self) -> bool {
@@ -212,10 +219,13 @@ pub fn scan(
                         parent_path: paths.parent(path),
                         name: spans.name(rec.name),
                     });
-                    if let Some(d) = rec.duration_ns() {
-                        let child = rec.children_ns().unwrap_or(0);
-                        fold.self_time(rec.name, path, d.saturating_sub(child));
+                    let self_ns = rec
+                        .duration_ns()
+                        .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
+                    if let Some(s) = self_ns {
+                        fold.self_time(rec.name, path, s);
                     }
+                    fold.span_self(rec.span_id(), self_ns);
                 }
             }
             out.paths = paths;
@@ -226,6 +236,7 @@ pub fn scan(
                 if let Some(s) = f.self_ns {
                     Fold::self_time(fold, f.name, f.path, s);
                 }
+                Fold::span_self(fold, f.span_id, f.self_ns);
             };
             let mut done = Vec::new();
             while !fold.done() && spans.next_into(&mut rec) {

@@ -238,15 +238,42 @@ impl Fold for SummaryFold {
     }
 }
 
-/// The per-name summary of the run `q` selects: every span is read once,
-/// in memory proportional to the distinct names. `progress`, if given, is
-/// called now and then with (spans so far, bytes read so far).
-pub fn summarize(
+/// What one file contributes to a summary: its per-name state, keyed by
+/// name text so that files merge.
+pub(crate) struct Partial {
+    run: String,
+    latest: bool,
+    kind: FileKind,
+    counters: Option<RunInfo>,
+    spans: u64,
+    skipped_rows: u64,
+    first: i64,
+    last: i64,
+    names: Option<super::query::NameFilter>,
+    accs: Vec<(String, Acc)>,
+}
+
+impl Acc {
+    /// Adds `o`'s spans: exact for counts, totals, min/max and self time;
+    /// the sketches merge as if every value had been added to one.
+    fn merge(&mut self, o: Acc) {
+        self.count += o.count;
+        self.timed += o.timed;
+        self.total = self.total.saturating_add(o.total);
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.self_ns = self.self_ns.saturating_add(o.self_ns);
+        self.errors += o.errors;
+        self.sketch.merge(&o.sketch);
+    }
+}
+
+/// Scans one file into a [`Partial`].
+pub(crate) fn partial(
     store: &Store,
     q: &Query,
-    opts: &SummaryOptions,
     progress: Option<&mut dyn FnMut(u64, u64)>,
-) -> Result<Summary> {
+) -> Result<Partial> {
     let sel = select(store, q)?;
     let mut fold = SummaryFold {
         accs: Vec::new(),
@@ -262,19 +289,83 @@ pub fn summarize(
         },
         &mut fold,
     )?;
-    let n = scanned.spans;
+    let accs = fold
+        .accs
+        .into_iter()
+        .enumerate()
+        .filter(|(_, a)| a.count > 0)
+        .map(|(i, a)| (scanned.name(i as u32).to_owned(), a))
+        .collect();
+    Ok(Partial {
+        run: sel.run,
+        latest: sel.latest,
+        kind: scanned.kind,
+        counters: sel.counters,
+        spans: scanned.spans,
+        skipped_rows: scanned.skipped_rows,
+        first: fold.first,
+        last: fold.last,
+        names: sel.names,
+        accs,
+    })
+}
+
+/// Merges the partials of one or more files into one summary.
+pub(crate) fn finish(parts: Vec<Partial>, opts: &SummaryOptions) -> Summary {
+    let mut by_name: rustc_hash::FxHashMap<String, Acc> = Default::default();
+    let (mut first, mut last, mut n, mut skipped) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    let mut runs: Vec<String> = Vec::new();
+    let latest = parts.iter().all(|p| p.latest);
+    let kind = parts.first().map(|p| p.kind).unwrap_or_default();
+    let mut counters: Option<RunInfo> = None;
+    let all_counted = parts.iter().all(|p| p.counters.is_some());
+    let names = parts.first().and_then(|p| p.names.clone());
+    for p in parts {
+        first = first.min(p.first);
+        last = last.max(p.last);
+        n += p.spans;
+        skipped += p.skipped_rows;
+        if !runs.contains(&p.run) {
+            runs.push(p.run);
+        }
+        if let (true, Some(c)) = (all_counted, p.counters) {
+            counters = Some(match counters {
+                None => c,
+                Some(mut m) => {
+                    m.spans += c.spans;
+                    m.accepted += c.accepted;
+                    m.dropped_queue += c.dropped_queue;
+                    m.dropped_write += c.dropped_write;
+                    m.sampled_out += c.sampled_out;
+                    m.shed += c.shed;
+                    m.processes_unclosed += c.processes_unclosed;
+                    m.lost_unclosed += c.lost_unclosed;
+                    m.first_start_ns = m.first_start_ns.min(c.first_start_ns);
+                    m.last_end_ns = m.last_end_ns.max(c.last_end_ns);
+                    m.pids.extend(c.pids);
+                    m
+                }
+            });
+        }
+        for (name, a) in p.accs {
+            match by_name.get_mut(&name) {
+                Some(m) => m.merge(a),
+                None => {
+                    by_name.insert(name, a);
+                }
+            }
+        }
+    }
     let mut stats = Vec::new();
-    for (i, a) in fold.accs.into_iter().enumerate() {
+    for (name, a) in by_name {
         if a.timed == 0 {
             continue;
         }
-        let name = scanned.name(i as u32);
-        if sel.names.as_ref().is_some_and(|g| !g.is_match(name)) {
+        if names.as_ref().is_some_and(|g| !g.is_match(&name)) {
             continue;
         }
         let q = |p: f64| -> f64 { a.sketch.quantile(p).clamp(a.min, a.max) as f64 };
         stats.push(NameSummary {
-            name: name.to_owned(),
             count: a.count,
             total_ns: a.total,
             avg_ns: a.total as f64 / a.timed as f64,
@@ -286,24 +377,37 @@ pub fn summarize(
             self_ns: a.self_ns,
             error_count: a.errors,
             error_rate: a.errors as f64 / a.count as f64,
+            name,
         });
     }
     let mut s = Summary {
-        run_id: sel.run,
-        latest: sel.latest,
-        format: scanned.kind,
-        counters: sel.counters,
+        run_id: runs.join(","),
+        latest,
+        format: kind,
+        counters,
         names_total: stats.len(),
         spans: n,
-        skipped_rows: scanned.skipped_rows,
+        skipped_rows: skipped,
         wall_ns: if n == 0 {
             0
         } else {
-            fold.last.saturating_sub(fold.first).max(0) as u64
+            last.saturating_sub(first).max(0) as u64
         },
-        first_start_ns: if n == 0 { 0 } else { fold.first },
+        first_start_ns: if n == 0 { 0 } else { first },
         stats,
     };
     s.sort_and_limit(opts.sort, opts.limit);
-    Ok(s)
+    s
+}
+
+/// The per-name summary of the run `q` selects: every span is read once,
+/// in memory proportional to the distinct names. `progress`, if given, is
+/// called now and then with (spans so far, bytes read so far).
+pub fn summarize(
+    store: &Store,
+    q: &Query,
+    opts: &SummaryOptions,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Summary> {
+    Ok(finish(vec![partial(store, q, progress)?], opts))
 }

@@ -7,12 +7,16 @@
 //! | folded, svg | [`folded`], [`svg`] | distinct call paths |
 //! | differential svg (`ferret diff`) | [`diff_svg`] | distinct call paths of both sides |
 //! | speedscope | [`speedscope`] | a sort chunk + distinct frames + open lanes |
+//! | otlp | [`otlp`] | one line (≤ 4 MiB) + processes and threads |
+//! | parquet | [`parquet`](mod@self::parquet) | one row group + call paths (+ open spans, ferret-io) |
 
 pub mod chrome;
 pub mod diff_svg;
 mod extsort;
 pub mod folded;
 pub mod jsonl;
+pub mod otlp;
+pub mod parquet;
 pub mod speedscope;
 pub mod svg;
 
@@ -34,16 +38,22 @@ pub enum Format {
     Svg,
     /// One span per line, every field.
     Jsonl,
+    /// OTLP/JSON lines: one `TracesData` per line (≤ 4 MiB).
+    Otlp,
+    /// Parquet, one row per span (flat schema for Spark and DuckDB).
+    Parquet,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 7] = [
         Format::Speedscope,
         Format::Chrome,
         Format::Folded,
         Format::Svg,
         Format::Jsonl,
+        Format::Otlp,
+        Format::Parquet,
     ];
 
     /// The format's name, as the CLI spells it.
@@ -54,6 +64,8 @@ impl Format {
             Format::Folded => "folded",
             Format::Svg => "svg",
             Format::Jsonl => "jsonl",
+            Format::Otlp => "otlp",
+            Format::Parquet => "parquet",
         }
     }
 
@@ -65,6 +77,10 @@ impl Format {
             Format::Folded => "folded stacks: root;child;leaf <self-ns>",
             Format::Svg => "flame graph SVG (inferno)",
             Format::Jsonl => "one span per line, every field",
+            Format::Otlp => {
+                "OpenTelemetry OTLP/JSON lines (one TracesData per line, at most 4 MiB)"
+            }
+            Format::Parquet => "Parquet, one row per span (for Spark, DuckDB, pandas)",
         }
     }
 }
@@ -91,6 +107,9 @@ pub struct Options {
     /// [`DEFAULT_FOLD_DEPTH`](crate::analysis::DEFAULT_FOLD_DEPTH)); deeper
     /// frames fold into one marker frame that carries their self time.
     pub max_depth: Option<usize>,
+    /// otlp: the resources' `service.name` (default: the run label, else
+    /// the file name).
+    pub service_name: Option<String>,
 }
 
 /// What an export wrote.
@@ -112,6 +131,16 @@ pub fn write(store: &Store, opts: &Options, format: Format, w: &mut dyn Write) -
         Format::Folded => folded::write(store, &sel, opts, w)?,
         Format::Svg => svg::write(store, &sel, opts, w)?,
         Format::Speedscope => speedscope::write(store, &sel, opts, w)?,
+        Format::Otlp => otlp::write_json_lines(
+            store,
+            &sel,
+            &otlp::OtlpOptions {
+                service_name: opts.service_name.clone(),
+                ..otlp::OtlpOptions::default()
+            },
+            w,
+        )?,
+        Format::Parquet => self::parquet::write(store, &sel, opts, w)?,
     };
     w.flush()?;
     Ok(Exported {

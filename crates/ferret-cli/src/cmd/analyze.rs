@@ -3,9 +3,10 @@
 use super::open_store;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Style, Table};
-use ferret_analyze::analysis::{summarize, Query, SortKey, Summary, SummaryOptions};
+use ferret_analyze::analysis::{
+    summarize, summarize_many, Query, SortKey, Summary, SummaryOptions,
+};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// Output formats of the summary.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,8 +35,11 @@ YYYY-MM-DDTHH:MM:SS[.frac]Z. A span is included when its start is in [since, unt
 Exit codes: 0 ok, 2 bad input (missing/bad file, unknown run, bad option), 1 internal error."
 )]
 pub struct Args {
-    /// Trace file (native or ferret-io).
-    pub db: PathBuf,
+    /// Trace files (native or ferret-io) or globs ('hosts/*/ferret.db'):
+    /// several files are analyzed as one (each file's latest run, or --run
+    /// wherever it appears).
+    #[arg(required = true, value_name = "DB")]
+    pub db: Vec<String>,
     /// Run id (default: the latest run).
     #[arg(long)]
     pub run: Option<String>,
@@ -128,7 +132,29 @@ impl Progress {
 
 pub fn run(a: Args) -> CliResult {
     let q = a.query()?;
-    let store = open_store(&a.db, Some(&a.namespace))?;
+    let files = super::expand_inputs(&a.db)?;
+    if files.len() > 1 {
+        if a.tree {
+            return Err(CliError::user("--tree reads one file at a time"));
+        }
+        let stores = super::open_stores(&files, &a.namespace)?;
+        let opts = SummaryOptions {
+            sort: a.sort,
+            limit: a.limit,
+        };
+        let t = std::time::Instant::now();
+        let summary = summarize_many(stores, &q, &opts)?;
+        if a.format == Format::Table || a.format == Format::Text {
+            eprintln!(
+                "Read {} files in {:.2} s",
+                files.len(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        return render(&summary, a.format);
+    }
+    let db = &files[0];
+    let store = open_store(db, Some(&a.namespace))?;
     if a.tree {
         if q.has_window() || !q.names.is_empty() {
             return Err(CliError::user(
@@ -175,8 +201,10 @@ pub fn render(summary: &Summary, format: Format) -> CliResult {
         Format::Csv => write_csv(&mut out, summary)?,
         Format::Table | Format::Text => {
             let color = fmt::color_stdout();
-            let how = if summary.latest { " (latest)" } else { "" };
-            eprintln!("Analyzing run {}{how}", summary.run_id);
+            eprintln!(
+                "Analyzing {}",
+                super::describe_runs(&summary.run_id, summary.latest)
+            );
             write!(out, "{}", render_table(summary, color))?;
             writeln!(out, "{}", summary_line(summary, color))?;
         }

@@ -4,9 +4,8 @@ use super::open_store;
 use crate::art;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret_analyze::analysis::{call_tree, CallTree, Query};
+use ferret_analyze::analysis::{call_tree, call_tree_many, CallTree, Query};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// Output formats.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,8 +21,10 @@ pub enum Format {
 /// Memory grows with the number of distinct call paths, not spans.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Trace file (native or ferret-io).
-    pub db: PathBuf,
+    /// Trace files (native or ferret-io) or globs: several files merge
+    /// into one tree (each file's latest run, or --run wherever it appears).
+    #[arg(required = true, value_name = "DB")]
+    pub db: Vec<String>,
     /// Run id (default: the latest run).
     #[arg(long)]
     pub run: Option<String>,
@@ -46,18 +47,27 @@ pub fn run(a: Args) -> CliResult {
     if !(0.0..=100.0).contains(&a.min_percent) {
         return Err(CliError::user("--min-percent must be between 0 and 100"));
     }
-    let store = open_store(&a.db, Some(&a.namespace))?;
+    let files = super::expand_inputs(&a.db)?;
     let q = Query {
         run: a.run.clone(),
         ..Query::default()
     };
-    let t = call_tree(&store, &q)?;
+    let t = if files.len() > 1 {
+        call_tree_many(super::open_stores(&files, &a.namespace)?, &q)?
+    } else {
+        call_tree(&open_store(&files[0], Some(&a.namespace))?, &q)?
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match a.format {
         Format::Json => write_json(&mut out, &t, &a)?,
         Format::Text => {
             let how = if t.latest { " (latest)" } else { "" };
-            eprintln!("Call tree of run {}{how}", t.run_id);
+            let runs = if t.run_id.contains(',') {
+                "runs"
+            } else {
+                "run"
+            };
+            eprintln!("Call tree of {runs} {}{how}", t.run_id);
             write_text(&mut out, &t, &a, fmt::color_stdout())?;
         }
     }

@@ -5,6 +5,7 @@ use crate::error::{CliError, CliResult};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use ferret_analyze::analysis::Query;
 use ferret_analyze::export::{self, Format};
+use ferret_analyze::store::Store;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -18,8 +19,10 @@ fn format_parser() -> impl TypedValueParser<Value = Format> {
 /// Export a run.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Trace file (native or ferret-io).
-    pub db: PathBuf,
+    /// Trace file (native or ferret-io). With --partition-dir: any number
+    /// of files or globs, each exported to its own partition.
+    #[arg(required = true, value_name = "DB")]
+    pub db: Vec<String>,
     /// Run id (default: the latest run).
     #[arg(long)]
     pub run: Option<String>,
@@ -44,6 +47,14 @@ pub struct Args {
     /// Print the span count and rate on stderr when done.
     #[arg(long)]
     pub stats: bool,
+    /// otlp: the resources' service.name (default: the run label, else the
+    /// file name).
+    #[arg(long)]
+    pub service_name: Option<String>,
+    /// parquet: write DIR/host=H/run=R/part-N.parquet instead of -o, so
+    /// that a fleet's files land in one queryable tree.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub partition_dir: Option<PathBuf>,
 }
 
 /// Flame graph SVG of a run.
@@ -73,8 +84,12 @@ pub fn run(a: Args) -> CliResult {
             "--frame-tags applies to --format speedscope only",
         ));
     }
-    let store = open_store(&a.db, Some(&a.namespace))?;
-    let t = Instant::now();
+    if a.service_name.is_some() && a.format != Format::Otlp {
+        return Err(CliError::user(
+            "--service-name applies to --format otlp only",
+        ));
+    }
+    let files = super::expand_inputs(&a.db)?;
     let opts = export::Options {
         query: Query {
             run: a.run.clone(),
@@ -82,8 +97,32 @@ pub fn run(a: Args) -> CliResult {
         },
         frame_tags: a.frame_tags.clone(),
         max_depth: Some(a.max_depth),
+        service_name: a.service_name.clone(),
     };
-    let spans = write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?.spans;
+    let t = Instant::now();
+    let spans = if let Some(dir) = &a.partition_dir {
+        if a.format != Format::Parquet {
+            return Err(CliError::user(
+                "--partition-dir applies to --format parquet only",
+            ));
+        }
+        let mut spans = 0;
+        for f in &files {
+            let store = open_store(f, Some(&a.namespace))?;
+            let out = partition_path(&store, dir, &opts.query)?;
+            spans += write_output(&out, |w| export::write(&store, &opts, a.format, w))?.spans;
+            eprintln!("wrote {}", out.display());
+        }
+        spans
+    } else {
+        if files.len() > 1 {
+            return Err(CliError::user(
+                "export reads one file (several only with --format parquet --partition-dir)",
+            ));
+        }
+        let store = open_store(&files[0], Some(&a.namespace))?;
+        write_output(&a.output, |w| export::write(&store, &opts, a.format, w))?.spans
+    };
     if a.stats {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
@@ -104,6 +143,7 @@ pub fn run_flame(a: FlameArgs) -> CliResult {
         },
         frame_tags: Vec::new(),
         max_depth: Some(a.max_depth),
+        ..export::Options::default()
     };
     write_output(&a.output, |w| export::write(&store, &opts, Format::Svg, w))?;
     if a.output.as_os_str() != "-" {
@@ -147,4 +187,47 @@ pub fn write_output<T>(
     }
     tmp.persist(out).map_err(|e| cannot(e.error))?;
     Ok(v)
+}
+
+/// A partition directory name's value: the characters a file system and
+/// Hive-style partition discovery take as they are, others as `_`.
+fn partition_value(s: &str) -> String {
+    let v: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if v.is_empty() {
+        "unknown".into()
+    } else {
+        v
+    }
+}
+
+/// `DIR/host=H/run=R/part-N.parquet` with the first N not taken.
+fn partition_path(store: &Store, dir: &Path, q: &Query) -> CliResult<PathBuf> {
+    let sel = ferret_analyze::analysis::select(store, q)?;
+    let info = match sel.counters {
+        Some(c) => Some(c),
+        None => store.runs()?.into_iter().find(|r| r.run_id == sel.run),
+    };
+    let host = info.and_then(|i| i.host).unwrap_or_default();
+    let leaf = dir
+        .join(format!("host={}", partition_value(&host)))
+        .join(format!("run={}", partition_value(&sel.run)));
+    std::fs::create_dir_all(&leaf)
+        .map_err(|e| CliError::user(format!("cannot create {}: {e}", leaf.display())))?;
+    let mut n = 0;
+    loop {
+        let p = leaf.join(format!("part-{n}.parquet"));
+        if !p.exists() {
+            return Ok(p);
+        }
+        n += 1;
+    }
 }

@@ -6,6 +6,7 @@ pub mod calltree;
 pub mod demo;
 pub mod diff;
 pub mod export;
+pub mod push;
 pub mod runs;
 pub mod tree;
 
@@ -21,4 +22,54 @@ pub fn open_store(path: &Path, namespace: Option<&str>) -> CliResult<Store> {
             namespace: namespace.map(str::to_owned),
         },
     )?)
+}
+
+/// Expands the trace-file arguments: a pattern with `*`, `?` or `[` is a
+/// glob (sorted matches; none is an error), anything else a path.
+pub fn expand_inputs(args: &[String]) -> CliResult<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if !a.contains(['*', '?', '[']) {
+            out.push(std::path::PathBuf::from(a));
+            continue;
+        }
+        let paths = glob::glob(a)
+            .map_err(|e| crate::error::CliError::user(format!("bad glob '{a}': {e}")))?;
+        let mut found: Vec<_> = paths
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            return Err(crate::error::CliError::user(format!(
+                "no file matches '{a}'"
+            )));
+        }
+        found.sort();
+        out.append(&mut found);
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    Ok(out)
+}
+
+/// Opens every file (the first failure, naming its file, is the error).
+pub fn open_stores(paths: &[std::path::PathBuf], namespace: &str) -> CliResult<Vec<Store>> {
+    paths
+        .iter()
+        .map(|p| open_store(p, Some(namespace)))
+        .collect()
+}
+
+/// "run R (latest)" for one run; "3 runs (each file's latest): a, b, c"
+/// for a comma-separated list (fleet reports), the ids cut after 3.
+pub fn describe_runs(run_ids: &str, latest: bool) -> String {
+    let ids: Vec<&str> = run_ids.split(',').collect();
+    if ids.len() == 1 {
+        let how = if latest { " (latest)" } else { "" };
+        return format!("run {run_ids}{how}");
+    }
+    let how = if latest { " (each file's latest)" } else { "" };
+    let shown = ids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+    let more = if ids.len() > 3 { ", …" } else { "" };
+    format!("{} runs{how}: {shown}{more}", ids.len())
 }

@@ -2,10 +2,9 @@
 //! proportional to the number of runs).
 
 use super::open_store;
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Table};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// Output formats.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -20,8 +19,9 @@ pub enum Format {
 /// spans, processes, spans dropped by the recorder, label.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Trace file (native or ferret-io).
-    pub db: PathBuf,
+    /// Trace files (native or ferret-io) or globs: the runs of all of them.
+    #[arg(required = true, value_name = "DB")]
+    pub db: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -45,18 +45,30 @@ pub fn incomplete_note(r: &ferret_analyze::store::RunInfo) -> String {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let store = open_store(&a.db, Some(&a.namespace))?;
-    let runs = store.runs()?;
+    let files = super::expand_inputs(&a.db)?;
+    let many = files.len() > 1;
+    let mut runs = Vec::new();
+    let mut kinds = Vec::new();
+    for f in &files {
+        let store = open_store(f, Some(&a.namespace))?;
+        let rs = store.runs()?;
+        if rs.is_empty() && !many {
+            return Err(ferret_analyze::Error::NoRuns.into());
+        }
+        kinds.push(store.kind());
+        runs.extend(rs.into_iter().map(|r| (files_index(&kinds), r)));
+    }
     if runs.is_empty() {
-        return Err(ferret_analyze::Error::NoRuns.into());
+        return Err(CliError::user("no runs in any of the files"));
     }
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Json => {
             let v: Vec<serde_json::Value> = runs
                 .iter()
-                .map(|r| {
+                .map(|(fi, r)| {
                     serde_json::json!({
+                        "file": files[*fi].display().to_string(),
                         "run_id": r.run_id,
                         "label": r.label,
                         "host": r.host,
@@ -73,7 +85,7 @@ pub fn run(a: Args) -> CliResult {
                         "complete": r.complete(),
                         "processes_unclosed": r.processes_unclosed,
                         "lost_unclosed": r.lost_unclosed,
-                        "format": store.kind().as_str(),
+                        "format": kinds[*fi].as_str(),
                     })
                 })
                 .collect();
@@ -82,8 +94,11 @@ pub fn run(a: Args) -> CliResult {
         }
         Format::Table => {
             let color = fmt::color_stdout();
-            let mut t = Table::new(&[
-                ("Run", Align::Left),
+            let mut cols = vec![("Run", Align::Left)];
+            if many {
+                cols.insert(0, ("File", Align::Left));
+            }
+            cols.extend([
                 ("First start (UTC)", Align::Left),
                 ("Last end (UTC)", Align::Left),
                 ("Wall", Align::Right),
@@ -95,8 +110,13 @@ pub fn run(a: Args) -> CliResult {
                 ("State", Align::Left),
                 ("Label", Align::Left),
             ]);
-            for r in &runs {
-                t.row(vec![
+            let mut t = Table::new(&cols);
+            for (fi, r) in &runs {
+                let mut row = Vec::new();
+                if many {
+                    row.push(fmt::term_safe(&files[*fi].display().to_string()).into_owned());
+                }
+                row.extend([
                     fmt::term_safe(&r.run_id).into_owned(),
                     fmt::utc(r.first_start_ns),
                     fmt::utc(r.last_end_ns),
@@ -117,16 +137,26 @@ pub fn run(a: Args) -> CliResult {
                     },
                     fmt::term_safe(r.label.as_deref().unwrap_or_default()).into_owned(),
                 ]);
+                t.row(row);
             }
             write!(out, "{}", t.render(color))?;
-            writeln!(
-                out,
-                "{} runs in {} ({})",
-                runs.len(),
-                a.db.display(),
-                store.kind().as_str()
-            )?;
+            if many {
+                writeln!(out, "{} runs in {} files", runs.len(), files.len())?;
+            } else {
+                writeln!(
+                    out,
+                    "{} runs in {} ({})",
+                    runs.len(),
+                    files[0].display(),
+                    kinds[0].as_str()
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// The index of the file whose kind was pushed last.
+fn files_index<T>(kinds: &[T]) -> usize {
+    kinds.len() - 1
 }
