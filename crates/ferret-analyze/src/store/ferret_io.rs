@@ -358,22 +358,22 @@ fn read_pages(
         loop {
             let (sql, lower, lower_id) = match (last, has_rowid) {
                 (None, true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp, rowid LIMIT ?4",
                     since,
                     0,
                 ),
                 (Some((ts, id)), true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp, rowid LIMIT ?4",
+                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND {upper} ORDER BY timestamp, rowid LIMIT ?4",
                     ts,
                     id,
                 ),
                 (None, false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp LIMIT ?4",
                     since,
                     0,
                 ),
                 (Some((ts, _)), false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND (timestamp < ?3 OR (?6 AND timestamp <= ?3)) ORDER BY timestamp LIMIT ?4",
+                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp LIMIT ?4",
                     ts,
                     0,
                 ),
@@ -400,7 +400,14 @@ fn read_pages(
             };
             let mut n = 0;
             {
-                let mut st = conn.prepare_cached(sql)?;
+                // One comparison on the upper bound, not an OR of two:
+                // SQLite then stops the index range there by itself.
+                let upper = if unbounded {
+                    "timestamp <= ?3 AND ?6 = ?6"
+                } else {
+                    "timestamp < ?3 AND ?6 = ?6"
+                };
+                let mut st = conn.prepare_cached(&sql.replace("{upper}", upper))?;
                 let mut rows = st.query(rusqlite::params![
                     ns, lower, until, PAGE_ROWS, lower_id, unbounded
                 ])?;
