@@ -188,24 +188,32 @@ pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
             out.nodes[i].total_ns = sum;
         }
     }
-    let totals: Vec<(u64, String)> = out
-        .nodes
-        .iter()
-        .map(|n| (n.total_ns, n.name.clone()))
-        .collect();
-    let by_total = |a: &usize, b: &usize| {
-        totals[*b]
-            .0
-            .cmp(&totals[*a].0)
-            .then_with(|| totals[*a].1.cmp(&totals[*b].1))
-    };
-    for n in &mut out.nodes {
-        n.children.sort_by(by_total);
-    }
-    out.roots.sort_by(by_total);
-    out.total_ns = out
-        .roots
-        .iter()
-        .fold(0u64, |a, &r| a.saturating_add(out.nodes[r].total_ns));
+    out.sort_and_total();
     Ok(out)
+}
+
+impl CallTree {
+    /// Orders every node's children and the roots by total (largest
+    /// first, then by name), and sums the roots' totals into `total_ns`.
+    pub(crate) fn sort_and_total(&mut self) {
+        let totals: Vec<(u64, String)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.total_ns, n.name.clone()))
+            .collect();
+        let by_total = |a: &usize, b: &usize| {
+            totals[*b]
+                .0
+                .cmp(&totals[*a].0)
+                .then_with(|| totals[*a].1.cmp(&totals[*b].1))
+        };
+        for n in &mut self.nodes {
+            n.children.sort_by(by_total);
+        }
+        self.roots.sort_by(by_total);
+        self.total_ns = self
+            .roots
+            .iter()
+            .fold(0u64, |a, &r| a.saturating_add(self.nodes[r].total_ns));
+    }
 }

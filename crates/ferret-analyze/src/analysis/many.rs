@@ -180,22 +180,7 @@ pub fn merge_call_trees(trees: Vec<CallTree>) -> CallTree {
             stack.extend(n.children.iter().rev().map(|&c| (c, m)));
         }
     }
-    let totals: Vec<(u64, String)> = out
-        .nodes
-        .iter()
-        .map(|n| (n.total_ns, n.name.clone()))
-        .collect();
-    let by_total = |a: &usize, b: &usize| {
-        totals[*b]
-            .0
-            .cmp(&totals[*a].0)
-            .then_with(|| totals[*a].1.cmp(&totals[*b].1))
-    };
-    for n in &mut out.nodes {
-        n.children.sort_by(by_total);
-    }
-    out.roots.sort_by(by_total);
-    out.total_ns = out.roots.iter().map(|&r| out.nodes[r].total_ns).sum();
+    out.sort_and_total();
     out.run_id = runs.join(",");
     out
 }
