@@ -12,8 +12,6 @@ const ST_ERROR: u8 = 1;
 const F_TAGS: u8 = 1 << 6;
 /// Tags kept in place before spilling to a vector.
 const INLINE: usize = 4;
-/// Tail bytes that fit in an inline [`Sealed`].
-const SEALED_INLINE: usize = 54;
 
 /// One tag value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -203,20 +201,7 @@ impl Tags {
         let seal = |out: &mut Vec<u8>| {
             out.clear();
             self.encode(n, busy_ns, detached, out);
-            Box::new(if out.len() <= SEALED_INLINE {
-                let mut buf = [0; SEALED_INLINE];
-                buf[..out.len()].copy_from_slice(out);
-                Sealed::Inline {
-                    flags,
-                    len: out.len() as u8,
-                    buf,
-                }
-            } else {
-                Sealed::Heap {
-                    flags,
-                    bytes: out.as_slice().into(),
-                }
-            })
+            Sealed::boxed(flags, out.as_slice())
         };
         Some(
             SCRATCH

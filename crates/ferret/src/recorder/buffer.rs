@@ -41,18 +41,25 @@ impl Sealed {
     pub(crate) fn seal(extra: &Extra) -> Box<Sealed> {
         let mut bytes = Vec::with_capacity(SEALED_INLINE);
         let flags = ferret_format::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
-        Box::new(if bytes.len() <= SEALED_INLINE {
+        Sealed::boxed(flags, bytes)
+    }
+
+    /// Boxes an encoded tail: inline when it fits, else on the heap (a
+    /// `Vec` moves there without a copy; a borrowed slice is copied).
+    pub(crate) fn boxed<B: AsRef<[u8]> + Into<Box<[u8]>>>(flags: u8, bytes: B) -> Box<Sealed> {
+        let b = bytes.as_ref();
+        Box::new(if b.len() <= SEALED_INLINE {
             let mut buf = [0; SEALED_INLINE];
-            buf[..bytes.len()].copy_from_slice(&bytes);
+            buf[..b.len()].copy_from_slice(b);
             Sealed::Inline {
                 flags,
-                len: bytes.len() as u8,
+                len: b.len() as u8,
                 buf,
             }
         } else {
             Sealed::Heap {
                 flags,
-                bytes: bytes.into_boxed_slice(),
+                bytes: bytes.into(),
             }
         })
     }
