@@ -4,13 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn ferret(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ferret")
-}
+mod support;
+use support::output as ferret;
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

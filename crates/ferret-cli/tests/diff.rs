@@ -3,15 +3,10 @@
 
 use ferret_testkit::{fio_row, span, FerretIoFile, NativeFile, TestSpan};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn ferret(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ferret")
-}
+mod support;
+use support::output as ferret;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

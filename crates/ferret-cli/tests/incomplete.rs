@@ -2,21 +2,8 @@
 //! its profiler (here: still running, its writer left behind), next to a
 //! cleanly closed run in the same file.
 
-use std::process::Command;
-
-fn ferret(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ferret {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod support;
+use support::stdout_ok as ferret;
 
 #[test]
 fn unclosed_process_shows_as_incomplete() {

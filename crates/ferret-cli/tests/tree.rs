@@ -2,7 +2,6 @@
 //! and native files recorded here.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -10,19 +9,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn ferret(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ferret {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod support;
+use support::stdout_ok as ferret;
 
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ferret(args)).unwrap()

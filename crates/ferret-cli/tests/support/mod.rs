@@ -49,6 +49,26 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ferret")
 }
 
+/// Runs `ferret args...` without colours and returns what it did.
+pub fn output(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ferret")
+}
+
+/// Runs `ferret args...`, asserts that it succeeded, returns its stdout.
+pub fn stdout_ok(args: &[&str]) -> String {
+    let out = output(args);
+    assert!(
+        out.status.success(),
+        "ferret {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Runs `ferret args...` with stdout captured to a file, killing it after
 /// the timeout (default 60 s). Never panics on the child's behaviour.
 pub fn run_with(args: &[&str], o: &Run) -> Outcome {
