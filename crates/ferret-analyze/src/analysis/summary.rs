@@ -10,6 +10,16 @@ use crate::store::{FileKind, RunInfo, Store};
 use ferret_format::codec::SpanHead;
 use serde::Serialize;
 
+/// Durations staged per name before they go into its sketch.
+///
+/// With hundreds of names, each span's histogram update lands on a cold
+/// cache line of a different name's histogram, and the scan waits for it
+/// (18% of a 300-name ferret-io analysis went to that one load). Staged
+/// values go in by the batch, in a tight loop whose misses overlap. The
+/// sketch's content does not depend on the order values arrive in, so
+/// the results are the same.
+const STAGE: usize = 32;
+
 impl Acc {
     /// Adds one timed span.
     #[inline(always)]
@@ -18,7 +28,17 @@ impl Acc {
         self.total = self.total.saturating_add(d);
         self.min = self.min.min(d);
         self.max = self.max.max(d);
-        self.sketch.add(d);
+        if self.staged.len() == STAGE {
+            self.flush();
+        }
+        self.staged.push(d);
+    }
+
+    /// Moves the staged durations into the sketch.
+    fn flush(&mut self) {
+        for v in self.staged.drain(..) {
+            self.sketch.add(v);
+        }
     }
 }
 
@@ -31,6 +51,8 @@ struct Acc {
     self_ns: u64,
     errors: u64,
     sketch: LatencySketch,
+    /// Durations not yet in `sketch` (see [`STAGE`]).
+    staged: Vec<u64>,
 }
 
 impl Acc {
@@ -44,6 +66,7 @@ impl Acc {
             self_ns: 0,
             errors: 0,
             sketch: LatencySketch::new(),
+            staged: Vec::with_capacity(STAGE),
         }
     }
 }
@@ -256,7 +279,9 @@ pub(crate) struct Partial {
 impl Acc {
     /// Adds `o`'s spans: exact for counts, totals, min/max and self time;
     /// the sketches merge as if every value had been added to one.
-    fn merge(&mut self, o: Acc) {
+    fn merge(&mut self, mut o: Acc) {
+        self.flush();
+        o.flush();
         self.count += o.count;
         self.timed += o.timed;
         self.total = self.total.saturating_add(o.total);
@@ -294,7 +319,10 @@ pub(crate) fn partial(
         .into_iter()
         .enumerate()
         .filter(|(_, a)| a.count > 0)
-        .map(|(i, a)| (scanned.name(i as u32).to_owned(), a))
+        .map(|(i, mut a)| {
+            a.flush();
+            (scanned.name(i as u32).to_owned(), a)
+        })
         .collect();
     Ok(Partial {
         run: sel.run,
