@@ -15,7 +15,7 @@
 use super::query::Selection;
 use super::resolve::PathResolver;
 use crate::error::Result;
-use crate::store::{FileKind, SpanRecord, Store};
+use crate::store::{FileKind, SpanRecord, Spans, Store};
 use ferret_format::codec::SpanHead;
 
 /// A span as a [`Fold`] sees it.
@@ -76,7 +76,7 @@ pub struct PathTable {
 const HOLE: (u32, u32) = (u32::MAX, u32::MAX);
 
 impl PathTable {
-    fn from_triples(t: impl IntoIterator<Item = (u32, u32, u32)>) -> PathTable {
+    pub(crate) fn from_triples(t: impl IntoIterator<Item = (u32, u32, u32)>) -> PathTable {
         let mut entries = Vec::new();
         for (id, parent, name) in t {
             let i = id as usize;
@@ -145,6 +145,9 @@ pub struct Scanned {
     pub names: Vec<String>,
     /// Call paths by path id.
     pub paths: PathTable,
+    /// Threads that read spans (see
+    /// [`scan_threads`](super::parallel::scan_threads)); 1 for a plain scan.
+    pub threads: usize,
 }
 
 impl Scanned {
@@ -192,42 +195,7 @@ pub fn scan(
     match kind {
         FileKind::Native => {
             let paths = PathTable::from_triples(store.paths()?);
-            if fold.heads_only() {
-                let mut next_report = 1u64 << 16;
-                while !fold.done()
-                    && spans.block_heads(|h, name| {
-                        n += 1;
-                        fold.head(h, name);
-                        fold.self_time(name, h.path, h.dur_ns.saturating_sub(h.child_ns));
-                    })
-                {
-                    if n >= next_report {
-                        next_report = n + (1 << 16);
-                        report(n, spans.bytes_read());
-                    }
-                }
-            } else {
-                while !fold.done() && spans.next_into(&mut rec) {
-                    n += 1;
-                    if n & 0xFFFF == 0 {
-                        report(n, spans.bytes_read());
-                    }
-                    let path = rec.path().unwrap_or(0);
-                    fold.span(Resolved {
-                        span: &rec,
-                        path,
-                        parent_path: paths.parent(path),
-                        name: spans.name(rec.name),
-                    });
-                    let self_ns = rec
-                        .duration_ns()
-                        .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
-                    if let Some(s) = self_ns {
-                        fold.self_time(rec.name, path, s);
-                    }
-                    fold.span_self(rec.span_id(), self_ns);
-                }
-            }
+            feed_native(&mut spans, &paths, fold, &mut n, &mut report);
             out.paths = paths;
         }
         FileKind::FerretIo => {
@@ -270,11 +238,61 @@ pub fn scan(
         return Err(e);
     }
     out.spans = n;
+    out.threads = 1;
     out.skipped_rows = spans.skipped_rows();
     out.names = (0..spans.name_count() as u32)
         .map(|i| spans.name(i).to_owned())
         .collect();
     Ok(out)
+}
+
+/// Feeds every span of a native stream to `fold` (the fast path when the
+/// fold takes heads only), counting them in `n` and calling `report` with
+/// (spans, bytes read) now and then. Stops early when the fold is done.
+pub(crate) fn feed_native(
+    spans: &mut Spans<'_>,
+    paths: &PathTable,
+    fold: &mut impl Fold,
+    n: &mut u64,
+    report: &mut dyn FnMut(u64, u64),
+) {
+    let mut rec = SpanRecord::default();
+    if fold.heads_only() {
+        let mut next_report = *n + (1 << 16);
+        while !fold.done()
+            && spans.block_heads(|h, name| {
+                *n += 1;
+                fold.head(h, name);
+                fold.self_time(name, h.path, h.dur_ns.saturating_sub(h.child_ns));
+            })
+        {
+            if *n >= next_report {
+                next_report = *n + (1 << 16);
+                report(*n, spans.bytes_read());
+            }
+        }
+    } else {
+        while !fold.done() && spans.next_into(&mut rec) {
+            *n += 1;
+            if *n & 0xFFFF == 0 {
+                report(*n, spans.bytes_read());
+            }
+            let path = rec.path().unwrap_or(0);
+            fold.span(Resolved {
+                span: &rec,
+                path,
+                parent_path: paths.parent(path),
+                name: spans.name(rec.name),
+            });
+            let self_ns = rec
+                .duration_ns()
+                .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
+            if let Some(s) = self_ns {
+                fold.self_time(rec.name, path, s);
+            }
+            fold.span_self(rec.span_id(), self_ns);
+        }
+    }
 }
 
 /// A [`Fold`] that calls `f` with every span (and ignores self times).

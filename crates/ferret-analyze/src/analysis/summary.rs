@@ -2,8 +2,9 @@
 //! errors (exact) and p50/p95/p99 from a DDSketch (at most 1% relative error).
 //! State: one accumulator per distinct name.
 
+use super::parallel::{scan_threads, Merge};
 use super::query::{select, Query};
-use super::scan::{scan, Fold, Resolved, ScanOptions};
+use super::scan::{Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
 use crate::error::Result;
 use crate::store::{FileKind, RunInfo, Store};
@@ -261,6 +262,26 @@ impl Fold for SummaryFold {
     }
 }
 
+impl Merge for SummaryFold {
+    fn fresh(&self) -> Self {
+        SummaryFold {
+            accs: Vec::new(),
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        for (i, a) in other.accs.into_iter().enumerate() {
+            if a.count > 0 || a.self_ns > 0 {
+                self.acc(i as u32).merge(a);
+            }
+        }
+    }
+}
+
 /// What one file contributes to a summary: its per-name state, keyed by
 /// name text so that files merge.
 pub(crate) struct Partial {
@@ -297,6 +318,7 @@ impl Acc {
 pub(crate) fn partial(
     store: &Store,
     q: &Query,
+    threads: usize,
     progress: Option<&mut dyn FnMut(u64, u64)>,
 ) -> Result<Partial> {
     let sel = select(store, q)?;
@@ -305,13 +327,14 @@ pub(crate) fn partial(
         first: i64::MAX,
         last: i64::MIN,
     };
-    let scanned = scan(
+    let scanned = scan_threads(
         store,
         &sel,
         ScanOptions {
             with_tags: false,
             progress,
         },
+        threads,
         &mut fold,
     )?;
     let accs = fold
@@ -437,5 +460,17 @@ pub fn summarize(
     opts: &SummaryOptions,
     progress: Option<&mut dyn FnMut(u64, u64)>,
 ) -> Result<Summary> {
-    Ok(finish(vec![partial(store, q, progress)?], opts))
+    summarize_threads(store, q, opts, 1, progress)
+}
+
+/// [`summarize`] on up to `threads` threads (native files; see
+/// [`scan_threads`]): the same summary, bit for bit, sooner.
+pub fn summarize_threads(
+    store: &Store,
+    q: &Query,
+    opts: &SummaryOptions,
+    threads: usize,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Summary> {
+    Ok(finish(vec![partial(store, q, threads, progress)?], opts))
 }
