@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use writer::Writer;
+use writer::{Writer, BLOCK_SPANS, WRITE_BLOCKS};
 
 /// A random 128-bit run id in hex.
 pub fn random_run_id() -> String {
@@ -173,6 +173,10 @@ impl ProfilerBuilder {
             give_up_raw: AtomicU64::new(0),
             close_timeout: self.close_timeout,
             tx,
+            wake: bounded(1),
+            wake_batches: (BLOCK_SPANS * WRITE_BLOCKS)
+                .div_ceil(self.batch_size)
+                .clamp(1, (batches / 8).max(1)),
             recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
