@@ -83,6 +83,12 @@ pub(crate) struct Inner {
     /// (OS thread id, thread name) per thread index.
     pub threads: Mutex<Vec<(u64, Option<String>)>>,
     pub(crate) next_thread: AtomicU32,
+    /// Open spans, heartbeat and stall watchdog (`None` when all are off).
+    pub(crate) live: Option<Arc<super::live::Live>>,
+    /// This machine's name.
+    pub host: String,
+    /// When this process opened the profiler (wall clock ns).
+    pub started_ns: i64,
 }
 
 impl Inner {

@@ -201,12 +201,19 @@ impl Writer {
 
     fn persist(&mut self) {
         let counters = self.counters();
-        if self.pending.is_empty() && counters == self.persisted && !self.ending {
+        let live = self
+            .inner
+            .live
+            .as_ref()
+            .map(|l| l.take_pending())
+            .unwrap_or_default();
+        if self.pending.is_empty() && counters == self.persisted && !self.ending && live.is_empty()
+        {
             return;
         }
         let batches = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_spans);
-        let r = self.write(&batches, counters);
+        let r = self.write(&batches, counters, &live);
         for b in batches {
             self.inner.recycle(b);
         }
@@ -234,7 +241,7 @@ impl Writer {
             }
             // Try to store the counters alone, so that the loss is on record.
             let counters = self.counters();
-            if self.write(&[], counters).is_err() {
+            if self.write(&[], counters, &Default::default()).is_err() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
         }
@@ -244,6 +251,7 @@ impl Writer {
         &mut self,
         batches: &[Vec<RawSpan>],
         counters: ProcessCounters,
+        live: &super::live::PendingLive,
     ) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
@@ -290,6 +298,9 @@ impl Writer {
             insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
         }
         drop(ins);
+        if self.inner.live.is_some() {
+            super::live::store::store(&self.conn, &self.inner, live, self.ending)?;
+        }
         let now_ns = crate::clock::wall_now_ns();
         rows::store_counters(
             &self.conn,
