@@ -15,6 +15,7 @@
 mod ferret_io;
 mod fio_fast;
 mod native;
+pub mod tail;
 
 use crate::error::{Error, Result};
 use ferret_format::codec::SpanHead;
