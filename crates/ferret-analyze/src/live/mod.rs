@@ -93,11 +93,7 @@ struct Held(TailSpan);
 
 impl Ord for Held {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0.end_ns(), self.0.start_ns, self.0.name).cmp(&(
-            o.0.end_ns(),
-            o.0.start_ns,
-            o.0.name,
-        ))
+        (self.0.end_ns(), self.0.start_ns, self.0.name).cmp(&(o.0.end_ns(), o.0.start_ns, o.0.name))
     }
 }
 impl PartialOrd for Held {

@@ -308,7 +308,8 @@ impl Tail {
                 let mut st = self.store.conn.prepare_cached(
                     "SELECT id, data FROM ferret_blocks WHERE run = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
-                let mut rows = st.query(rusqlite::params![self.run_db, self.cursor, PAGE_BLOCKS])?;
+                let mut rows =
+                    st.query(rusqlite::params![self.run_db, self.cursor, PAGE_BLOCKS])?;
                 while let Some(r) = rows.next()? {
                     let id: i64 = r.get(0)?;
                     match r.get_ref(1)? {

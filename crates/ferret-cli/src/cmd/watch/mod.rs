@@ -74,7 +74,7 @@ pub struct Args {
 fn parse_window(s: &str) -> Result<u32, String> {
     let ns = fmt::parse_duration_ns(s)?;
     let secs = ns / 1_000_000_000;
-    if secs < 1 || secs > 3600 || ns % 1_000_000_000 != 0 {
+    if !(1..=3600).contains(&secs) || ns % 1_000_000_000 != 0 {
         return Err(format!(
             "bad window '{s}': whole seconds from 1s to 1h, e.g. 10s or 1m"
         ));

@@ -207,10 +207,8 @@ pub fn draw(f: &mut Frame, ui: &Ui, h: &Header, s: &Snapshot) {
             Span::raw("_  (Enter keeps, Esc clears)").dim(),
         ]),
         (_, Some(m)) => Line::from(term_safe(m).into_owned()).red(),
-        _ => Line::from(
-            "q quit  space pause  s sort  / filter  w window  Tab pane  r run  ? help",
-        )
-        .dim(),
+        _ => Line::from("q quit  space pause  s sort  / filter  w window  Tab pane  r run  ? help")
+            .dim(),
     };
     f.render_widget(Paragraph::new(footer), foot);
     match &ui.mode {
@@ -231,13 +229,26 @@ fn pane_block(title: String, focused: bool) -> Block<'static> {
 
 fn draw_names(f: &mut Frame, ui: &Ui, s: &Snapshot, area: Rect) {
     let header = Row::new(
-        ["name", "rate/s", "p50", "p95", "p99", "max", "errors", "self %"]
-            .into_iter()
-            .map(|h| Cell::from(h).add_modifier(Modifier::BOLD)),
+        [
+            "name", "rate/s", "p50", "p95", "p99", "max", "errors", "self %",
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| cell(h.to_owned(), i).add_modifier(Modifier::BOLD)),
     );
     let offset = ui.names_offset.min(s.rows.len().saturating_sub(1));
+    let name_w = s
+        .rows
+        .iter()
+        .map(|r| term_safe(&r.name).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(12, 60) as u16;
     let rows = s.rows.iter().skip(offset).map(|r| {
-        let cells = row_cells(r);
+        let cells = row_cells(r)
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| cell(c, i));
         let row = Row::new(cells);
         if r.errors > 0 {
             row.style(Style::new().fg(Color::Yellow))
@@ -246,7 +257,7 @@ fn draw_names(f: &mut Frame, ui: &Ui, s: &Snapshot, area: Rect) {
         }
     });
     let widths = [
-        Constraint::Min(16),
+        Constraint::Length(name_w),
         Constraint::Length(8),
         Constraint::Length(9),
         Constraint::Length(9),
@@ -266,10 +277,22 @@ fn draw_names(f: &mut Frame, ui: &Ui, s: &Snapshot, area: Rect) {
     f.render_widget(t, area);
 }
 
+/// A table cell: the name left-aligned, numbers right-aligned.
+fn cell(text: String, column: usize) -> Cell<'static> {
+    if column == 0 {
+        Cell::from(text)
+    } else {
+        Cell::from(Line::from(text).right_aligned())
+    }
+}
+
 fn draw_inflight(f: &mut Frame, ui: &Ui, s: &Snapshot, area: Rect) {
     let title = format!(" in flight: {} (longest open first) ", s.inflight.len());
     let lines: Vec<Line> = if s.inflight.is_empty() {
-        vec![Line::from("no open spans published (the recorder publishes them with live state on)").dim()]
+        vec![
+            Line::from("no open spans published (the recorder publishes them with live state on)")
+                .dim(),
+        ]
     } else {
         s.inflight
             .iter()
@@ -304,7 +327,12 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 fn draw_help(f: &mut Frame, area: Rect) {
     let lines: Vec<Line> = KEYS
         .iter()
-        .map(|(k, what)| Line::from(vec![Span::raw(format!("{k:>7}  ")).bold(), Span::raw(*what)]))
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::raw(format!("{k:>7}  ")).bold(),
+                Span::raw(*what),
+            ])
+        })
         .collect();
     let r = centered(area, 64, KEYS.len() as u16 + 2);
     f.render_widget(Clear, r);
@@ -421,10 +449,15 @@ mod tests {
     fn main_screen_shows_header_rows_and_inflight() {
         let (lines, buf) = screen(&Ui::default(), &header(), &snapshot());
         let all = lines.join("\n");
-        assert!(lines[0].contains("svc.db") && lines[0].contains("run r1") && lines[0].contains("LIVE"));
+        assert!(
+            lines[0].contains("svc.db") && lines[0].contains("run r1") && lines[0].contains("LIVE")
+        );
         assert!(lines[1].contains("pid 4251 (300.00ms ago)"), "{}", lines[1]);
         assert!(lines[1].contains("spans/s 1.25M"));
-        let q = lines.iter().find(|l| l.contains("db.query") && l.contains("1.00M")).expect(&all);
+        let q = lines
+            .iter()
+            .find(|l| l.contains("db.query") && l.contains("1.00M"))
+            .expect(&all);
         for cell in ["1.20µs", "3.40µs", "5.60µs", "2.00ms", "12.5"] {
             assert!(q.contains(cell), "{cell} in {q}");
         }
@@ -434,7 +467,11 @@ mod tests {
             .enumerate()
             .find(|(_, l)| l.contains("handle_request > db.query"))
             .expect(&all);
-        assert!(stalled.contains("12.400s") && stalled.contains("worker-1") && stalled.contains("STALLED"));
+        assert!(
+            stalled.contains("12.400s")
+                && stalled.contains("worker-1")
+                && stalled.contains("STALLED")
+        );
         // The stalled span is red.
         let x = stalled.find("handle_request").unwrap() as u16;
         assert_eq!(buf[(x, y as u16)].fg, Color::Red);
@@ -450,7 +487,10 @@ mod tests {
         let (lines, _) = screen(&ui, &header(), &snapshot());
         let all = lines.join("\n");
         for (k, what) in KEYS {
-            assert!(all.contains(k) && all.contains(&what[..20.min(what.len())]), "{k}: {all}");
+            assert!(
+                all.contains(k) && all.contains(&what[..20.min(what.len())]),
+                "{k}: {all}"
+            );
         }
     }
 
@@ -473,13 +513,20 @@ mod tests {
     fn run_picker_highlights_the_selection() {
         let ui = Ui {
             mode: Mode::Runs {
-                runs: vec![("r2".into(), "latest".into()), ("r1".into(), "older".into())],
+                runs: vec![
+                    ("r2".into(), "latest".into()),
+                    ("r1".into(), "older".into()),
+                ],
                 selected: 1,
             },
             ..Ui::default()
         };
         let (lines, buf) = screen(&ui, &header(), &snapshot());
-        let (y, l) = lines.iter().enumerate().find(|(_, l)| l.contains("r1  older")).unwrap();
+        let (y, l) = lines
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.contains("r1  older"))
+            .unwrap();
         let x = l.find("r1  older").unwrap() as u16;
         assert!(buf[(x, y as u16)].modifier.contains(Modifier::REVERSED));
     }
