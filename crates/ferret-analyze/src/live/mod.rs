@@ -153,7 +153,7 @@ impl Watcher {
                 exhausted: false,
             }),
             None => {
-                let back = view.window_s() as i64 * 1_000_000_000;
+                let back = (view.window_s() as i64 + 1) * 1_000_000_000;
                 tail.seek_ends_after(now_ns.saturating_sub(back))?;
                 None
             }

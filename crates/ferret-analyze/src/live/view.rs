@@ -185,7 +185,8 @@ impl View {
     /// seconds for the longest window `w` offers (or `window_s`, if longer).
     pub fn new(window_s: u32) -> View {
         let window_s = window_s.max(1);
-        let cap = window_s.max(*WINDOW_CHOICES.last().unwrap_or(&60));
+        // A window of W seconds reads W + 1 slots (see `compute`).
+        let cap = window_s.max(*WINDOW_CHOICES.last().unwrap_or(&60)) + 1;
         View {
             ring: Ring::new(cap),
             names: Vec::new(),
@@ -235,9 +236,9 @@ impl View {
         self.window_s
     }
 
-    /// Sets the window's length (clamped to 1..=the ring's capacity).
+    /// Sets the window's length (clamped to 1..the ring's capacity).
     pub fn set_window(&mut self, secs: u32) {
-        self.window_s = secs.clamp(1, self.ring.capacity());
+        self.window_s = secs.clamp(1, self.ring.capacity() - 1);
     }
 
     /// The next window length of [`WINDOW_CHOICES`] (what `w` does).
@@ -338,13 +339,14 @@ impl View {
         });
     }
 
-    /// The window ending at `now_ns`: the seconds from `now - window + 1`
-    /// to `now`'s own (partial) second. Rates divide by the time those
-    /// seconds cover up to `now`.
+    /// The window ending at `now_ns`: its W whole seconds before `now`'s
+    /// own second, plus that (partial) second, so that the window slides
+    /// smoothly rather than emptying at each second's turn. Rates divide by
+    /// the time those seconds cover up to `now` (W to W + 1 s).
     fn compute(&self, now_ns: i64) -> Snapshot {
         let now_sec = now_ns.div_euclid(NS);
-        let first = now_sec - self.window_s as i64 + 1;
-        let covered_ns = (self.window_s as i64 - 1) * NS + now_ns.rem_euclid(NS);
+        let first = now_sec - self.window_s as i64;
+        let covered_ns = self.window_s as i64 * NS + now_ns.rem_euclid(NS);
         let covered_s = (covered_ns as f64 / 1e9).max(1e-3);
         let merged = self.ring.merge(first, now_sec);
         let mut rows = Vec::new();
@@ -433,19 +435,19 @@ mod tests {
     #[test]
     fn window_gives_rate_percentiles_errors_and_self_share() {
         let v = view();
-        // At 109.5 s: the window is 100..=109, covering 9.5 s.
+        // At 109.5 s: the window is 99..=109, covering 10.5 s.
         let s = v.snapshot(109 * S + S / 2);
         assert_eq!(s.spans, 1010);
         let a = s.rows.iter().find(|r| r.name == "alpha").unwrap();
         assert_eq!(a.count, 1000);
-        assert!((a.rate - 1000.0 / 9.5).abs() < 1e-6, "{}", a.rate);
+        assert!((a.rate - 1000.0 / 10.5).abs() < 1e-6, "{}", a.rate);
         assert_eq!(a.max_ns, 1099);
         assert!((a.p50_ns as i64 - 1050).abs() <= 10, "{}", a.p50_ns);
         assert!((a.p99_ns as i64 - 1099).abs() <= 10, "{}", a.p99_ns);
         let b = s.rows.iter().find(|r| r.name == "beta").unwrap();
         assert_eq!(b.errors, 5);
-        // 10 × 50 ms of self time in 9.5 s.
-        assert!((b.self_pct - 500.0 / 9500.0 * 100.0).abs() < 1e-9);
+        // 10 × 50 ms of self time in 10.5 s.
+        assert!((b.self_pct - 500.0 / 10500.0 * 100.0).abs() < 1e-9);
         // Default sort: self time; beta (500 ms) above alpha (~1 ms).
         assert_eq!(s.rows[0].name, "beta");
     }
@@ -453,9 +455,9 @@ mod tests {
     #[test]
     fn window_slides_with_the_clock() {
         let v = view();
-        // 5 s later, seconds 100..=104 have left the window.
+        // 5 s later, seconds 100..=103 have left the window (104..=114).
         let s = v.snapshot(114 * S + S / 2);
-        assert_eq!(s.spans, 505);
+        assert_eq!(s.spans, 606);
         // Much later: nothing left.
         let s = v.snapshot(200 * S);
         assert_eq!(s.spans, 0);
@@ -467,9 +469,10 @@ mod tests {
     fn shorter_window_and_cycling() {
         let mut v = view();
         v.set_window(1);
+        // Second 108 whole, and 109 up to its half.
         let s = v.snapshot(109 * S + S / 2);
-        assert_eq!(s.spans, 101);
-        assert!((s.spans_per_sec - 202.0).abs() < 1e-6);
+        assert_eq!(s.spans, 202);
+        assert!((s.spans_per_sec - 202.0 / 1.5).abs() < 1e-6);
         v.cycle_window();
         assert_eq!(v.window_s(), 5);
         v.set_window(60);
