@@ -130,6 +130,10 @@ impl Rec {
 
     /// Makes the span current on this thread; false if it pushes nothing.
     pub(super) fn push(&self) -> bool {
+        let (parent, start) = match self {
+            Rec::Open(o) => (o.parent, o.start),
+            _ => (0, 0),
+        };
         let frame = match self {
             Rec::Off => return false,
             Rec::Skipped(kind) => Frame {
@@ -151,7 +155,7 @@ impl Rec {
                 entered: true,
             },
         };
-        with_local(|l| l.stack.push(frame)).is_some()
+        with_local(|l| l.push_frame(frame, parent, start)).is_some()
     }
 
     /// Undoes [`push`](Self::push), keeping what children credited to the frame.

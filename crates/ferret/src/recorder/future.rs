@@ -81,10 +81,18 @@ impl<F: Future> InSpan<F> {
             }
             None => fut.poll(cx),
         };
-        if let Poll::Ready(out) = &res {
-            if let Some(mut h) = this.handle.take() {
-                inspect(out, &mut h);
-                h.end();
+        match &res {
+            Poll::Ready(out) => {
+                if let Some(mut h) = this.handle.take() {
+                    inspect(out, &mut h);
+                    h.end();
+                }
+            }
+            // Waiting: no thread has the span entered until the next poll.
+            Poll::Pending => {
+                if let Some(h) = &mut this.handle {
+                    h.go_idle();
+                }
             }
         }
         res
