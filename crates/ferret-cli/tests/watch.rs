@@ -195,6 +195,20 @@ fn once_json_against_a_live_writer() {
     let procs = v["header"]["processes"].as_array().unwrap();
     assert_eq!(procs.len(), 1, "the demo is live: {v}");
     assert_eq!(procs[0]["pid"].as_u64(), Some(demo.id() as u64));
+    assert_eq!(procs[0]["stale"], false);
+    // The demo's main thread waits inside `demo.paced` the whole time: the
+    // recorder's in-flight snapshot shows it, open since the start.
+    let open = snap["inflight"].as_array().unwrap();
+    let paced = open
+        .iter()
+        .find(|r| r["name"] == "demo.paced")
+        .unwrap_or_else(|| panic!("demo.paced in flight: {}", snap["inflight"]));
+    assert_eq!(paced["busy"], true);
+    assert_eq!(paced["stack"], serde_json::json!(["demo.paced"]));
+    assert!(
+        paced["open_ns"].as_u64().unwrap() >= 1_000_000_000,
+        "{paced}"
+    );
 }
 
 #[test]
@@ -287,9 +301,10 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
     let done = dir.path().join("exit-code");
     let mut demo = paced_demo(&db, 100_000, 5_000);
     wait_for_spans(&db);
+    // A stall threshold the paced span passes quickly: shown in red.
     let session = format!("ferret-watch-{}", std::process::id());
     let cmd = format!(
-        "{} watch {} --window 5s; echo $? > {}; sleep 30",
+        "{} watch {} --window 5s --stall-threshold 1s; echo $? > {}; sleep 30",
         bin(),
         s(&db),
         s(&done)
@@ -318,8 +333,12 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
         }
     }
     let _kill = Kill(session.clone());
-    let screen = wait_screen(&session, "names and rates", |sc| {
-        sc.contains("handle_request") && sc.contains("db.query") && sc.contains("spans/s")
+    let screen = wait_screen(&session, "names, rates and the in-flight span", |sc| {
+        sc.contains("handle_request")
+            && sc.contains("db.query")
+            && sc.contains("spans/s")
+            && sc.contains("busy  pid")
+            && sc.contains("demo.paced")
     });
     let rate_line = screen
         .lines()
@@ -340,6 +359,12 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
         })
         .unwrap();
     assert!(rate > 100.0, "{rate_line}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("demo.paced") && l.contains("STALLED")),
+        "{screen}"
+    );
     if std::env::var_os("FERRET_WATCH_SCREEN").is_some() {
         eprintln!("{screen}");
     }
@@ -359,7 +384,9 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
         .status()
         .unwrap();
     wait_screen(&session, "the filter", |sc| {
-        sc.contains("filter 'ren'") && !sc.contains("db.query")
+        sc.contains("filter 'ren'")
+            && sc.contains("│render")
+            && !sc.lines().any(|l| l.starts_with("│db.query"))
     });
     Command::new(tmux)
         .args(["send-keys", "-t", &session, "q"])

@@ -24,6 +24,7 @@ pub mod window;
 pub use view::{InFlightRow, LiveSort, NameRow, ProcessRow, Snapshot, View, WINDOW_CHOICES};
 
 use crate::error::Result;
+use crate::store::live::{self as live_tables, InFlightSpan, ProcessState};
 use crate::store::tail::{Tail, TailCounters, TailSpan};
 use crate::store::{FileKind, OpenOptions, RunInfo};
 use serde::Serialize;
@@ -87,6 +88,53 @@ pub struct Header {
     pub replay_done: bool,
 }
 
+/// One row per open stack: each innermost open span (one that is no other
+/// open span's parent) with the names of its open ancestors, outermost
+/// first. A thread in `handle_request > db.query` is one row, `db.query`,
+/// whose open time is what the stall threshold is compared with.
+pub fn stacks(open: &[InFlightSpan]) -> Vec<InFlightRow> {
+    use rustc_hash::{FxHashMap, FxHashSet};
+    let by_id: FxHashMap<(i64, u64), &InFlightSpan> =
+        open.iter().map(|s| ((s.process, s.span_id), s)).collect();
+    let parents: FxHashSet<(i64, u64)> = open
+        .iter()
+        .filter_map(|s| s.parent_id.map(|p| (s.process, p)))
+        .collect();
+    let mut rows = Vec::new();
+    for s in open {
+        if parents.contains(&(s.process, s.span_id)) {
+            continue;
+        }
+        let mut stack = vec![s.name.clone()];
+        let mut cur = s;
+        while let Some(p) = cur.parent_id.and_then(|p| by_id.get(&(s.process, p))) {
+            if stack.len() > 4096 {
+                break; // a cycle in a damaged file
+            }
+            stack.push(p.name.clone());
+            cur = p;
+        }
+        stack.reverse();
+        let thread = match (&s.thread_name, s.tid, s.thread) {
+            (Some(n), _, _) => n.clone(),
+            (None, Some(tid), _) => format!("tid {tid}"),
+            (None, None, Some(idx)) => format!("thread #{idx}"),
+            (None, None, None) => String::new(),
+        };
+        rows.push(InFlightRow {
+            pid: s.pid,
+            thread,
+            name: s.name.clone(),
+            stack,
+            start_ns: s.start_ns,
+            open_ns: 0,
+            busy: s.entered,
+            stalled: false,
+        });
+    }
+    rows
+}
+
 /// A span read ahead of the replay clock, ordered by end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Held(TailSpan);
@@ -125,7 +173,9 @@ pub struct Watcher {
     opts: WatchOptions,
     replay: Option<Replay>,
     counters: Option<TailCounters>,
-    processes: Vec<(u32, Option<String>, i64)>,
+    /// Live processes: (pid, host, last sign of life, heartbeat interval
+    /// when it has heartbeats).
+    processes: Vec<(u32, Option<String>, i64, Option<i64>)>,
     /// A read stopped at its limit: read again without waiting for a commit.
     more: bool,
 }
@@ -211,9 +261,34 @@ impl Watcher {
         self.sync_names();
         if changed {
             self.counters = self.tail.counters()?;
-            self.processes = self.tail.live_processes()?;
+            self.load_live()?;
         }
         Ok(true)
+    }
+
+    /// Reads the live tables: the processes' heartbeats (else, for files
+    /// without them, the unclosed processes and their last commit) and the
+    /// latest snapshot of their open spans.
+    fn load_live(&mut self) -> Result<()> {
+        let store = self.tail.store();
+        let run = Some(self.tail.run());
+        let beats = live_tables::heartbeats(store, run)?;
+        self.processes = if beats.is_empty() {
+            self.tail
+                .live_processes()?
+                .into_iter()
+                .map(|(pid, host, seen)| (pid, host, seen, None))
+                .collect()
+        } else {
+            beats
+                .into_iter()
+                .filter(|b| b.state(b.beat_ns) != ProcessState::Closed)
+                .map(|b| (b.pid, b.host, b.beat_ns, Some(b.interval_ns)))
+                .collect()
+        };
+        let open = live_tables::inflight(store, run)?;
+        self.view.set_inflight(stacks(&open));
+        Ok(())
     }
 
     fn poll_replay(&mut self, now_ns: i64) -> Result<bool> {
@@ -293,13 +368,14 @@ impl Watcher {
             processes: self
                 .processes
                 .iter()
-                .map(|(pid, host, seen)| {
-                    let age = at.saturating_sub(*seen).max(0) as u64;
+                .map(|(pid, host, seen, interval)| {
+                    let age = at.saturating_sub(*seen).max(0);
                     ProcessRow {
                         pid: *pid,
                         host: host.clone(),
-                        heartbeat_age_ns: age,
-                        stale: false,
+                        heartbeat_age_ns: age as u64,
+                        stale: interval
+                            .is_some_and(|i| age > i.saturating_mul(live_tables::STALE_INTERVALS)),
                     }
                 })
                 .collect(),
@@ -331,5 +407,66 @@ impl Watcher {
         w.view.set_filter(self.view.filter());
         *self = w;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(
+        process: i64,
+        id: u64,
+        parent: Option<u64>,
+        name: &str,
+        thread: Option<u32>,
+    ) -> InFlightSpan {
+        InFlightSpan {
+            run_id: "r".into(),
+            process,
+            pid: 7,
+            snapshot_ns: 100,
+            thread,
+            tid: thread.map(|t| 1000 + t as u64),
+            thread_name: (thread == Some(0)).then(|| "main".to_owned()),
+            depth: 0,
+            span_id: id,
+            parent_id: parent,
+            trace_id: None,
+            name: name.into(),
+            start_ns: id as i64,
+            entered: thread.is_some(),
+            tags: None,
+        }
+    }
+
+    #[test]
+    fn one_row_per_innermost_open_span_with_its_stack() {
+        let rows = stacks(&[
+            open(1, 1, None, "handle_request", Some(0)),
+            open(1, 2, Some(1), "db.query", Some(0)),
+            open(1, 3, None, "batch", Some(1)),
+            open(1, 4, Some(9), "fetch", None), // parent not open: its own stack
+            open(2, 2, None, "other", Some(0)), // same id, another process
+        ]);
+        let got: Vec<(String, Vec<String>, String, bool)> = rows
+            .into_iter()
+            .map(|r| (r.name, r.stack, r.thread, r.busy))
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "db.query".into(),
+                    s(&["handle_request", "db.query"]),
+                    "main".into(),
+                    true
+                ),
+                ("batch".into(), s(&["batch"]), "tid 1001".into(), true),
+                ("fetch".into(), s(&["fetch"]), String::new(), false),
+                ("other".into(), s(&["other"]), "main".into(), true),
+            ]
+        );
     }
 }

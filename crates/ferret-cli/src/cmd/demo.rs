@@ -349,16 +349,16 @@ pub fn run(a: Args) -> CliResult {
     let quiet_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let t0 = Instant::now();
-    let paced = a.pace.map(|_| ferret::start("demo.paced"));
+    // Entered on this thread, which waits for the workers: an open span
+    // the recorder publishes in its in-flight snapshots.
+    let paced = a.pace.map(|_| ferret::span("demo.paced"));
     let made = match a.shape {
         Shape::Mixed => mixed(a.spans, a.threads),
         Shape::Wide => Ok(wide(a.spans, a.threads)),
         Shape::Deep => Ok(deep(a.spans, a.threads, a.depth)),
     };
     std::panic::set_hook(quiet_hook);
-    if let Some(p) = paced {
-        p.end();
-    }
+    drop(paced);
     let made = made?;
     let recorded = t0.elapsed();
     let stats = profiler.close()?;
