@@ -9,6 +9,7 @@ pub mod export;
 pub mod push;
 pub mod runs;
 pub mod tree;
+pub mod watch;
 
 use crate::error::CliResult;
 use ferret_analyze::analysis::Clock;
