@@ -94,6 +94,8 @@ pub struct Tail {
     names: Vec<Box<str>>,
     /// ferret-io: name ids by text.
     name_ids: FxHashMap<Box<str>, u32>,
+    /// ferret-io: the last parent id's key.
+    parent_keys: super::ferret_io::ParentKeys,
     /// Native: call-path id -> name id.
     path_names: Vec<u32>,
     /// Native: the largest path and name ids loaded.
@@ -161,6 +163,7 @@ impl Tail {
             data_version: None,
             names,
             name_ids: FxHashMap::default(),
+            parent_keys: Default::default(),
             path_names: vec![0],
             paths_loaded: 0,
             names_loaded: 0,
@@ -394,6 +397,7 @@ impl Tail {
                     &self.run,
                     &mut self.names,
                     &mut self.name_ids,
+                    &mut self.parent_keys,
                     rec,
                 ) {
                     None => self.skipped += 1,
