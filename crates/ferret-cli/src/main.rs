@@ -39,6 +39,9 @@ enum Command {
     Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
+    /// Watch a file live (or replay a run): per-name rates and latencies
+    /// over a sliding window, in-flight spans, live processes.
+    Watch(cmd::watch::Args),
 }
 
 impl Command {
@@ -61,6 +64,7 @@ impl Command {
             Command::Export(a) => one(&a.db),
             Command::Push(a) => one(&a.db),
             Command::Flamegraph(a) => Some(&a.db),
+            Command::Watch(a) => Some(&a.db),
             Command::Diff(a) if a.candidate.is_none() => Some(&a.base),
             Command::Diff(_) => None,
         }
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Push(a) => cmd::push::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Watch(a) => cmd::watch::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

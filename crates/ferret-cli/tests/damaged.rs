@@ -452,6 +452,11 @@ fn commands(db: &str, out: &str) -> Vec<Vec<String>> {
         // A file against itself: no regression can show (exit 1 would).
         vec!["diff", db, db],
         vec!["diff", db, db, "--by", "path"],
+        // watch: a replay (fast), and live for one short window.
+        vec![
+            "watch", db, "--once", "--replay", "--speed", "1000", "--format", "json",
+        ],
+        vec!["watch", db, "--once", "--window", "1s"],
     ];
     v.into_iter()
         .map(|c| c.into_iter().map(str::to_owned).collect())

@@ -19,7 +19,7 @@
 //! fed in start order; the reader already overlaps SQLite with parsing on
 //! a second thread): [`scan_threads`] falls back to [`scan`] for them.
 
-use super::query::Selection;
+use super::query::{Clock, Selection};
 use super::scan::{feed_native, scan, Fold, PathTable, ScanOptions, Scanned};
 use crate::error::Result;
 use crate::store::{FileKind, SpanQuery, Store};
@@ -56,8 +56,10 @@ pub fn scan_threads<F: Merge>(
     if threads <= 1 || store.kind() != FileKind::Native {
         return scan(store, sel, opts, fold);
     }
+    // Busy clock: durations come from the busy tags (see `scan`).
+    let busy = (sel.clock == Clock::Busy).then_some(opts.with_tags);
     let mut q = sel.window.clone();
-    q.with_tags = opts.with_tags;
+    q.with_tags = opts.with_tags || busy.is_some();
     let mut spans = store.spans(&sel.run, &q)?;
     let Some((lo, hi)) = spans.block_range()? else {
         drop(spans);
@@ -113,7 +115,7 @@ pub fn scan_threads<F: Merge>(
                 working.fetch_add(1, Ordering::Relaxed);
             }
             spans.restrict_blocks(a, b);
-            feed_native(spans, &paths, fold, &mut n, report);
+            feed_native(spans, &paths, fold, busy, &mut n, report);
             if let Some(e) = spans.take_error() {
                 return Err(e);
             }

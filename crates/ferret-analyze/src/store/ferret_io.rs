@@ -852,6 +852,25 @@ impl<'de> serde::Deserialize<'de> for OrderedTags {
     }
 }
 
+/// One row for the tail reader ([`super::tail`]), parsed exactly as a scan
+/// parses it: `Some(true)` a span of `run` (in `out`, tags not decoded),
+/// `Some(false)` another run's span, `None` a malformed row.
+pub(super) fn parse_tail_row(
+    text: &[u8],
+    run: &str,
+    names: &mut Vec<Box<str>>,
+    ids: &mut FxHashMap<Box<str>, u32>,
+    parents: &mut ParentKeys,
+    out: &mut SpanRecord,
+) -> Option<bool> {
+    let mut names = Interner { names, ids };
+    match parse_row(text, run, false, &mut names, parents, out) {
+        Row::Span => Some(true),
+        Row::OtherRun => Some(false),
+        Row::Malformed => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod ferret_io;
 mod fio_fast;
 pub mod live;
 mod native;
+pub mod tail;
 
 use crate::error::{Error, Result};
 use ferret_format::codec::SpanHead;
