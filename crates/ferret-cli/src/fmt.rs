@@ -52,7 +52,7 @@ pub fn term_safe(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// ANSI styles.
+/// The styles the commands use (rendered by `anstyle`).
 #[derive(Clone, Copy)]
 pub enum Style {
     Bold,
@@ -61,18 +61,25 @@ pub enum Style {
     Yellow,
 }
 
+impl Style {
+    fn ansi(self) -> anstyle::Style {
+        use anstyle::AnsiColor;
+        match self {
+            Style::Bold => anstyle::Style::new().bold(),
+            Style::Dim => anstyle::Style::new().dimmed(),
+            Style::Red => AnsiColor::Red.on_default(),
+            Style::Yellow => AnsiColor::Yellow.on_default(),
+        }
+    }
+}
+
 /// Wraps `s` in an ANSI style when `on`.
 pub fn paint(s: &str, style: Style, on: bool) -> String {
     if !on {
         return s.to_owned();
     }
-    let code = match style {
-        Style::Bold => "1",
-        Style::Dim => "2",
-        Style::Red => "31",
-        Style::Yellow => "33",
-    };
-    format!("\x1b[{code}m{s}\x1b[0m")
+    let st = style.ansi();
+    format!("{st}{s}{st:#}")
 }
 
 /// Color for a duration relative to the largest one shown: red for the
@@ -98,30 +105,19 @@ pub enum Align {
     Right,
 }
 
-/// A plain aligned text table. Cells may carry ANSI codes (width ignores them).
+/// A borderless aligned text table (laid out by `comfy-table`): a bold
+/// header, a dim rule under it, columns two spaces apart. Cells may carry
+/// ANSI styles; widths ignore them.
 pub struct Table {
     headers: Vec<(String, Align)>,
     rows: Vec<Vec<String>>,
 }
 
-fn visible_width(s: &str) -> usize {
-    let mut w = 0;
-    let mut esc = false;
-    for c in s.chars() {
-        if esc {
-            if c == 'm' {
-                esc = false;
-            }
-        } else if c == '\x1b' {
-            esc = true;
-        } else {
-            w += 1;
-        }
-    }
-    w
-}
+/// comfy-table's preset string: nothing drawn but the rule under the header.
+const HEADER_RULE_ONLY: &str = "     ─             ";
 
 impl Table {
+    /// A table with these column headers and alignments.
     pub fn new(headers: &[(&str, Align)]) -> Table {
         Table {
             headers: headers.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
@@ -129,48 +125,45 @@ impl Table {
         }
     }
 
+    /// Appends a row (extra cells beyond the headers are ignored).
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
+    /// The table as text, one line per row, trailing spaces trimmed.
     pub fn render(&self, color: bool) -> String {
+        use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement};
         let n = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|(h, _)| visible_width(h)).collect();
+        let mut t = comfy_table::Table::new();
+        t.load_preset(HEADER_RULE_ONLY)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(
+                self.headers
+                    .iter()
+                    .map(|(h, _)| paint(h, Style::Bold, color)),
+            );
         for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(n) {
-                widths[i] = widths[i].max(visible_width(c));
+            t.add_row(r.iter().take(n).cloned().collect::<Vec<_>>());
+        }
+        for (i, (_, align)) in self.headers.iter().enumerate() {
+            if let Some(col) = t.column_mut(i) {
+                col.set_cell_alignment(match align {
+                    Align::Left => CellAlignment::Left,
+                    Align::Right => CellAlignment::Right,
+                });
+                col.set_padding((if i == 0 { 2 } else { 1 }, 1));
+                col.set_constraint(ColumnConstraint::ContentWidth);
             }
         }
         let mut out = String::new();
-        let line = |cells: Vec<String>, out: &mut String| {
-            let mut parts = vec![];
-            for (i, c) in cells.iter().enumerate().take(n) {
-                let pad = widths[i].saturating_sub(visible_width(c));
-                let cell = match self.headers[i].1 {
-                    Align::Left if i + 1 == n => c.clone(),
-                    Align::Left => format!("{c}{}", " ".repeat(pad)),
-                    Align::Right => format!("{}{c}", " ".repeat(pad)),
-                };
-                parts.push(cell);
+        for (i, line) in t.lines().enumerate() {
+            let line = line.trim_end();
+            if i == 1 && color {
+                out.push_str(&paint(line, Style::Dim, true));
+            } else {
+                out.push_str(line);
             }
-            out.push_str("  ");
-            out.push_str(parts.join("  ").trim_end());
             out.push('\n');
-        };
-        let head: Vec<String> = self
-            .headers
-            .iter()
-            .map(|(h, _)| paint(h, Style::Bold, color))
-            .collect();
-        line(head, &mut out);
-        let total: usize = widths.iter().sum::<usize>() + 2 * n;
-        out.push_str(&paint(
-            &format!(" {}\n", "─".repeat(total)),
-            Style::Dim,
-            color,
-        ));
-        for r in &self.rows {
-            line(r.clone(), &mut out);
         }
         out
     }
@@ -200,67 +193,36 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
 }
 
 fn parse_offset(s: &str) -> Result<i64, String> {
-    let (num, mult) = if let Some(n) = s.strip_suffix("ns") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix("us").or_else(|| s.strip_suffix("µs")) {
-        (n, 1e3)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e9)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60e9)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600e9)
-    } else {
-        (s, 1e9)
+    let bad = || format!("bad offset '+{s}': expected e.g. +2s, +150ms, +1.5m, +1h");
+    // A bare number is seconds; anything else is a friendly duration
+    // (`150ms`, `1.5s`, `2m`, `50us`) or ISO 8601 (`PT2S`), parsed by jiff.
+    let ns = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => secs * 1e9,
+        Ok(_) => return Err(bad()),
+        Err(_) => s
+            .parse::<jiff::SignedDuration>()
+            .map_err(|_| bad())?
+            .as_nanos() as f64,
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("bad offset '+{s}': expected e.g. +2s, +150ms, +1m"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("bad offset '+{s}'"));
+    if !(0.0..=i64::MAX as f64).contains(&ns) {
+        return Err(bad());
     }
-    Ok((v * mult) as i64)
+    Ok(ns as i64)
 }
 
+/// `YYYY-MM-DDTHH:MM:SS[.frac]` with `Z` or a numeric offset; without
+/// one, the time is read as UTC.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    // YYYY-MM-DDTHH:MM:SS[.frac][Z]
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    let (date, time) = s.split_once(['T', ' '])?;
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let m: i64 = d.next()?.parse().ok()?;
-    let day: i64 = d.next()?.parse().ok()?;
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, b)) => (a, Some(b)),
-        None => (time, None),
+    let ts = match s.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(_) => s
+            .parse::<jiff::civil::DateTime>()
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp(),
     };
-    let mut t = hms.split(':');
-    let hh: i64 = t.next()?.parse().ok()?;
-    let mm: i64 = t.next()?.parse().ok()?;
-    let ss: i64 = t.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let mut ns = ((days * 86400) + hh * 3600 + mm * 60 + ss) * 1_000_000_000;
-    if let Some(f) = frac {
-        let digits: String = f.chars().take(9).collect();
-        if !digits.chars().all(|c| c.is_ascii_digit()) || digits.is_empty() {
-            return None;
-        }
-        let scale = 10i64.pow(9 - digits.len() as u32);
-        ns += digits.parse::<i64>().ok()? * scale;
-    }
-    Some(ns)
+    i64::try_from(ts.as_nanosecond()).ok()
 }
 
 #[cfg(test)]
@@ -305,27 +267,10 @@ mod tests {
 
 /// A UTC timestamp `YYYY-MM-DD HH:MM:SS.mmm` for ns since the epoch.
 pub fn utc(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    match jiff::Timestamp::from_nanosecond(ns.into()) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        Err(_) => format!("{ns}ns"),
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +281,44 @@ mod utc_tests {
         assert_eq!(
             super::utc(1_795_723_200_500_000_000),
             "2026-11-26 20:00:00.500"
+        );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_ignore_ansi_in_widths() {
+        let mut t = Table::new(&[("name", Align::Left), ("count", Align::Right)]);
+        t.row(vec![paint("a", Style::Red, true), "1".into()]);
+        t.row(vec!["longer".into(), "12345".into()]);
+        let plain = t.render(false);
+        let lines: Vec<&str> = plain.lines().collect();
+        assert_eq!(lines[0], "  name    count");
+        assert!(lines[1].trim().chars().all(|c| c == '─'), "{plain}");
+        assert_eq!(lines[3], "  longer  12345");
+        // The colored cell pads as if it had no escape codes.
+        let colored = t.render(true);
+        let row = colored.lines().nth(2).unwrap();
+        assert!(row.contains("\x1b[31ma\x1b[0m"), "{row:?}");
+        assert!(row.ends_with("      1"), "{row:?}");
+    }
+
+    #[test]
+    fn offsets_and_local_less_times_parse() {
+        assert_eq!(parse_duration_ns("1.5m").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration_ns("50us").unwrap(), 50_000);
+        assert_eq!(parse_duration_ns("2").unwrap(), 2_000_000_000);
+        assert!(parse_duration_ns("-2s").is_err());
+        assert_eq!(
+            parse_time("1970-01-02 00:00:00").unwrap(),
+            TimeBound::UnixNs(86_400_000_000_000)
+        );
+        assert_eq!(
+            parse_time("1970-01-02T02:00:00+02:00").unwrap(),
+            TimeBound::UnixNs(86_400_000_000_000)
         );
     }
 }

@@ -7,6 +7,11 @@
 pub const FORMAT_VERSION: i64 = 2;
 
 /// The DDL of a native trace file.
+///
+/// The live tables (`ferret_heartbeats`, `ferret_inflight`,
+/// `ferret_stalls`; see docs/FORMAT.md) need no format version: they are
+/// created if missing, readers that do not know them ignore them, and a
+/// file without them simply has no live data.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ferret_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ferret_runs (
@@ -61,4 +66,48 @@ CREATE TABLE IF NOT EXISTS ferret_blocks (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ferret_blocks_run ON ferret_blocks (run, id);
+CREATE TABLE IF NOT EXISTS ferret_heartbeats (
+    process INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT,
+    cmdline TEXT,
+    started_ns INTEGER NOT NULL,
+    beat_ns INTEGER NOT NULL,
+    interval_ns INTEGER NOT NULL,
+    cpu_ns INTEGER,
+    rss_bytes INTEGER,
+    threads INTEGER,
+    spans_accepted INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ferret_inflight (
+    process INTEGER NOT NULL,
+    snapshot_ns INTEGER NOT NULL,
+    thread INTEGER,
+    depth INTEGER NOT NULL,
+    span_id INTEGER NOT NULL,
+    parent_id INTEGER,
+    trace_id INTEGER,
+    name TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    entered INTEGER NOT NULL,
+    tags TEXT
+);
+CREATE INDEX IF NOT EXISTS ferret_inflight_process ON ferret_inflight (process);
+CREATE TABLE IF NOT EXISTS ferret_stalls (
+    id INTEGER PRIMARY KEY,
+    process INTEGER NOT NULL,
+    thread INTEGER,
+    tid INTEGER,
+    thread_name TEXT,
+    span_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    busy INTEGER NOT NULL,
+    threshold_ns INTEGER NOT NULL,
+    open_ns INTEGER NOT NULL,
+    reported_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    stack TEXT NOT NULL
+);
 ";

@@ -47,7 +47,9 @@ pub mod __private {
     }
 }
 pub use ferret_format::{Status, TagValue, Tags};
-pub use recorder::{random_run_id, Profiler, ProfilerBuilder, RecorderStats};
+pub use recorder::{
+    random_run_id, Profiler, ProfilerBuilder, RecorderStats, Stall, StallFrame, StallKind,
+};
 
 /// Persists on SIGTERM and SIGINT (opt-in): when either arrives, the
 /// installed profiler is closed (its spans committed, its process marked as

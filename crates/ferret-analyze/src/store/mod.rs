@@ -14,6 +14,7 @@
 
 mod ferret_io;
 mod fio_fast;
+pub mod live;
 mod native;
 
 use crate::error::{Error, Result};

@@ -138,6 +138,10 @@ impl Rec {
     /// Makes the span current on this thread from raw time `now`; false if
     /// it pushes nothing.
     pub(super) fn push(&self, now: u64) -> bool {
+        let (parent, start) = match self {
+            Rec::Open(o) => (o.parent, o.start),
+            _ => (0, 0),
+        };
         let frame = match self {
             Rec::Off => return false,
             Rec::Skipped(kind) => Frame {
@@ -163,7 +167,7 @@ impl Rec {
                 since: now,
             },
         };
-        with_local(|l| l.stack.push(frame)).is_some()
+        with_local(|l| l.push_frame(frame, parent, start)).is_some()
     }
 
     /// Undoes [`push`](Self::push) at raw time `now`, keeping what children

@@ -14,6 +14,9 @@ pub(crate) struct Extra {
     pub status: Status,
     /// Keys are usually literals: `Cow` avoids an allocation per tag.
     pub tags: Vec<(Cow<'static, str>, TagValue)>,
+    /// The tags were published for readers of open spans (they must be
+    /// forgotten when the span ends).
+    pub published: bool,
 }
 
 /// A finished span's status and tags, encoded by the recording thread as a

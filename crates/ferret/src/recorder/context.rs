@@ -3,6 +3,7 @@
 //! "installed profiler" slot the hot path checks.
 
 use super::buffer::{Extra, RawSpan, Sealed, ThreadBuf};
+use super::live::stack::{LiveStack, Pushed, ENTERED, SKIPPED};
 use super::shared::Inner;
 use crate::clock;
 use crate::intern::{Name, PathCache};
@@ -94,6 +95,9 @@ pub(crate) struct Local {
     next_id: u64,
     id_end: u64,
     pub stack: Vec<Frame>,
+    /// The mirror of `stack` that other threads read (when the profiler
+    /// publishes open spans).
+    pub live: Option<Arc<LiveStack>>,
     pub cache: PathCache,
 }
 
@@ -155,6 +159,7 @@ impl Local {
             next_id: 0,
             id_end: 0,
             stack: Vec::new(),
+            live: None,
             cache: PathCache::new(),
         }
     }
@@ -188,6 +193,25 @@ impl Local {
             self.thread_idx =
                 inner.register_thread(os_tid(), std::thread::current().name().map(str::to_owned));
             self.buf = Some(buf);
+            if let Some(live) = &inner.live {
+                let ls = Arc::new(LiveStack::new(self.thread_idx));
+                // Frames kept from before belong to another profiler.
+                for k in 0..self.stack.len() {
+                    ls.push(
+                        k,
+                        Pushed {
+                            id: 0,
+                            parent: 0,
+                            trace: 0,
+                            start: 0,
+                            path: 0,
+                            flags: SKIPPED,
+                        },
+                    );
+                }
+                live.register_stack(ls.clone());
+                self.live = Some(ls);
+            }
             self.id_base = inner.id_base;
             self.inner = Some(inner);
             self.next_id = 0;
@@ -196,6 +220,11 @@ impl Local {
     }
 
     fn detach(&mut self) {
+        if let (Some(inner), Some(ls)) = (&self.inner, self.live.take()) {
+            if let Some(live) = &inner.live {
+                live.unregister_stack(&ls);
+            }
+        }
         if let (Some(inner), Some(buf)) = (self.inner.take(), self.buf.take()) {
             let open = self
                 .stack
@@ -301,15 +330,59 @@ impl Local {
         }
     }
 
+    /// Pushes a frame (and publishes it): `parent` and `start` (raw
+    /// ticks) are for readers of the open spans.
+    #[inline(always)]
+    pub(crate) fn push_frame(&mut self, f: Frame, parent: u64, start: u64) {
+        if let Some(ls) = &self.live {
+            ls.push(
+                self.stack.len(),
+                Pushed {
+                    id: f.id,
+                    parent,
+                    trace: f.trace,
+                    start,
+                    path: f.path,
+                    flags: if f.skipped { SKIPPED } else { 0 }
+                        | if f.entered { ENTERED } else { 0 },
+                },
+            );
+        }
+        self.stack.push(f);
+    }
+
+    /// Publishes the tags of the open span `id` (a guard's `tag()`).
+    pub(crate) fn publish_tags(&self, id: u64, extra: &Extra) {
+        if let Some(ls) = &self.live {
+            ls.publish_tags(id, &extra.tags);
+        }
+    }
+
+    /// Forgets the published tags of span `id`, which ended.
+    pub(crate) fn forget_tags(&self, id: u64) {
+        if let Some(ls) = &self.live {
+            ls.forget_tags(id);
+        }
+    }
+
     /// Pops the frame of span `id` (normally the top) and returns it.
     #[inline]
     pub(crate) fn pop(&mut self, id: u64) -> Option<Frame> {
         match self.stack.last() {
-            Some(f) if f.id == id => self.stack.pop(),
+            Some(f) if f.id == id => {
+                let f = self.stack.pop();
+                if let Some(ls) = &self.live {
+                    ls.truncate(self.stack.len());
+                }
+                f
+            }
             _ => {
                 let pos = self.stack.iter().rposition(|f| f.id == id)?;
                 // Out-of-order end (a guard dropped before its child's): keep
                 // the rest of the stack intact.
+                if let Some(ls) = &self.live {
+                    ls.remove(pos, self.stack.len());
+                }
                 Some(self.stack.remove(pos))
             }
         }
@@ -346,6 +419,9 @@ impl Local {
             Some(f) if f.id == id && f.shared.is_none() => {
                 let r = (f.trace, f.path, f.child_ns);
                 self.stack.truncate(self.stack.len() - 1);
+                if let Some(ls) = &self.live {
+                    ls.truncate(self.stack.len());
+                }
                 r
             }
             _ => {

@@ -112,11 +112,19 @@ impl<F: Future> InSpan<F> {
             }
             None => fut.poll(cx),
         };
-        if let Poll::Ready(out) = &res {
-            if let Some(mut h) = this.handle.take() {
-                inspect(out, &mut h);
-                tag_busy(&mut h, this.busy_ns, this.nested_ns);
-                h.end();
+        match &res {
+            Poll::Ready(out) => {
+                if let Some(mut h) = this.handle.take() {
+                    inspect(out, &mut h);
+                    tag_busy(&mut h, this.busy_ns, this.nested_ns);
+                    h.end();
+                }
+            }
+            // Waiting: no thread has the span entered until the next poll.
+            Poll::Pending => {
+                if let Some(h) = &mut this.handle {
+                    h.go_idle();
+                }
             }
         }
         res

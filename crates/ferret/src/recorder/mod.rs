@@ -5,6 +5,7 @@ pub(crate) mod buffer;
 pub(crate) mod context;
 mod file;
 pub(crate) mod future;
+pub(crate) mod live;
 pub(crate) mod rows;
 pub(crate) mod sampler;
 pub(crate) mod shared;
@@ -16,6 +17,7 @@ pub(crate) mod writer;
 use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
 use crossbeam_channel::bounded;
+pub use live::stall::{Stall, StallFrame, StallKind};
 pub use shared::RecorderStats;
 use shared::{Counters, Inner, RECYCLED_BATCHES};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use writer::Writer;
+use writer::{Writer, BLOCK_SPANS, WRITE_BLOCKS};
 
 /// A random 128-bit run id in hex.
 pub fn random_run_id() -> String {
@@ -49,6 +51,7 @@ pub struct ProfilerBuilder {
     max_spans_per_second: Option<f64>,
     max_traces_per_second: Option<f64>,
     sample_rate: Option<f64>,
+    live: live::LiveConfig,
 }
 
 impl ProfilerBuilder {
@@ -124,6 +127,70 @@ impl ProfilerBuilder {
         self
     }
 
+    /// How often the process writes its heartbeat (pid, host, command
+    /// line, CPU time, memory, threads) and a snapshot of its open spans
+    /// (`ferret_heartbeats`, `ferret_inflight`; read by `ferret dump` and
+    /// `ferret watch`). Default 1 s; `None` turns both off.
+    pub fn heartbeat_interval(mut self, every: Option<Duration>) -> Self {
+        self.live.interval = every.map(|d| d.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Turns on the stall watchdog: a span open longer than `threshold` is
+    /// reported on stderr (its thread, whether it is busy or waiting, and
+    /// its stack with durations and tags), in the `ferret_stalls` table
+    /// and to the [`on_stall`](Self::on_stall) callback; again at 2×, 4×
+    /// and 8× the threshold, and when it ends ("recovered after ...").
+    /// The check runs every min(threshold / 4, 1 s). Off by default.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let p = ferret::Profiler::builder("ferret.db")
+    ///     .stall_threshold(Duration::from_secs(5))
+    ///     .stall_threshold_for("main", Duration::MAX)
+    ///     .open()?;
+    /// # Ok::<(), ferret::Error>(())
+    /// ```
+    pub fn stall_threshold(mut self, threshold: Duration) -> Self {
+        self.stall_config().threshold = threshold.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A threshold of its own for spans named `name` (e.g. `Duration::MAX`
+    /// for a span that lasts as long as the program). Turns the watchdog
+    /// on (with a default threshold of 10 s) if it is not yet.
+    pub fn stall_threshold_for(mut self, name: impl Into<String>, threshold: Duration) -> Self {
+        self.stall_config()
+            .overrides
+            .insert(name.into(), threshold.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Calls `f` with every stall report (and every recovery), on the
+    /// watchdog's thread: to alert, or to abort a CI job. Turns the
+    /// watchdog on (with a default threshold of 10 s) if it is not yet.
+    pub fn on_stall(mut self, f: impl Fn(&Stall) + Send + Sync + 'static) -> Self {
+        self.stall_config().callback = Some(Arc::new(f));
+        self
+    }
+
+    /// Whether stall reports are printed on stderr (default true).
+    pub fn stall_reports_on_stderr(mut self, on: bool) -> Self {
+        self.stall_config().stderr = on;
+        self
+    }
+
+    fn stall_config(&mut self) -> &mut live::stall::StallConfig {
+        self.live
+            .stall
+            .get_or_insert_with(|| live::stall::StallConfig {
+                threshold: Duration::from_secs(10),
+                overrides: Default::default(),
+                callback: None,
+                stderr: true,
+            })
+    }
+
     /// Opens the file (creating it if needed), registers the run and this
     /// process, and starts the writer thread.
     pub fn open(self) -> Result<Profiler> {
@@ -138,13 +205,9 @@ impl ProfilerBuilder {
             .unwrap_or_else(random_run_id);
         let host = file::hostname();
         let anchor = Anchor::now();
-        let (run_db_id, proc_db_id) = file::register_process(
-            &conn,
-            &run_key,
-            self.label.as_deref(),
-            &host,
-            anchor.wall_ns(clock::now_raw()),
-        )?;
+        let started_ns = anchor.wall_ns(clock::now_raw());
+        let (run_db_id, proc_db_id) =
+            file::register_process(&conn, &run_key, self.label.as_deref(), &host, started_ns)?;
         let batches = self.queue_capacity.div_ceil(self.batch_size).max(1);
         let (tx, rx) = bounded(batches);
         let inner = Arc::new(Inner {
@@ -173,20 +236,43 @@ impl ProfilerBuilder {
             give_up_raw: AtomicU64::new(0),
             close_timeout: self.close_timeout,
             tx,
+            wake: bounded(1),
+            wake_batches: (BLOCK_SPANS * WRITE_BLOCKS)
+                .div_ceil(self.batch_size)
+                .clamp(1, (batches / 8).max(1)),
             recycled: bounded(RECYCLED_BATCHES),
             bufs: Mutex::new(Vec::new()),
             retired_skips: AtomicU64::new(0),
             retired_shed: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             next_thread: AtomicU32::new(0),
+            live: self
+                .live
+                .enabled()
+                .then(|| Arc::new(live::Live::new(self.live.clone()))),
+            host,
+            started_ns,
         });
         let writer = Writer::new(conn, inner.clone(), rx);
         let handle = std::thread::Builder::new()
             .name("ferret-writer".into())
             .spawn(move || writer.run())?;
+        let stop = Arc::new(live::monitor::StopSignal::default());
+        let monitor = match &inner.live {
+            Some(_) => {
+                let (inner, stop) = (inner.clone(), stop.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("ferret-monitor".into())
+                        .spawn(move || live::monitor::run(inner, stop))?,
+                )
+            }
+            None => None,
+        };
         Ok(Profiler {
             inner,
             writer: Some(handle),
+            monitor: monitor.map(|h| (h, stop)),
         })
     }
 }
@@ -197,6 +283,7 @@ impl ProfilerBuilder {
 pub struct Profiler {
     inner: Arc<Inner>,
     writer: Option<JoinHandle<()>>,
+    monitor: Option<(JoinHandle<()>, Arc<live::monitor::StopSignal>)>,
 }
 
 impl std::fmt::Debug for Profiler {
@@ -228,6 +315,10 @@ impl Profiler {
             max_spans_per_second: None,
             max_traces_per_second: None,
             sample_rate: None,
+            live: live::LiveConfig {
+                interval: Some(Duration::from_secs(1)),
+                stall: None,
+            },
         }
     }
 
@@ -278,6 +369,12 @@ impl Profiler {
             return Ok(self.inner.stats());
         };
         context::uninstall(&self.inner);
+        if let Some((h, stop)) = self.monitor.take() {
+            // Its last heartbeat (and an empty snapshot) go with the
+            // writer's final commit.
+            stop.stop();
+            let _ = h.join();
+        }
         let stopped = self.inner.stop();
         if stopped {
             let _ = handle.join();

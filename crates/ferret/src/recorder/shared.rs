@@ -65,6 +65,13 @@ pub(crate) struct Inner {
     /// How long closing waits for the file.
     pub close_timeout: Duration,
     pub(crate) tx: Sender<Msg>,
+    /// Wakes the writer before its next tick: one token at most is pending.
+    /// Sent after a flush or stop request and when the queue holds
+    /// `wake_batches` batches; otherwise batches wait in the queue for the
+    /// tick, and handing one over never costs a wake-up of the writer.
+    pub(crate) wake: (Sender<()>, Receiver<()>),
+    /// Queued batches at which a hand-over wakes the writer.
+    pub(crate) wake_batches: usize,
     /// Emptied batches the writer hands back, so that recording threads do
     /// not allocate (and fault in) a fresh batch each time.
     pub recycled: (Sender<Vec<RawSpan>>, Receiver<Vec<RawSpan>>),
@@ -76,6 +83,12 @@ pub(crate) struct Inner {
     /// (OS thread id, thread name) per thread index.
     pub threads: Mutex<Vec<(u64, Option<String>)>>,
     pub(crate) next_thread: AtomicU32,
+    /// Open spans, heartbeat and stall watchdog (`None` when all are off).
+    pub(crate) live: Option<Arc<super::live::Live>>,
+    /// This machine's name.
+    pub host: String,
+    /// When this process opened the profiler (wall clock ns).
+    pub started_ns: i64,
 }
 
 impl Inner {
@@ -141,6 +154,9 @@ impl Inner {
         match self.tx.try_send(Msg::Batch(spans)) {
             Ok(()) => {
                 self.counters.accepted.fetch_add(n, Ordering::Relaxed);
+                if self.tx.len() >= self.wake_batches {
+                    self.wake_writer();
+                }
                 None
             }
             Err(TrySendError::Full(m)) | Err(TrySendError::Disconnected(m)) => {
@@ -183,10 +199,20 @@ impl Inner {
         }
     }
 
+    /// Wakes the writer now rather than at its next tick (a no-op, without
+    /// a system call, when a wake-up is already pending).
+    #[inline]
+    pub(crate) fn wake_writer(&self) {
+        let _ = self.wake.0.try_send(());
+    }
+
     /// Hands a batch to the writer, waiting for room until `deadline`
     /// (used by `flush`).
     pub(crate) fn submit_waiting(&self, spans: Vec<RawSpan>, deadline: Instant) {
         let n = spans.len() as u64;
+        if self.tx.is_full() {
+            self.wake_writer();
+        }
         match self.tx.send_deadline(Msg::Batch(spans), deadline) {
             Ok(()) => self.counters.accepted.fetch_add(n, Ordering::Relaxed),
             Err(_) => self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed),
@@ -233,9 +259,11 @@ impl Inner {
             self.submit_waiting(spans, deadline);
         }
         let (ack_tx, ack_rx) = bounded(1);
+        self.wake_writer();
         self.tx
             .send_deadline(Msg::Flush(ack_tx), deadline)
             .map_err(|_| Error::WriterFailed("it did not take the flush in time".into()))?;
+        self.wake_writer();
         ack_rx
             .recv_deadline(deadline)
             .map_err(|_| Error::WriterFailed("it did not finish in time".into()))
@@ -261,8 +289,10 @@ impl Inner {
         // Grace after the deadline for the writer to notice it and count.
         let grace = deadline + Duration::from_millis(500);
         let (ack_tx, ack_rx) = bounded(1);
-        self.tx.send_deadline(Msg::Stop(ack_tx), grace).is_ok()
-            && ack_rx.recv_deadline(grace).is_ok()
+        self.wake_writer();
+        let sent = self.tx.send_deadline(Msg::Stop(ack_tx), grace).is_ok();
+        self.wake_writer();
+        sent && ack_rx.recv_deadline(grace).is_ok()
     }
 
     pub(crate) fn stats(&self) -> RecorderStats {

@@ -94,17 +94,21 @@ fn start_guard(name: Name) -> SpanGuard {
     with_local(|l| match l.begin(&name, None) {
         Decision::Off => SpanGuard::noop(),
         Decision::Skip(kind) => {
-            l.stack.push(Frame {
-                id: 0,
-                trace: kind,
-                path: 0,
-                child_ns: 0,
-                shared: None,
-                skipped: true,
-                entered: false,
-                nested_ns: 0,
-                since: 0,
-            });
+            l.push_frame(
+                Frame {
+                    id: 0,
+                    trace: kind,
+                    path: 0,
+                    child_ns: 0,
+                    shared: None,
+                    skipped: true,
+                    entered: false,
+                    nested_ns: 0,
+                    since: 0,
+                },
+                0,
+                0,
+            );
             SpanGuard {
                 state: None,
                 skipped: true,
@@ -112,22 +116,27 @@ fn start_guard(name: Name) -> SpanGuard {
             }
         }
         Decision::Record(b) => {
-            l.stack.push(Frame {
-                id: b.id,
-                trace: b.trace,
-                path: b.path,
-                child_ns: 0,
-                shared: None,
-                skipped: false,
-                entered: false,
-                nested_ns: 0,
-                since: 0,
-            });
+            let start = clock::now_raw();
+            l.push_frame(
+                Frame {
+                    id: b.id,
+                    trace: b.trace,
+                    path: b.path,
+                    child_ns: 0,
+                    shared: None,
+                    skipped: false,
+                    entered: false,
+                    nested_ns: 0,
+                    since: 0,
+                },
+                b.parent,
+                start,
+            );
             SpanGuard {
                 state: Some(GuardState {
                     id: b.id,
                     parent: b.parent,
-                    start: clock::now_raw(),
+                    start,
                     extra: None,
                 }),
                 skipped: false,
@@ -174,6 +183,7 @@ macro_rules! annotation_methods {
                 if let Some(s) = &mut self.state {
                     set_tag(&mut s.extra, key, value);
                 }
+                self.after_tag();
                 self
             }
 
@@ -200,6 +210,7 @@ macro_rules! annotation_methods {
                 if let Some(s) = &mut self.state {
                     set_error(&mut s.extra, message);
                 }
+                self.after_tag();
                 self
             }
         }
@@ -210,6 +221,23 @@ annotation_methods!(SpanGuard);
 annotation_methods!(SpanHandle);
 
 impl SpanGuard {
+    /// Publishes the tags for readers of open spans (the stall watchdog,
+    /// the snapshot): off the span hot path, only when tags are set.
+    fn after_tag(&mut self) {
+        if let Some(GuardState {
+            id, extra: Some(e), ..
+        }) = &mut self.state
+        {
+            let id = *id;
+            with_local(|l| {
+                if l.live.is_some() {
+                    l.publish_tags(id, e);
+                    e.published = true;
+                }
+            });
+        }
+    }
+
     /// A guard that records nothing.
     pub fn noop() -> SpanGuard {
         SpanGuard {
@@ -232,7 +260,12 @@ impl Drop for SpanGuard {
             let mut extra = s.extra.take();
             mark_panic(&mut extra);
             let (id, parent, start) = (s.id, s.parent, s.start);
-            with_local(|l| l.end_span(id, parent, start, end, extra));
+            with_local(|l| {
+                if extra.as_ref().is_some_and(|e| e.published) {
+                    l.forget_tags(id);
+                }
+                l.end_span(id, parent, start, end, extra)
+            });
             // Known empty now: spares the drop glue an out-of-line call to
             // drop `extra` again.
             std::mem::forget(self.state.take());
@@ -264,6 +297,8 @@ struct HandleState {
     shared: Arc<AtomicU64>,
     parent_shared: Option<Arc<AtomicU64>>,
     extra: Option<Box<Extra>>,
+    /// Registered as waiting (see [`SpanHandle::go_idle`]).
+    idle: bool,
 }
 
 /// A manually ended span. It can move to another thread; end it with
@@ -365,6 +400,7 @@ pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
                     shared: Arc::new(AtomicU64::new(0)),
                     parent_shared: if b.parent == 0 { None } else { parent_shared },
                     extra: None,
+                    idle: false,
                 })),
                 skipped: false,
                 skip_kind: 0,
@@ -375,6 +411,44 @@ pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
 }
 
 impl SpanHandle {
+    /// Keeps the waiting span's published tags up to date.
+    fn after_tag(&mut self) {
+        if self.state.as_ref().is_some_and(|s| s.idle) {
+            self.publish_idle();
+        }
+    }
+
+    /// Registers the span as waiting (an `in_span` future returned
+    /// `Pending`), so that readers of open spans see it while no thread
+    /// has it entered. Once per span: it stays registered until it ends.
+    #[inline]
+    pub(crate) fn go_idle(&mut self) {
+        if self
+            .state
+            .as_ref()
+            .is_some_and(|s| !s.idle && s.inner.live.is_some())
+        {
+            self.publish_idle();
+        }
+    }
+
+    #[cold]
+    fn publish_idle(&mut self) {
+        let Some(s) = &mut self.state else { return };
+        let Some(live) = &s.inner.live else { return };
+        live.go_idle(
+            s.id,
+            super::live::IdleSpan {
+                parent: s.parent,
+                trace: s.trace,
+                start: s.start,
+                path: s.path,
+                tags: s.extra.as_ref().map(|e| e.tags.clone()).unwrap_or_default(),
+            },
+        );
+        s.idle = true;
+    }
+
     /// A handle that records nothing.
     pub fn noop() -> SpanHandle {
         SpanHandle {
@@ -423,33 +497,41 @@ impl SpanHandle {
     pub(crate) fn push_current_at(&self, since: u64) -> Option<u64> {
         if let Some(s) = &self.state {
             with_local(|l| {
-                l.stack.push(Frame {
-                    id: s.id,
-                    trace: s.trace,
-                    path: s.path,
-                    child_ns: 0,
-                    shared: Some(s.shared.clone()),
-                    skipped: false,
-                    entered: true,
-                    nested_ns: 0,
-                    since,
-                });
+                l.push_frame(
+                    Frame {
+                        id: s.id,
+                        trace: s.trace,
+                        path: s.path,
+                        child_ns: 0,
+                        shared: Some(s.shared.clone()),
+                        skipped: false,
+                        entered: true,
+                        nested_ns: 0,
+                        since,
+                    },
+                    s.parent,
+                    s.start,
+                );
                 Some(s.id)
             })
             .flatten()
         } else if self.skipped {
             with_local(|l| {
-                l.stack.push(Frame {
-                    id: 0,
-                    trace: self.skip_kind,
-                    path: 0,
-                    child_ns: 0,
-                    shared: None,
-                    skipped: true,
-                    entered: true,
-                    nested_ns: 0,
-                    since: 0,
-                });
+                l.push_frame(
+                    Frame {
+                        id: 0,
+                        trace: self.skip_kind,
+                        path: 0,
+                        child_ns: 0,
+                        shared: None,
+                        skipped: true,
+                        entered: true,
+                        nested_ns: 0,
+                        since: 0,
+                    },
+                    0,
+                    0,
+                );
                 Some(0)
             })
             .flatten()
@@ -468,6 +550,11 @@ impl SpanHandle {
             return;
         };
         let end = clock::now_raw();
+        if s.idle {
+            if let Some(live) = &s.inner.live {
+                live.forget_idle(s.id);
+            }
+        }
         mark_panic(&mut s.extra);
         let dur = clock::delta_ns(s.start, end);
         if let Some(p) = &s.parent_shared {

@@ -12,7 +12,7 @@ use super::buffer::{RawSpan, Sealed};
 use super::rows::{self, ProcessCounters};
 use super::shared::{Inner, Msg};
 use crate::intern;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use ferret_format::codec::{BlockEncoder, SpanHead};
 use rusqlite::Connection;
 use std::cell::RefCell;
@@ -20,13 +20,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the writer sleeps between polls of a busy queue.
-const POLL: Duration = Duration::from_millis(1);
-/// Empty polls after which the writer blocks on the queue again.
-const IDLE_POLLS: u32 = 10;
-
 /// Spans per stored block.
 pub(crate) const BLOCK_SPANS: usize = 4096;
+/// Blocks' worth of spans pending that make the writer commit before its
+/// tick (and, queued, wake it: see `Inner::wake`).
+pub(crate) const WRITE_BLOCKS: usize = 16;
 
 pub(crate) struct Writer {
     conn: Connection,
@@ -95,74 +93,56 @@ impl Writer {
         self.conn.busy_handler(Some(busy_handler)).ok();
         let tick = Duration::from_nanos((self.inner.flush_interval_ns / 2).max(1_000_000));
         let mut next_tick = Instant::now() + tick;
-        // While batches keep coming, poll the queue instead of blocking on
-        // it: a blocked receiver makes every `try_send` of a recording
-        // thread wake it with a futex call, a few microseconds of the
-        // recording thread's time per batch (measured: about 4 ns per span).
-        // After IDLE_POLLS empty polls in a row, block again. Polling starts
-        // only when batches come closer together than those polls last: a
-        // service handing over a batch every few tens of milliseconds would
-        // otherwise pay IDLE_POLLS wake-ups of the writer per batch (about
-        // 100 µs of CPU each time) to save one futex wake.
-        let mut idle = IDLE_POLLS;
-        let mut last_batch: Option<Instant> = None;
+        // The writer does not block on the queue: a blocked receiver makes
+        // every hand-over of a batch wake it with a futex call (about 4 ns
+        // per span of the recording thread's time, and a context switch
+        // of the writer per batch). Batches wait in the queue until the
+        // tick, or until enough of them are queued for a commit (the
+        // recording thread that hands over such a batch sends a wake-up
+        // token), or a flush or stop request comes (the requester sends
+        // one). So the writer wakes about twice per flush interval, plus
+        // once per WRITE_BLOCKS blocks of spans under heavy load.
         loop {
             let now = Instant::now();
             if now >= next_tick {
                 self.tick();
                 next_tick = now + tick;
             }
-            let msg = if idle < IDLE_POLLS {
+            loop {
                 match self.rx.try_recv() {
-                    Ok(m) => Ok(m),
-                    Err(TryRecvError::Empty) => {
-                        idle += 1;
-                        std::thread::sleep(POLL);
-                        continue;
+                    Ok(Msg::Batch(v)) => {
+                        self.pending_spans += v.len();
+                        self.pending.push(v);
+                        if self.pending_spans >= BLOCK_SPANS * WRITE_BLOCKS {
+                            self.persist();
+                        }
                     }
-                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                }
-            } else {
-                self.rx.recv_deadline(next_tick)
-            };
-            if matches!(msg, Ok(Msg::Batch(_))) {
-                let now = Instant::now();
-                if idle < IDLE_POLLS || last_batch.is_some_and(|t| now - t < POLL * IDLE_POLLS) {
-                    idle = 0;
-                }
-                last_batch = Some(now);
-                self.inner.relieve_queue_pressure();
-            }
-            match msg {
-                Ok(Msg::Batch(v)) => {
-                    self.pending_spans += v.len();
-                    self.pending.push(v);
-                    if self.pending_spans >= BLOCK_SPANS * 16 {
+                    Ok(Msg::Flush(ack)) => {
+                        let stop = self.drain_queued();
                         self.persist();
+                        let _ = ack.send(());
+                        if let Some(ack) = stop {
+                            let _ = ack.send(());
+                            return;
+                        }
                     }
-                }
-                Ok(Msg::Flush(ack)) => {
-                    let stop = self.drain_queued();
-                    self.persist();
-                    let _ = ack.send(());
-                    if let Some(ack) = stop {
+                    Ok(Msg::Stop(ack)) => {
+                        self.drain_queued();
+                        self.ending = true;
+                        self.persist();
                         let _ = ack.send(());
                         return;
                     }
-                }
-                Ok(Msg::Stop(ack)) => {
-                    self.drain_queued();
-                    self.ending = true;
-                    self.persist();
-                    let _ = ack.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.persist();
-                    return;
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.persist();
+                        return;
+                    }
                 }
             }
+            self.inner.relieve_queue_pressure();
+            // Inner holds the sender: this only times out or takes a token.
+            let _ = self.inner.wake.1.recv_deadline(next_tick);
         }
     }
 
@@ -221,12 +201,19 @@ impl Writer {
 
     fn persist(&mut self) {
         let counters = self.counters();
-        if self.pending.is_empty() && counters == self.persisted && !self.ending {
+        let live = self
+            .inner
+            .live
+            .as_ref()
+            .map(|l| l.take_pending())
+            .unwrap_or_default();
+        if self.pending.is_empty() && counters == self.persisted && !self.ending && live.is_empty()
+        {
             return;
         }
         let batches = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_spans);
-        let r = self.write(&batches, counters);
+        let r = self.write(&batches, counters, &live);
         for b in batches {
             self.inner.recycle(b);
         }
@@ -254,7 +241,7 @@ impl Writer {
             }
             // Try to store the counters alone, so that the loss is on record.
             let counters = self.counters();
-            if self.write(&[], counters).is_err() {
+            if self.write(&[], counters, &Default::default()).is_err() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
         }
@@ -264,6 +251,7 @@ impl Writer {
         &mut self,
         batches: &[Vec<RawSpan>],
         counters: ProcessCounters,
+        live: &super::live::PendingLive,
     ) -> rusqlite::Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.sync_threads()?;
@@ -310,6 +298,9 @@ impl Writer {
             insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
         }
         drop(ins);
+        if self.inner.live.is_some() {
+            super::live::store::store(&self.conn, &self.inner, live, self.ending)?;
+        }
         let now_ns = crate::clock::wall_now_ns();
         rows::store_counters(
             &self.conn,

@@ -1,0 +1,96 @@
+//! The background writer's own cost at a steady span rate: one thread
+//! records traces of 8 spans at `RATE` spans/s for `SECS` seconds (spinning
+//! on the clock between them, as a busy service would), then the example
+//! prints the `ferret-writer` thread's CPU time (from
+//! `/proc/self/task/*/stat`, 10 ms resolution) and how often it woke up
+//! (its voluntary context switches). Linux only.
+//!
+//! ```text
+//! cargo run --release -p ferret --example writer_cost -- [RATE] [SECS]
+//! ```
+//!
+//! Defaults: 100,000 spans/s for 10 s.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The `ferret-writer` thread's /proc directory.
+fn writer_task() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|e| {
+        let p = e.ok()?.path();
+        let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+        (comm.trim() == "ferret-writer").then_some(p)
+    })
+}
+
+/// User + system CPU seconds of a task.
+fn cpu_secs(task: &Path) -> f64 {
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Voluntary context switches of a task: how often it went to sleep.
+fn wakeups(task: &Path) -> u64 {
+    let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let rate: f64 = args
+        .next()
+        .map_or(100_000.0, |a| a.parse().expect("RATE: spans/s"));
+    let secs: f64 = args
+        .next()
+        .map_or(10.0, |a| a.parse().expect("SECS: seconds"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let profiler = ferret::Profiler::open(dir.path().join("writer.db")).expect("open");
+    profiler.install();
+    // The writer names its thread as it starts: look for a moment.
+    let task = (0..100)
+        .find_map(|_| {
+            writer_task().or_else(|| {
+                std::thread::sleep(Duration::from_millis(10));
+                None
+            })
+        })
+        .expect("a ferret-writer thread (Linux /proc)");
+    let (cpu0, wake0) = (cpu_secs(&task), wakeups(&task));
+
+    let t0 = Instant::now();
+    let step = Duration::from_secs_f64(8.0 / rate);
+    let mut due = t0;
+    let mut spans = 0u64;
+    while t0.elapsed().as_secs_f64() < secs {
+        let _request = ferret::span("request");
+        for _ in 0..7 {
+            let _step = ferret::span("step");
+        }
+        spans += 8;
+        due += step;
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(&task) - cpu0;
+    let woke = wakeups(&task) - wake0;
+    profiler.close().expect("close");
+
+    println!("span rate            {:.0} spans/s", spans as f64 / wall);
+    println!(
+        "writer CPU           {cpu:.2} s in {wall:.1} s = {:.2}% of one core ({:.0} ns per span)",
+        100.0 * cpu / wall,
+        cpu * 1e9 / spans as f64
+    );
+    println!("writer wake-ups      {:.0} per second", woke as f64 / wall);
+}
