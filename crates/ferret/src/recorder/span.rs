@@ -11,30 +11,40 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The span's encoded tail: its tags and status, plus the busy tags.
-fn seal_tail(extra: Option<Box<Extra>>, busy: Option<(u64, u64)>) -> Option<Box<Sealed>> {
+/// The span's encoded tail: its tags and status, plus the busy tags
+/// (`self_busy_ns` only when readers cannot tell it from the rest: some
+/// children's time, or self busy below busy).
+fn seal_tail(
+    extra: Option<Box<Extra>>,
+    busy: Option<(u64, u64)>,
+    child_ns: u64,
+) -> Option<Box<Sealed>> {
     let Some((b, sb)) = busy else {
         return extra.map(|e| Sealed::seal(&e));
     };
+    let with_self = child_ns > 0 || sb != b;
     match extra {
         Some(mut e) => {
             e.tags.push((Cow::Borrowed("busy_ns"), TagValue::U64(b)));
-            e.tags
-                .push((Cow::Borrowed("self_busy_ns"), TagValue::U64(sb)));
+            if with_self {
+                e.tags
+                    .push((Cow::Borrowed("self_busy_ns"), TagValue::U64(sb)));
+            }
             Some(Sealed::seal(&e))
         }
         None => {
-            // No tag vector: the two tags go straight into an inline tail.
-            let tags = [
+            // No tag vector: the tags go straight into an inline tail.
+            let all = [
                 ("busy_ns", TagValue::U64(b)),
                 ("self_busy_ns", TagValue::U64(sb)),
             ];
+            let tags = &all[..if with_self { 2 } else { 1 }];
             thread_local! {
                 static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
             }
             let seal = |out: &mut Vec<u8>| {
                 out.clear();
-                let flags = ferret_format::codec::encode_tail(&Status::Ok, &tags, out);
+                let flags = ferret_format::codec::encode_tail(&Status::Ok, tags, out);
                 Sealed::boxed(flags, out.as_slice())
             };
             Some(
@@ -611,16 +621,17 @@ impl SpanHandle {
         if let Some(p) = &s.parent_shared {
             p.fetch_add(dur, Ordering::Relaxed);
         }
+        let child_ns = s.shared.load(Ordering::Relaxed);
         let span = RawSpan {
             id: s.id,
             parent: s.parent,
             trace: s.trace,
             start: s.start,
             dur_ns: dur,
-            child_ns: s.shared.load(Ordering::Relaxed),
+            child_ns,
             path: s.path,
             thread: s.thread,
-            extra: seal_tail(s.extra.take(), s.busy),
+            extra: seal_tail(s.extra.take(), s.busy, child_ns),
         };
         let inner = s.inner.clone();
         let mut span = Some(span);
