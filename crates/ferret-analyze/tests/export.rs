@@ -171,3 +171,107 @@ fn a_failing_writer_ends_the_export_with_its_error() {
         assert!(err.to_string().contains("disk full"), "{format:?}: {err}");
     }
 }
+
+/// A slice in ns: (start, end, name).
+type Slice = (i64, i64, String);
+
+/// Slices per Chrome track (pid, tid).
+fn chrome_tracks(out: &[u8]) -> std::collections::BTreeMap<(u64, u64), Vec<Slice>> {
+    let v: Value = serde_json::from_slice(out).unwrap();
+    let mut tracks: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+    for e in v["traceEvents"].as_array().unwrap() {
+        if e["ph"] != "X" {
+            continue;
+        }
+        let ns = |x: &Value| (x.as_f64().unwrap() * 1000.0).round() as i64;
+        let ts = ns(&e["ts"]);
+        tracks
+            .entry((e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+            .or_default()
+            .push((
+                ts,
+                ts + ns(&e["dur"]),
+                e["name"].as_str().unwrap().to_owned(),
+            ));
+    }
+    tracks
+}
+
+/// True when no slice starts inside another on its track and ends after it.
+fn nests(slices: &[Slice]) -> bool {
+    let mut v = slices.to_vec();
+    v.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+    let mut open: Vec<i64> = vec![];
+    for (s, e, _) in v {
+        while open.last().is_some_and(|&end| end <= s) {
+            open.pop();
+        }
+        if open.last().is_some_and(|&end| e > end) {
+            return false;
+        }
+        open.push(e);
+    }
+    true
+}
+
+/// Async tasks interleaving on one thread: `a` and `b` overlap without
+/// nesting, `c` overlaps both; each has a child.
+#[test]
+fn chrome_places_interleaved_spans_on_async_lane_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("async.db");
+    NativeFile::new("r")
+        .span(span(1, 0, "a", 1_000, 50, 20))
+        .span(span(2, 1, "a.step", 1_010, 20, 0))
+        .span(span(3, 0, "b", 1_020, 60, 15))
+        .span(span(4, 3, "b.step", 1_060, 15, 0))
+        .span(span(5, 0, "c", 1_040, 60, 0))
+        .span(span(6, 0, "later", 2_000, 10, 0))
+        .write(&path);
+    let store = Store::open(&path).unwrap();
+    let all_on_one: Vec<_> = {
+        let (out, _) = export(&store, Format::Jsonl);
+        std::str::from_utf8(&out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let s = v["start_ns"].as_i64().unwrap();
+                (s, s + v["duration_ns"].as_i64().unwrap(), String::new())
+            })
+            .collect()
+    };
+    assert!(!nests(&all_on_one), "the spans interleave on their thread");
+
+    let (out, n) = export(&store, Format::Chrome);
+    assert_eq!(n, 6);
+    let tracks = chrome_tracks(&out);
+    assert_eq!(tracks.len(), 3, "{tracks:?}");
+    for (t, slices) in &tracks {
+        assert!(nests(slices), "track {t:?}: {slices:?}");
+    }
+    assert_eq!(tracks.values().map(Vec::len).sum::<usize>(), 6);
+    let track_of = |name: &str| {
+        tracks
+            .iter()
+            .find(|(_, v)| v.iter().any(|s| s.2 == name))
+            .map(|(t, _)| *t)
+            .unwrap()
+    };
+    // The thread's own track keeps the first task; b and c get lanes.
+    assert_eq!(track_of("a"), track_of("a.step"));
+    assert_eq!(track_of("a"), track_of("later"));
+    assert_ne!(track_of("a"), track_of("b"));
+    assert_ne!(track_of("b"), track_of("c"));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["otherData"]["lane_tracks"], 2);
+    let lane_names: Vec<&str> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .filter(|n| n.contains("async lane"))
+        .collect();
+    assert_eq!(lane_names.len(), 2, "{lane_names:?}");
+}

@@ -136,7 +136,10 @@ fn check_speedscope(bytes: &[u8]) -> (usize, Vec<String>) {
     (opens, frames)
 }
 
-/// Trace Event Format: returns the X events.
+/// Trace Event Format: returns the X events. Checks every event's
+/// fields, that every track (pid, tid) is named, and that slices nest on
+/// each track: none starts inside another and ends after it (Perfetto
+/// mis-draws such slices).
 fn check_chrome(bytes: &[u8]) -> Vec<Value> {
     let v: Value = serde_json::from_slice(bytes).expect("chrome JSON parses");
     let events = v["traceEvents"].as_array().unwrap();
@@ -155,17 +158,58 @@ fn check_chrome(bytes: &[u8]) -> Vec<Value> {
                 x_threads.insert((e["pid"].as_u64(), e["tid"].as_u64()));
                 xs.push(e.clone());
             }
-            "M" => {
-                assert!(e["args"]["name"].is_string());
-                if e["name"] == "thread_name" {
+            "M" => match e["name"].as_str().unwrap() {
+                "thread_sort_index" => assert!(e["args"]["sort_index"].is_u64()),
+                "thread_name" => {
+                    assert!(e["args"]["name"].is_string());
                     thread_names.insert((e["pid"].as_u64(), e["tid"].as_u64()));
                 }
-            }
+                "process_name" => assert!(e["args"]["name"].is_string()),
+                m => panic!("unexpected metadata {m}"),
+            },
             p => panic!("unexpected phase {p}"),
         }
     }
-    assert_eq!(x_threads, thread_names, "every thread is named");
+    assert_eq!(x_threads, thread_names, "every track is named");
+    check_tracks_nest(&xs);
     xs
+}
+
+/// No X slice partially overlaps another on the same (pid, tid) track.
+fn check_tracks_nest(xs: &[Value]) {
+    // ns from µs with three decimals: exact.
+    let ns = |v: &Value| (v.as_f64().unwrap() * 1000.0).round() as i64;
+    type Slice = (i64, i64, String);
+    let mut by_track: std::collections::HashMap<(u64, u64), Vec<Slice>> = Default::default();
+    for e in xs {
+        let (ts, dur) = (ns(&e["ts"]), ns(&e["dur"]));
+        by_track
+            .entry((e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+            .or_default()
+            .push((ts, ts + dur, e["name"].as_str().unwrap().to_owned()));
+    }
+    for (track, mut slices) in by_track {
+        slices.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+        let mut open: Vec<Slice> = vec![];
+        for sl in slices {
+            while open.last().is_some_and(|o| o.1 <= sl.0) {
+                open.pop();
+            }
+            if let Some(o) = open.last() {
+                assert!(
+                    sl.1 <= o.1,
+                    "track {track:?}: {} [{}, {}] partially overlaps {} [{}, {}]",
+                    sl.2,
+                    sl.0,
+                    sl.1,
+                    o.2,
+                    o.0,
+                    o.1
+                );
+            }
+            open.push(sl);
+        }
+    }
 }
 
 /// Folded stacks: every line matches the regex; returns (stack, count).
@@ -261,6 +305,87 @@ fn native_chrome_has_every_span() {
     assert_eq!(e["args"]["status"], "error");
     let req = xs.iter().find(|e| e["name"] == "request").unwrap();
     assert!(req["dur"].as_f64().unwrap() >= 5000.0, "µs");
+}
+
+#[test]
+fn native_chrome_puts_overlapping_tasks_on_their_own_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = record(dir.path());
+    let bytes = export(&db, "chrome", &[]);
+    let xs = check_chrome(&bytes);
+    let track = |name: &str| {
+        let e = xs.iter().find(|e| e["name"] == name).unwrap();
+        (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap())
+    };
+    assert_ne!(track("task_a"), track("task_b"), "a and b overlap");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["otherData"]["lane_tracks"], 1);
+    let names: Vec<&str> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("· async lane 1")),
+        "{names:?}"
+    );
+}
+
+/// Records three futures interleaving on one thread (a current-thread
+/// tokio runtime), each with sync and async children, plus a task that
+/// outlives the others.
+fn record_interleaved(dir: &Path) -> (PathBuf, usize) {
+    use ferret::InSpanExt;
+    let _one = ferret_testkit::serial();
+    let path = dir.join("async.db");
+    let p = ferret::Profiler::builder(&path).run_id(RUN).open().unwrap();
+    p.install();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let task = |i: u64| {
+        async move {
+            for step in 0..3u64 {
+                ferret::measure("cpu", || std::thread::sleep(Duration::from_micros(200)));
+                tokio::time::sleep(Duration::from_millis(1 + (i + step) % 3))
+                    .in_span("io")
+                    .await;
+            }
+        }
+        .in_span("task")
+    };
+    rt.block_on(async {
+        let long = tokio::spawn(task(7));
+        tokio::join!(task(0), task(1), task(2));
+        long.await.unwrap();
+    });
+    drop(rt);
+    let st = p.close().unwrap();
+    (path, st.accepted as usize)
+}
+
+#[test]
+fn chrome_async_tracks_never_partially_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, spans) = record_interleaved(dir.path());
+    // 4 tasks × (1 + 3 cpu + 3 io).
+    assert_eq!(spans, 28);
+    let bytes = export(&db, "chrome", &[]);
+    // check_chrome fails on any partial overlap on a track.
+    let xs = check_chrome(&bytes);
+    assert_eq!(xs.len(), spans, "every span once");
+    let tracks: HashSet<u64> = xs.iter().map(|e| e["tid"].as_u64().unwrap()).collect();
+    assert!(tracks.len() >= 2, "interleaved spans on several tracks");
+    // Before lanes, the same events on one track overlapped.
+    let mut one_track = xs.clone();
+    for e in &mut one_track {
+        e["tid"] = Value::from(1u64);
+    }
+    let overlapping = std::panic::catch_unwind(|| check_tracks_nest(&one_track));
+    assert!(overlapping.is_err(), "the recording interleaves");
 }
 
 #[test]

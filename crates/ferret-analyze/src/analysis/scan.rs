@@ -272,9 +272,10 @@ pub const SELF_BUSY_TAG: &str = "self_busy_ns";
 /// time and its children's total the part of it that is not self busy
 /// time, so that every fold reads busy durations and self times through
 /// the usual fields. A span without `busy_ns` (a sync span) keeps its
-/// wall times. A span with `busy_ns` but no `self_busy_ns` (files
-/// recorded before self busy time was) gets busy minus its children's wall
-/// time, never below 0 (an underestimate). The busy tags are removed
+/// wall times. A span with `busy_ns` but no `self_busy_ns` gets busy minus
+/// its children's wall time, never below 0: exact for the spans the
+/// recorder writes without it (no children's time, self busy = busy), an
+/// underestimate for files recorded before self busy time was. The busy tags are removed
 /// unless the caller asked for tags.
 fn onto_busy_clock(rec: &mut SpanRecord, keep_tags: bool) {
     let find = |k: &str| {

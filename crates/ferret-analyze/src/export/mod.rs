@@ -3,7 +3,7 @@
 //! | format | module | memory bound |
 //! | --- | --- | --- |
 //! | jsonl | [`jsonl`] | constant |
-//! | chrome | [`chrome`] | threads and processes of the run |
+//! | chrome | [`chrome`] | two sort chunks + one thread's lanes + threads and lanes of the run |
 //! | folded, svg | [`folded`], [`svg`] | distinct call paths |
 //! | differential svg (`ferret diff`) | [`diff_svg`] | distinct call paths of both sides |
 //! | speedscope | [`speedscope`] | a sort chunk + distinct frames + open lanes |

@@ -173,6 +173,7 @@ impl Rec {
     /// Undoes [`push`](Self::push) at raw time `now`, keeping what children
     /// credited to the frame, and credits the time entered to the frame
     /// below as nested time.
+    #[inline]
     pub(super) fn pop(&mut self, now: u64) {
         let id = match self {
             Rec::Off => return,
@@ -194,6 +195,13 @@ impl Rec {
             }
         }
     }
+}
+
+/// The `self_busy_ns` tag to write: left out when readers can tell it
+/// without it (no children's time at all and self busy = busy, as for
+/// every leaf span), which saves a tag on most spans.
+fn self_busy_tag(busy: Option<u64>, self_busy: Option<u64>, child_ns: u64) -> Option<u64> {
+    self_busy.filter(|&sb| child_ns > 0 || Some(sb) != busy)
 }
 
 impl Open {
@@ -247,9 +255,11 @@ impl Open {
             child_ns: child,
             path: self.path,
             thread: self.thread,
-            extra: self
-                .tags
-                .seal(self.busy_ns, self.self_busy_ns, self.detached),
+            extra: self.tags.seal(
+                self.busy_ns,
+                self_busy_tag(self.busy_ns, self.self_busy_ns, child),
+                self.detached,
+            ),
         };
         let inner = &self.inner;
         let mut span = Some(span);

@@ -133,10 +133,7 @@ impl<F: Future> InSpan<F> {
 
 /// Tags a recorded future span with its busy and self busy time.
 fn tag_busy(h: &mut SpanHandle, busy_ns: u64, nested_ns: u64) {
-    if h.is_recorded() {
-        h.tag("busy_ns", busy_ns)
-            .tag("self_busy_ns", busy_ns.saturating_sub(nested_ns));
-    }
+    h.set_busy(busy_ns, busy_ns.saturating_sub(nested_ns));
 }
 
 impl<F: Future> Future for InSpan<F> {

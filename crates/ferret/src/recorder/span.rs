@@ -11,6 +11,54 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The span's encoded tail: its tags and status, plus the busy tags
+/// (`self_busy_ns` only when readers cannot tell it from the rest: some
+/// children's time, or self busy below busy).
+fn seal_tail(
+    extra: Option<Box<Extra>>,
+    busy: Option<(u64, u64)>,
+    child_ns: u64,
+) -> Option<Box<Sealed>> {
+    let Some((b, sb)) = busy else {
+        return extra.map(|e| Sealed::seal(&e));
+    };
+    let with_self = child_ns > 0 || sb != b;
+    match extra {
+        Some(mut e) => {
+            e.tags.push((Cow::Borrowed("busy_ns"), TagValue::U64(b)));
+            if with_self {
+                e.tags
+                    .push((Cow::Borrowed("self_busy_ns"), TagValue::U64(sb)));
+            }
+            Some(Sealed::seal(&e))
+        }
+        None => {
+            // No tag vector: the tags go straight into an inline tail.
+            let all = [
+                ("busy_ns", TagValue::U64(b)),
+                ("self_busy_ns", TagValue::U64(sb)),
+            ];
+            let tags = &all[..if with_self { 2 } else { 1 }];
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            let seal = |out: &mut Vec<u8>| {
+                out.clear();
+                let flags = ferret_format::codec::encode_tail(&Status::Ok, tags, out);
+                Sealed::boxed(flags, out.as_slice())
+            };
+            Some(
+                SCRATCH
+                    .try_with(|s| match s.try_borrow_mut() {
+                        Ok(mut s) => seal(&mut s),
+                        Err(_) => seal(&mut Vec::new()),
+                    })
+                    .unwrap_or_else(|_| seal(&mut Vec::new())),
+            )
+        }
+    }
+}
+
 fn set_tag(
     extra: &mut Option<Box<Extra>>,
     key: impl Into<Cow<'static, str>>,
@@ -299,6 +347,10 @@ struct HandleState {
     extra: Option<Box<Extra>>,
     /// Registered as waiting (see [`SpanHandle::go_idle`]).
     idle: bool,
+    /// (busy, self busy) ns, written as the tags `busy_ns` and
+    /// `self_busy_ns` at the end (`in_span` futures): kept apart from
+    /// `extra` so that a future without other tags makes no tag vector.
+    busy: Option<(u64, u64)>,
 }
 
 /// A manually ended span. It can move to another thread; end it with
@@ -401,6 +453,7 @@ pub(crate) fn start_under(name: Name, parent: Under<'_>) -> SpanHandle {
                     parent_shared: if b.parent == 0 { None } else { parent_shared },
                     extra: None,
                     idle: false,
+                    busy: None,
                 })),
                 skipped: false,
                 skip_kind: 0,
@@ -486,6 +539,14 @@ impl SpanHandle {
         self.push_current_at(0)
     }
 
+    /// Sets the busy and self busy time written at the end as the tags
+    /// `busy_ns` and `self_busy_ns`.
+    pub(crate) fn set_busy(&mut self, busy_ns: u64, self_busy_ns: u64) {
+        if let Some(s) = &mut self.state {
+            s.busy = Some((busy_ns, self_busy_ns));
+        }
+    }
+
     /// True when this handle records a span (not a no-op or skipped one).
     pub(crate) fn is_recorded(&self) -> bool {
         self.state.is_some()
@@ -560,16 +621,17 @@ impl SpanHandle {
         if let Some(p) = &s.parent_shared {
             p.fetch_add(dur, Ordering::Relaxed);
         }
+        let child_ns = s.shared.load(Ordering::Relaxed);
         let span = RawSpan {
             id: s.id,
             parent: s.parent,
             trace: s.trace,
             start: s.start,
             dur_ns: dur,
-            child_ns: s.shared.load(Ordering::Relaxed),
+            child_ns,
             path: s.path,
             thread: s.thread,
-            extra: s.extra.take().map(|e| Sealed::seal(&e)),
+            extra: seal_tail(s.extra.take(), s.busy, child_ns),
         };
         let inner = s.inner.clone();
         let mut span = Some(span);
