@@ -22,6 +22,7 @@ pub mod analysis;
 mod error;
 pub mod export;
 pub mod guide;
+pub mod live;
 pub mod store;
 
 pub use error::{Error, Result, StorageError};

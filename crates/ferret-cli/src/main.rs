@@ -46,6 +46,9 @@ enum Command {
     /// Print the open spans of the processes recording now (latest snapshot).
     #[command(long_about = cmd::dump::LONG_ABOUT)]
     Dump(cmd::dump::Args),
+    /// Watch a file live (or replay a run): per-name rates and latencies
+    /// over a sliding window, in-flight spans, live processes.
+    Watch(cmd::watch::Args),
 }
 
 impl Command {
@@ -68,6 +71,7 @@ impl Command {
             Command::Export(a) => one(&a.db),
             Command::Push(a) => one(&a.db),
             Command::Flamegraph(a) => Some(&a.db),
+            Command::Watch(a) => Some(&a.db),
             Command::Diff(a) if a.candidate.is_none() => Some(&a.base),
             Command::Diff(_) => None,
             Command::Stalls(a) => Some(&a.db),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::diff::run(a),
         Command::Stalls(a) => cmd::stalls::run(a),
         Command::Dump(a) => cmd::dump::run(a),
+        Command::Watch(a) => cmd::watch::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -466,6 +466,11 @@ fn commands(db: &str, out: &str) -> Vec<Vec<String>> {
         vec!["stalls", db, "--format", "text"],
         vec!["dump", db],
         vec!["dump", db, "--format", "json"],
+        // watch: a replay (fast), and live for one short window.
+        vec![
+            "watch", db, "--once", "--replay", "--speed", "1000", "--format", "json",
+        ],
+        vec!["watch", db, "--once", "--window", "1s"],
     ];
     v.into_iter()
         .map(|c| c.into_iter().map(str::to_owned).collect())

@@ -4,7 +4,7 @@ use super::open_store;
 use crate::art;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret_analyze::analysis::{call_tree, call_tree_many, CallTree, Query};
+use ferret_analyze::analysis::{call_tree_many, call_tree_threads, CallTree, Query};
 use std::io::Write;
 
 /// Output formats.
@@ -38,9 +38,18 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Clock of durations and self times: wall (start to end) or busy
+    /// (time running on a thread: entered tracing spans, polled futures;
+    /// sync spans count their wall time; ferret-io files: wall).
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: super::ClockArg,
     /// ferret-io log name holding the spans.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Threads reading a native file (default: the number of cores); the
+    /// tree is the same for any count. ferret-io files read with one.
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -50,12 +59,16 @@ pub fn run(a: Args) -> CliResult {
     let files = super::expand_inputs(&a.db)?;
     let q = Query {
         run: a.run.clone(),
+        clock: a.clock.into(),
         ..Query::default()
     };
     let t = if files.len() > 1 {
         call_tree_many(super::open_stores(&files, &a.namespace)?, &q)?
     } else {
-        call_tree(&open_store(&files[0], Some(&a.namespace))?, &q)?
+        let threads = a
+            .threads
+            .unwrap_or_else(ferret_analyze::analysis::default_threads);
+        call_tree_threads(&open_store(&files[0], Some(&a.namespace))?, &q, threads)?
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match a.format {
@@ -67,7 +80,11 @@ pub fn run(a: Args) -> CliResult {
             } else {
                 "run"
             };
-            eprintln!("Call tree of {runs} {}{how}", t.run_id);
+            eprintln!(
+                "Call tree of {runs} {}{how}{}",
+                t.run_id,
+                super::clock_note(a.clock.into())
+            );
             write_text(&mut out, &t, &a, fmt::color_stdout())?;
         }
     }
@@ -201,8 +218,9 @@ fn secs(ns: u64) -> f64 {
 fn write_json(out: &mut impl Write, t: &CallTree, a: &Args) -> CliResult {
     write!(
         out,
-        "{{\"run_id\":{},\"spans\":{},\"total_s\":{},\"roots\":[",
+        "{{\"run_id\":{},{}\"spans\":{},\"total_s\":{},\"roots\":[",
         serde_json::to_string(&t.run_id)?,
+        super::clock_field(a.clock.into()),
         t.spans,
         secs(t.total_ns)
     )?;

@@ -18,6 +18,10 @@ pub enum Shape {
     Wide,
     /// Long chains of nested spans.
     Deep,
+    /// A long-running service: one root (`main`) open for the whole run,
+    /// N-1 spans directly under it with 300 names such as
+    /// `module_3.function_73`, no tags.
+    Service,
 }
 
 /// Record a synthetic workload into a trace file, then analyze it.
@@ -49,6 +53,25 @@ pub struct Args {
     /// make spans long enough for `ferret diff`'s default 50 µs floor.
     #[arg(long, default_value_t = 0.1, value_name = "US")]
     pub work_us: f64,
+    /// Mixed shape: record at about N spans per second (sleeping between
+    /// requests) instead of flat out, inside one span, `demo.paced`, that
+    /// stays open the whole time: a service to try `ferret watch` on.
+    #[arg(long, value_name = "N")]
+    pub pace: Option<f64>,
+}
+
+/// --pace: spans per second per recording thread (0 = flat out).
+static PACE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// Sleeps until `made` spans are due at the thread's pace since `t0`.
+fn pace(t0: Instant, made: u64) {
+    let per_thread = PACE.get().copied().unwrap_or(0.0);
+    if per_thread > 0.0 {
+        let due = std::time::Duration::from_secs_f64(made as f64 / per_thread);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 fn parse_slow(s: &str) -> Result<(String, f64), String> {
@@ -210,7 +233,9 @@ fn mixed(total: u64, threads: usize) -> CliResult<u64> {
                     let share = sync_target / threads.max(1) as u64
                         + u64::from((w as u64) < sync_target % threads.max(1) as u64);
                     let mut mine = 0;
+                    let t0 = Instant::now();
                     while mine < share {
+                        pace(t0, mine);
                         if share - mine >= 9 {
                             mine += request(i, w);
                         } else {
@@ -240,6 +265,42 @@ fn wide(total: u64, threads: usize) -> u64 {
                 for i in 0..share {
                     let _g = ferret::span("request");
                     work_as("request", i);
+                }
+            });
+        }
+    });
+    root.end();
+    total.max(1)
+}
+
+/// The 300 names of the service shape: `module_M.function_F`, 10 modules
+/// of 30 functions (as `bench/make_ferret_io.py --shape service` writes).
+fn service_names() -> Vec<&'static str> {
+    (0..10)
+        .flat_map(|m| (30..60).map(move |f| format!("module_{m}.function_{f}")))
+        .map(|s| &*Box::leak(s.into_boxed_str()))
+        .collect()
+}
+
+fn service(total: u64, threads: usize) -> u64 {
+    let names = service_names();
+    let root = ferret::start("main");
+    let children = total.saturating_sub(1);
+    std::thread::scope(|s| {
+        for w in 0..threads.max(1) {
+            let (root, names) = (&root, &names);
+            s.spawn(move || {
+                let _e = root.enter();
+                let share =
+                    children / threads as u64 + u64::from((w as u64) < children % threads as u64);
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ w as u64;
+                for i in 0..share {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let name = names[(x % names.len() as u64) as usize];
+                    let _g = ferret::span(name);
+                    work_as(name, i);
                 }
             });
         }
@@ -301,10 +362,19 @@ pub fn run(a: Args) -> CliResult {
         return Err(CliError::user("--work-us must be a positive number"));
     }
     let _ = SCALE.set((a.work_us / 0.1, a.slow.clone()));
+    if let Some(p) = a.pace {
+        if !(p.is_finite() && p > 0.0) || a.shape != Shape::Mixed {
+            return Err(CliError::user(
+                "--pace takes a positive number of spans per second, with --shape mixed",
+            ));
+        }
+        let _ = PACE.set(p / a.threads as f64);
+    }
     let shape = match a.shape {
         Shape::Mixed => "mixed",
         Shape::Wide => "wide",
         Shape::Deep => "deep",
+        Shape::Service => "service",
     };
     let profiler = Profiler::builder(&a.db)
         .label(format!("demo {shape} {} spans", a.spans))
@@ -320,12 +390,17 @@ pub fn run(a: Args) -> CliResult {
     let quiet_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let t0 = Instant::now();
+    // Entered on this thread, which waits for the workers: an open span
+    // the recorder publishes in its in-flight snapshots.
+    let paced = a.pace.map(|_| ferret::span("demo.paced"));
     let made = match a.shape {
         Shape::Mixed => mixed(a.spans, a.threads),
         Shape::Wide => Ok(wide(a.spans, a.threads)),
         Shape::Deep => Ok(deep(a.spans, a.threads, a.depth)),
+        Shape::Service => Ok(service(a.spans, a.threads)),
     };
     std::panic::set_hook(quiet_hook);
+    drop(paced);
     let made = made?;
     let recorded = t0.elapsed();
     let stats = profiler.close()?;
@@ -361,5 +436,9 @@ pub fn run(a: Args) -> CliResult {
         limit: 20,
     };
     let summary = summarize(&store, &Query::run(run_id), &opts, None)?;
-    super::analyze::render(&summary, super::analyze::Format::Table)
+    super::analyze::render(
+        &summary,
+        super::analyze::Format::Table,
+        ferret_analyze::analysis::Clock::Wall,
+    )
 }
