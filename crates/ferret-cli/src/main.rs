@@ -6,6 +6,7 @@ mod diff_config;
 mod diff_render;
 mod error;
 mod fmt;
+mod live_render;
 
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -39,6 +40,12 @@ enum Command {
     Diff(cmd::diff::Args),
     /// Draw a flame graph SVG of a run (shorthand for `export --format svg`).
     Flamegraph(cmd::export::FlameArgs),
+    /// List the stall reports of the recorders' watchdogs.
+    #[command(long_about = cmd::stalls::LONG_ABOUT)]
+    Stalls(cmd::stalls::Args),
+    /// Print the open spans of the processes recording now (latest snapshot).
+    #[command(long_about = cmd::dump::LONG_ABOUT)]
+    Dump(cmd::dump::Args),
     /// Watch a file live (or replay a run): per-name rates and latencies
     /// over a sliding window, in-flight spans, live processes.
     Watch(cmd::watch::Args),
@@ -67,6 +74,8 @@ impl Command {
             Command::Watch(a) => Some(&a.db),
             Command::Diff(a) if a.candidate.is_none() => Some(&a.base),
             Command::Diff(_) => None,
+            Command::Stalls(a) => Some(&a.db),
+            Command::Dump(a) => Some(&a.db),
         }
     }
 }
@@ -83,6 +92,8 @@ fn main() -> ExitCode {
         Command::Push(a) => cmd::push::run(a),
         Command::Flamegraph(a) => cmd::export::run_flame(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::Stalls(a) => cmd::stalls::run(a),
+        Command::Dump(a) => cmd::dump::run(a),
         Command::Watch(a) => cmd::watch::run(a),
     };
     match r {

@@ -57,6 +57,15 @@ fn native_base(dir: &Path) -> PathBuf {
         "--no-analyze",
     ])
     .ok();
+    // Live rows for `dump` and `stalls` to read (and the damage to hit).
+    let c = rusqlite::Connection::open(&p).unwrap();
+    c.execute_batch(
+        "INSERT INTO ferret_inflight (process, snapshot_ns, thread, depth, span_id, parent_id, trace_id, name, start_ns, entered, tags)
+           SELECT id, started_ns + 9, 0, 0, 5, NULL, 5, 'open', started_ns, 1, '{\"k\":1}' FROM ferret_processes;
+         INSERT INTO ferret_stalls (process, thread, tid, thread_name, span_id, name, busy, threshold_ns, open_ns, reported_ns, kind, stack)
+           SELECT id, 0, 1, 'main', 5, 'open', 1, 10, 20, started_ns + 20, 'stall', '[{\"name\":\"open\",\"open_ns\":20,\"tags\":null}]' FROM ferret_processes;",
+    )
+    .unwrap();
     p
 }
 
@@ -452,6 +461,11 @@ fn commands(db: &str, out: &str) -> Vec<Vec<String>> {
         // A file against itself: no regression can show (exit 1 would).
         vec!["diff", db, db],
         vec!["diff", db, db, "--by", "path"],
+        vec!["stalls", db],
+        vec!["stalls", db, "--format", "json"],
+        vec!["stalls", db, "--format", "text"],
+        vec!["dump", db],
+        vec!["dump", db, "--format", "json"],
         // watch: a replay (fast), and live for one short window.
         vec![
             "watch", db, "--once", "--replay", "--speed", "1000", "--format", "json",

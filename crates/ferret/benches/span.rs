@@ -79,11 +79,19 @@ fn bench_ferret(c: &mut Criterion) {
     // recording path alone (full-queue drops instead of shedding, as
     // before shedding existed); `ferret_shedding` the default setting.
     let dir = tempfile::tempdir().unwrap();
-    for (name, shed) in [("ferret", false), ("ferret_shedding", true)] {
-        let profiler = ferret::Profiler::builder(dir.path().join(format!("{name}.db")))
-            .shed_traces(shed)
-            .open()
-            .unwrap();
+    // `ferret_live_off`: without the heartbeat and the snapshot of open
+    // spans (on by default), so threads do not publish their open spans.
+    for (name, shed, live) in [
+        ("ferret", false, true),
+        ("ferret_live_off", false, false),
+        ("ferret_shedding", true, true),
+    ] {
+        let mut b =
+            ferret::Profiler::builder(dir.path().join(format!("{name}.db"))).shed_traces(shed);
+        if !live {
+            b = b.heartbeat_interval(None);
+        }
+        let profiler = b.open().unwrap();
         profiler.install();
         g.bench_function(name, |b| {
             b.iter_custom(|iters| chunked(iters, ferret_spans, || {}))

@@ -203,7 +203,9 @@ fn stall_then_recovery() {
         first.stack[1].tags,
         vec![("attempt".into(), TagValue::I64(2))]
     );
-    assert!(rec[0].open >= Duration::from_millis(290), "{:?}", rec[0]);
+    // Its open time is estimated from the last check that saw it (a loaded
+    // machine may delay checks): at least what the last report said.
+    assert!(rec[0].open >= stalls.last().unwrap().open, "{v:#?}");
     assert_eq!(rec[0].span_id, first.span_id);
     let text = first.to_text();
     assert!(text.starts_with("ferret: stall: thread \""), "{text}");

@@ -19,6 +19,12 @@ fn opt(w: &mut dyn Write, v: Option<impl std::fmt::Display>) -> std::io::Result<
 
 /// Writes the run as one JSON object per span and line; returns the spans read.
 pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    // Thread names (tid -> name per process), one small map per run.
+    let names: rustc_hash::FxHashMap<(u32, u64), String> = store
+        .threads(&sel.run)?
+        .into_iter()
+        .filter_map(|t| Some(((t.pid, t.tid), t.name?)))
+        .collect();
     let scanned = try_for_each(store, sel, true, |s| -> Result<()> {
         let r = s.span;
         write!(w, "{{\"span_id\":{},\"parent_id\":", r.span_id())?;
@@ -42,7 +48,12 @@ pub fn write(store: &Store, sel: &Selection, _opts: &Options, w: &mut dyn Write)
             w.write_all(b":")?;
             serde_json::to_writer(&mut *w, v)?;
         }
-        writeln!(w, "}},\"pid\":{},\"tid\":{}}}", r.pid, r.tid)?;
+        write!(w, "}},\"pid\":{},\"tid\":{},\"thread_name\":", r.pid, r.tid)?;
+        match names.get(&(r.pid, r.tid)) {
+            Some(n) => serde_json::to_writer(&mut *w, n)?,
+            None => w.write_all(b"null")?,
+        }
+        w.write_all(b"}\n")?;
         Ok(())
     })?;
     Ok(scanned.spans)

@@ -5,9 +5,11 @@ pub mod analyze;
 pub mod calltree;
 pub mod demo;
 pub mod diff;
+pub mod dump;
 pub mod export;
 pub mod push;
 pub mod runs;
+pub mod stalls;
 pub mod tree;
 pub mod watch;
 

@@ -44,13 +44,74 @@ pub fn incomplete_note(r: &ferret_analyze::store::RunInfo) -> String {
     s
 }
 
+/// Heartbeats of a run's processes that did not close: (running, stale,
+/// age of the freshest stale heartbeat in ns).
+#[derive(Default, Clone, Copy)]
+struct LiveState {
+    running: u32,
+    stale: u32,
+    stale_age_ns: i64,
+}
+
+impl LiveState {
+    /// What the heartbeats add to an incomplete run's note.
+    fn note(&self) -> String {
+        let mut s = String::new();
+        if self.running > 0 {
+            s.push_str(&format!("; {} running", self.running));
+        }
+        if self.stale > 0 {
+            s.push_str(&format!(
+                "; {} stale (no heartbeat for {}: crashed or hung)",
+                self.stale,
+                fmt::dur(self.stale_age_ns as f64)
+            ));
+        }
+        s
+    }
+}
+
+/// Per run id, the state of its unclosed processes' heartbeats.
+fn live_states(store: &ferret_analyze::store::Store) -> CliResult<Vec<(String, LiveState)>> {
+    use ferret_analyze::store::live::{self, ProcessState};
+    let now = live::now_ns();
+    let mut out: Vec<(String, LiveState)> = Vec::new();
+    for h in live::heartbeats(store, None)? {
+        let st = h.state(now);
+        if st == ProcessState::Closed {
+            continue;
+        }
+        let i = match out.iter().position(|(r, _)| *r == h.run_id) {
+            Some(i) => i,
+            None => {
+                out.push((h.run_id.clone(), LiveState::default()));
+                out.len() - 1
+            }
+        };
+        let l = &mut out[i].1;
+        if st == ProcessState::Running {
+            l.running += 1;
+        } else {
+            l.stale_age_ns = if l.stale == 0 {
+                h.age_ns(now)
+            } else {
+                l.stale_age_ns.min(h.age_ns(now))
+            };
+            l.stale += 1;
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(a: Args) -> CliResult {
     let files = super::expand_inputs(&a.db)?;
     let many = files.len() > 1;
     let mut runs = Vec::new();
     let mut kinds = Vec::new();
+    let mut lives: Vec<Vec<(String, LiveState)>> = Vec::new();
     for f in &files {
         let store = open_store(f, Some(&a.namespace))?;
+        lives.push(live_states(&store)?);
         let rs = store.runs()?;
         if rs.is_empty() && !many {
             return Err(ferret_analyze::Error::NoRuns.into());
@@ -61,6 +122,13 @@ pub fn run(a: Args) -> CliResult {
     if runs.is_empty() {
         return Err(CliError::user("no runs in any of the files"));
     }
+    let live_of = |fi: usize, run: &str| -> LiveState {
+        lives[fi]
+            .iter()
+            .find(|(r, _)| r == run)
+            .map(|(_, l)| *l)
+            .unwrap_or_default()
+    };
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Json => {
@@ -85,6 +153,8 @@ pub fn run(a: Args) -> CliResult {
                         "complete": r.complete(),
                         "processes_unclosed": r.processes_unclosed,
                         "lost_unclosed": r.lost_unclosed,
+                        "processes_running": live_of(*fi, &r.run_id).running,
+                        "processes_stale": live_of(*fi, &r.run_id).stale,
                         "format": kinds[*fi].as_str(),
                     })
                 })
@@ -133,7 +203,7 @@ pub fn run(a: Args) -> CliResult {
                     if r.complete() {
                         "complete".into()
                     } else {
-                        incomplete_note(r)
+                        incomplete_note(r) + &live_of(*fi, &r.run_id).note()
                     },
                     fmt::term_safe(r.label.as_deref().unwrap_or_default()).into_owned(),
                 ]);

@@ -141,6 +141,11 @@ impl Writer {
                 }
             }
             self.inner.relieve_queue_pressure();
+            // A heartbeat, snapshot or stall report is committed at once
+            // (the monitor wakes the writer when it hands one over).
+            if self.inner.live.as_ref().is_some_and(|l| l.has_pending()) {
+                self.persist();
+            }
             // Inner holds the sender: this only times out or takes a token.
             let _ = self.inner.wake.1.recv_deadline(next_tick);
         }

@@ -132,6 +132,11 @@ impl Live {
         f(&mut lock(&self.pending));
     }
 
+    /// True if rows wait for the writer.
+    pub(crate) fn has_pending(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// Takes the rows waiting for the writer.
     pub(crate) fn take_pending(&self) -> PendingLive {
         std::mem::take(&mut *lock(&self.pending))

@@ -247,6 +247,7 @@ pub(crate) fn run(inner: Arc<Inner>, stop: Arc<StopSignal>) {
                 }
                 if !rows.is_empty() {
                     live.pend(|p| p.stalls.extend(rows));
+                    inner.wake_writer();
                 }
                 next_check = Some(now + period);
             }
@@ -258,6 +259,7 @@ pub(crate) fn run(inner: Arc<Inner>, stop: Arc<StopSignal>) {
                     p.heartbeat = Some(b);
                     p.inflight = Some((snap_ns, spans));
                 });
+                inner.wake_writer();
                 next_beat = Some(now + iv);
             }
         }

@@ -38,6 +38,10 @@ pub(crate) const SKIPPED: u64 = 1 << 32;
 /// `flags` bit: pushed by entering a handle (`SpanHandle::enter`, a polled
 /// `in_span` future, a tracing span): the span is not this thread's own.
 pub(crate) const ENTERED: u64 = 1 << 33;
+/// `flags` bit: the slot's `parent` and `trace` are written. A guard's
+/// frame leaves them out (two stores fewer on the hot path): its parent is
+/// the frame below it, and its trace that frame's (or itself, at the root).
+const EXPLICIT: u64 = 1 << 34;
 
 #[derive(Default)]
 struct Slot {
@@ -78,7 +82,8 @@ pub(crate) struct LiveStack {
     pub thread: u32,
     gen: AtomicU64,
     len: AtomicUsize,
-    slots: Box<[Slot]>,
+    /// Inline, so that a push reaches its slot without another pointer.
+    slots: [Slot; DEPTH],
     /// Tags set on this thread's open guards (`SpanGuard::tag`): copied
     /// here under a lock, off the span hot path (spans without tags never
     /// touch it).
@@ -91,7 +96,7 @@ impl LiveStack {
             thread,
             gen: AtomicU64::new(0),
             len: AtomicUsize::new(0),
-            slots: (0..DEPTH).map(|_| Slot::default()).collect(),
+            slots: std::array::from_fn(|_| Slot::default()),
             tags: Mutex::new(Vec::new()),
         }
     }
@@ -121,21 +126,31 @@ impl LiveStack {
     /// Owner: the frame at depth `pos` was removed (an out-of-order end):
     /// the frames above move down one slot.
     pub(crate) fn remove(&self, pos: usize, len_before: usize) {
+        let top = len_before.min(DEPTH);
+        // The frames that move down keep their parent and trace, written
+        // out: the frame below them changes.
+        let raw: Vec<RawSlot> = self.slots[..top]
+            .iter()
+            .map(|s| RawSlot {
+                id: s.id.load(Ordering::Relaxed),
+                parent: s.parent.load(Ordering::Relaxed),
+                trace: s.trace.load(Ordering::Relaxed),
+                start: s.start.load(Ordering::Relaxed),
+                path_flags: s.path_flags.load(Ordering::Relaxed),
+            })
+            .collect();
+        let res = resolve(&raw);
         let g = self.gen.load(Ordering::Relaxed);
         self.gen.store(g.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        let top = len_before.min(DEPTH);
         for j in pos..top.saturating_sub(1) {
-            let (a, b) = (&self.slots[j], &self.slots[j + 1]);
-            for (x, y) in [
-                (&a.id, &b.id),
-                (&a.parent, &b.parent),
-                (&a.trace, &b.trace),
-                (&a.start, &b.start),
-                (&a.path_flags, &b.path_flags),
-            ] {
-                x.store(y.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
+            let (s, r, f) = (&self.slots[j], &raw[j + 1], &res[j + 1].frame);
+            s.id.store(r.id, Ordering::Relaxed);
+            s.parent.store(f.parent, Ordering::Relaxed);
+            s.trace.store(f.trace, Ordering::Relaxed);
+            s.start.store(r.start, Ordering::Relaxed);
+            s.path_flags
+                .store(r.path_flags | EXPLICIT, Ordering::Relaxed);
         }
         if len_before > DEPTH {
             // The frame that would move into the last slot is not mirrored.
@@ -148,6 +163,8 @@ impl LiveStack {
     }
 
     /// Owner: a frame pushed at depth `k` (the stack's length before).
+    /// The parent and trace of a frame that is not `ENTERED` are not
+    /// stored: they follow from the frame below.
     #[inline(always)]
     pub(crate) fn push(&self, k: usize, f: Pushed) {
         if let Some(s) = self.slots.get(k) {
@@ -155,11 +172,14 @@ impl LiveStack {
             self.gen.store(g.wrapping_add(1), Ordering::Relaxed);
             fence(Ordering::Release);
             s.id.store(f.id, Ordering::Relaxed);
-            s.parent.store(f.parent, Ordering::Relaxed);
-            s.trace.store(f.trace, Ordering::Relaxed);
             s.start.store(f.start, Ordering::Relaxed);
-            s.path_flags
-                .store(f.path as u64 | f.flags, Ordering::Relaxed);
+            let mut flags = f.flags;
+            if flags & ENTERED != 0 {
+                s.parent.store(f.parent, Ordering::Relaxed);
+                s.trace.store(f.trace, Ordering::Relaxed);
+                flags |= EXPLICIT;
+            }
+            s.path_flags.store(f.path as u64 | flags, Ordering::Relaxed);
         }
         self.len.store(k + 1, Ordering::Release);
     }
@@ -174,26 +194,29 @@ impl LiveStack {
     /// (more than the frames returned when deeper than [`DEPTH`]). `None`
     /// when the owner kept changing its stack during every attempt.
     pub(crate) fn read(&self, out: &mut Vec<OpenFrame>) -> Option<usize> {
+        let mut raw = Vec::with_capacity(8);
         for attempt in 0..200u32 {
-            out.clear();
+            raw.clear();
             let g1 = self.gen.load(Ordering::Acquire);
             let n = self.len.load(Ordering::Acquire);
             for s in self.slots.iter().take(n) {
-                let pf = s.path_flags.load(Ordering::Relaxed);
-                let f = OpenFrame {
+                raw.push(RawSlot {
                     id: s.id.load(Ordering::Relaxed),
                     parent: s.parent.load(Ordering::Relaxed),
                     trace: s.trace.load(Ordering::Relaxed),
                     start: s.start.load(Ordering::Relaxed),
-                    path: pf as u32,
-                    entered: pf & ENTERED != 0,
-                };
-                if pf & SKIPPED == 0 {
-                    out.push(f);
-                }
+                    path_flags: s.path_flags.load(Ordering::Relaxed),
+                });
             }
             fence(Ordering::Acquire);
             if self.gen.load(Ordering::Relaxed) == g1 {
+                out.clear();
+                out.extend(
+                    resolve(&raw)
+                        .into_iter()
+                        .filter(|f| !f.skipped)
+                        .map(|f| f.frame),
+                );
                 return Some(n);
             }
             if attempt > 16 {
@@ -205,6 +228,48 @@ impl LiveStack {
         out.clear();
         None
     }
+}
+
+/// A slot as loaded.
+#[derive(Clone, Copy)]
+struct RawSlot {
+    id: u64,
+    parent: u64,
+    trace: u64,
+    start: u64,
+    path_flags: u64,
+}
+
+struct Resolved {
+    frame: OpenFrame,
+    skipped: bool,
+}
+
+/// Fills in the parent and trace that guards' slots leave out.
+fn resolve(raw: &[RawSlot]) -> Vec<Resolved> {
+    let mut out: Vec<Resolved> = Vec::with_capacity(raw.len());
+    for r in raw {
+        let (parent, trace) = if r.path_flags & EXPLICIT != 0 {
+            (r.parent, r.trace)
+        } else {
+            match out.last() {
+                Some(p) => (p.frame.id, p.frame.trace),
+                None => (0, r.id),
+            }
+        };
+        out.push(Resolved {
+            frame: OpenFrame {
+                id: r.id,
+                parent,
+                trace,
+                start: r.start,
+                path: r.path_flags as u32,
+                entered: r.path_flags & ENTERED != 0,
+            },
+            skipped: r.path_flags & SKIPPED != 0,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -233,6 +298,9 @@ mod tests {
         s.push(1, frame(2, 1));
         assert_eq!(s.read(&mut out), Some(2));
         assert_eq!(out.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2]);
+        // A guard's parent and trace follow from the frame below.
+        assert_eq!((out[0].parent, out[0].trace), (0, 1));
+        assert_eq!((out[1].parent, out[1].trace), (1, 1));
         s.truncate(1);
         s.push(
             1,
@@ -252,6 +320,22 @@ mod tests {
         assert_eq!(out.len(), 2, "skipped frames are not shown");
         assert!(out[1].entered);
         assert_eq!(out[1].start, 90);
+        assert_eq!((out[1].parent, out[1].trace), (5, 7));
+    }
+
+    /// An out-of-order end: the frames above move down and keep their
+    /// parent and trace.
+    #[test]
+    fn remove_keeps_parents() {
+        let s = LiveStack::new(0);
+        for k in 0..4u64 {
+            s.push(k as usize, frame(k + 1, k));
+        }
+        s.remove(1, 4);
+        let mut out = Vec::new();
+        assert_eq!(s.read(&mut out), Some(3));
+        let v: Vec<_> = out.iter().map(|f| (f.id, f.parent, f.trace)).collect();
+        assert_eq!(v, [(1, 0, 1), (3, 2, 1), (4, 3, 1)]);
     }
 
     #[test]
