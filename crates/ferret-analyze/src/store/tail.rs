@@ -434,6 +434,22 @@ impl Tail {
         }
     }
 
+    /// When the run started (native files: the runs table), else `None`.
+    pub fn run_started_ns(&self) -> Result<Option<i64>> {
+        if self.store.kind != FileKind::Native {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .conn
+            .query_row(
+                "SELECT started_ns FROM ferret_runs WHERE id = ?1",
+                [self.run_db],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Processes of the run that have not closed their profiler (native
     /// files of format 2): `(pid, host, time of their last commit)`.
     pub fn live_processes(&self) -> Result<Vec<(u32, Option<String>, i64)>> {
