@@ -53,6 +53,10 @@ struct Args {
     /// Print each trial's result line as it comes.
     #[arg(long)]
     verbose: bool,
+    /// With --trial: write the trial's Ferret file here and keep it (to
+    /// analyze it, e.g. `ferret flamegraph --clock busy`).
+    #[arg(long, value_name = "FILE", requires = "trial")]
+    keep_trace: Option<PathBuf>,
     /// Internal: run one trial in this process.
     #[arg(long, value_enum, hide = true)]
     trial: Option<Mode>,
@@ -67,7 +71,7 @@ fn main() -> ExitCode {
     };
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     if let Some(mode) = args.trial {
-        return match trial::run(mode, load, &dir) {
+        return match trial::run(mode, load, &dir, args.keep_trace.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferret-service-bench: trial {}: {e}", mode.name());

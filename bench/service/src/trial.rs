@@ -44,9 +44,13 @@ pub struct Load {
     pub concurrency: usize,
 }
 
-/// Runs the trial and prints its result line; the files it wrote go in `dir`.
-pub fn run(mode: Mode, load: Load, dir: &Path) -> Result<(), String> {
-    let db = dir.join(format!("service-{}.db", std::process::id()));
+/// Runs the trial and prints its result line; the files it wrote go in
+/// `dir` and are removed, except a Ferret file kept at `keep`.
+pub fn run(mode: Mode, load: Load, dir: &Path, keep: Option<&Path>) -> Result<(), String> {
+    let db = keep.map_or_else(
+        || dir.join(format!("service-{}.db", std::process::id())),
+        Path::to_path_buf,
+    );
     let chrome_file = dir.join(format!("service-{}.trace.json", std::process::id()));
     let mut profiler = None;
     let mut chrome_guard = None;
@@ -119,9 +123,11 @@ pub fn run(mode: Mode, load: Load, dir: &Path) -> Result<(), String> {
         None => (0, 0),
     };
     drop(chrome_guard);
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(PathBuf::from(format!("{}-wal", db.display())));
-    let _ = std::fs::remove_file(PathBuf::from(format!("{}-shm", db.display())));
+    if keep.is_none() {
+        let _ = std::fs::remove_file(&db);
+        let _ = std::fs::remove_file(PathBuf::from(format!("{}-wal", db.display())));
+        let _ = std::fs::remove_file(PathBuf::from(format!("{}-shm", db.display())));
+    }
     let _ = std::fs::remove_file(&chrome_file);
     out.latencies_us.sort_unstable();
     let pct = |q: f64| -> u32 {

@@ -4,7 +4,7 @@
 //! per side, per-name rules.
 
 use ferret_analyze::analysis::diff::{
-    compare, Clock, DiffOptions, DiffReport, Metric, NameRule, Outcome, RunData, SideData, Verdict,
+    compare, DiffOptions, DiffReport, Metric, NameRule, Outcome, RunData, SideData, Verdict,
 };
 use ferret_analyze::store::FileKind;
 use rand::SeedableRng;
@@ -380,35 +380,4 @@ fn too_few_samples_are_not_tested() {
         assert_eq!(t.outcome, Outcome::TooFewSamples);
         assert!(t.p_value.is_none());
     }
-}
-
-#[test]
-fn busy_clock_is_refused_until_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.db");
-    ferret_testkit::NativeFile::new("r1")
-        .span(ferret_testkit::span(1, 0, "a", 1_000, 500, 0))
-        .write(&path);
-    let run = "r1".to_owned();
-    let store = ferret_analyze::store::Store::open(&path).unwrap();
-    let spec = || ferret_analyze::analysis::diff::SideSpec {
-        store: &store,
-        runs: vec![run.clone()],
-    };
-    let opts = DiffOptions {
-        clock: Clock::Busy,
-        ..DiffOptions::default()
-    };
-    let e =
-        ferret_analyze::analysis::diff::diff(&spec(), &spec(), &opts, &mut |_, _| {}).unwrap_err();
-    assert!(e.to_string().contains("busy"), "{e}");
-    let same = ferret_analyze::analysis::diff::diff(
-        &spec(),
-        &spec(),
-        &DiffOptions::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(same.rows.len(), 1);
-    assert_eq!(same.rows[0].verdict, Verdict::Same);
 }

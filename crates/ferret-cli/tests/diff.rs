@@ -363,7 +363,7 @@ fn bad_input_exits_two_with_a_clear_message() {
         (vec!["diff", &text, &good], "notes.txt"),
         (vec!["diff", &good, &missing], "missing.db"),
         (vec!["diff", &good, &empty], "no spans"),
-        (vec!["diff", &good, &good, "--clock", "busy"], "busy"),
+        (vec!["diff", &good, &good, "--clock", "cpu"], "cpu"),
         (
             vec!["diff", &good, &good, "--threshold", "ten"],
             "threshold",

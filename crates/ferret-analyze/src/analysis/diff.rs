@@ -52,16 +52,8 @@ impl By {
     }
 }
 
-/// Which clock durations are compared on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Clock {
-    /// Wall-clock durations (default; the only one the analysis has yet).
-    #[default]
-    Wall,
-    /// On-CPU time. Not recorded by the analysis yet: [`diff`] refuses it.
-    Busy,
-}
+/// Which clock durations are compared on (the same as every report's).
+pub use super::query::Clock;
 
 /// How significance was tested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -573,8 +565,8 @@ pub struct SideSpec<'a> {
 }
 
 /// Compares two sides read from files: folds every run (one streaming pass
-/// each), then [`compare`]s. Errors on an unknown run, a side without spans,
-/// or `--clock busy` (not recorded yet). `progress` gets (spans, bytes) of
+/// each), then [`compare`]s on `opts.clock`. Errors on an unknown run or a
+/// side without spans. `progress` gets (spans, bytes) of
 /// the run being read now and then.
 pub fn diff(
     base: &SideSpec<'_>,
@@ -582,13 +574,6 @@ pub fn diff(
     opts: &DiffOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<DiffReport> {
-    if opts.clock == Clock::Busy {
-        return Err(Error::Invalid(
-            "--clock busy: busy (on-CPU) time is not available in the analysis yet; \
-             only --clock wall can be compared"
-                .into(),
-        ));
-    }
     let mut sides = vec![];
     for (what, spec) in [("base", base), ("candidate", candidate)] {
         if spec.runs.is_empty() {
@@ -596,7 +581,7 @@ pub fn diff(
         }
         let mut side = SideData::new(spec.store.path().display().to_string(), spec.store.kind());
         for run in &spec.runs {
-            let data = collect_run(spec.store, run, opts.by, progress)?;
+            let data = collect_run(spec.store, run, opts.by, opts.clock, progress)?;
             if data.spans == 0 {
                 return Err(Error::Invalid(format!(
                     "{}: run {run} ({what}) has no spans to compare",
@@ -614,14 +599,19 @@ pub fn diff(
 
 /// Folds one run into per-key statistics (one streaming pass through the
 /// [scan driver](mod@super::scan), which gives self times and call paths the
-/// same way for native and ferret-io files).
+/// same way for native and ferret-io files), on `clock`.
 pub fn collect_run(
     store: &Store,
     run: &str,
     by: By,
+    clock: Clock,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunData> {
-    let sel = select(store, &Query::run(run))?;
+    let q = Query {
+        clock,
+        ..Query::run(run)
+    };
+    let sel = select(store, &q)?;
     let mut fold = DiffFold {
         by,
         by_id: Vec::new(),

@@ -22,7 +22,7 @@ pub use paths::{
     cut_frame, fold_paths, fold_paths_with, folded_frame, FoldOptions, FoldedPath,
     DEFAULT_FOLD_DEPTH,
 };
-pub use query::{select, NameFilter, Query, Selection, TimeBound};
+pub use query::{select, Clock, NameFilter, Query, Selection, TimeBound};
 pub use resolve::{Finished, PathResolver};
 pub use scan::{scan, Fold, Resolved, ScanOptions, Scanned};
 pub use sketch::LatencySketch;

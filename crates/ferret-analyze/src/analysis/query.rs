@@ -17,6 +17,39 @@ pub enum TimeBound {
     FromRunStart(i64),
 }
 
+/// Which clock a report's durations are on.
+///
+/// - **wall**: from start to end (the default).
+/// - **busy**: the time the span was running on a thread: for a tracing span
+///   (FerretLayer) the time it was entered, for an `in_span` future (and
+///   `#[ferret::measure] async fn`) the time spent in its polls, for a sync
+///   span its wall time. A span's *self* busy time is its busy time minus
+///   the busy time of the spans that ran nested inside it on the same thread
+///   (the recorder measures it as `self_busy_ns`). ferret-io files record no
+///   busy time: busy = wall there.
+///
+/// The scan driver applies the clock (see [`scan`](super::scan::scan)):
+/// every fold sees the chosen durations and self times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// Wall-clock durations.
+    #[default]
+    Wall,
+    /// Busy (on-thread) time.
+    Busy,
+}
+
+impl Clock {
+    /// The clock's name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Wall => "wall",
+            Clock::Busy => "busy",
+        }
+    }
+}
+
 /// What a report reads.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -29,6 +62,8 @@ pub struct Query {
     /// Globs (`db_*`): reports that list names keep only the matching ones.
     /// Every span is still read (self time and trees need them all).
     pub names: Vec<String>,
+    /// The clock durations and self times are on.
+    pub clock: Clock,
 }
 
 impl Query {
@@ -65,6 +100,8 @@ pub struct Selection {
     pub counters: Option<RunInfo>,
     /// The name globs, compiled (`None`: every name).
     pub names: Option<NameFilter>,
+    /// The clock durations and self times are on.
+    pub clock: Clock,
 }
 
 /// Compiled name globs.
@@ -137,5 +174,6 @@ pub fn select(store: &Store, q: &Query) -> Result<Selection> {
         },
         counters,
         names: NameFilter::new(&q.names)?,
+        clock: q.clock,
     })
 }

@@ -9,14 +9,20 @@
 //! same meaning for both kinds. [`Scanned`] then gives the names and the
 //! call-path table those ids refer to.
 //!
+//! The clock ([`Selection::clock`]) is applied here too: on the busy
+//! clock, a native span's duration and children's total are rewritten from
+//! its busy tags before any fold sees it (ferret-io files record no busy
+//! time, so busy = wall there).
+//!
 //! Memory: the native path table (distinct call paths of the file), the
 //! resolver's open spans (ferret-io: concurrency × depth) and the names.
 
-use super::query::Selection;
+use super::query::{Clock, Selection};
 use super::resolve::PathResolver;
 use crate::error::Result;
 use crate::store::{FileKind, SpanRecord, Store};
 use ferret_format::codec::SpanHead;
+use ferret_format::TagValue;
 
 /// A span as a [`Fold`] sees it.
 #[derive(Debug, Clone, Copy)]
@@ -172,15 +178,18 @@ pub fn scan(
     opts: ScanOptions<'_>,
     fold: &mut impl Fold,
 ) -> Result<Scanned> {
+    let kind = store.kind();
+    // Busy clock on a native file: durations come from the busy tags (see
+    // `onto_busy_clock`), and the fast path, which skips tags, is off.
+    let busy = sel.clock == Clock::Busy && kind == FileKind::Native;
     let mut q = sel.window.clone();
-    q.with_tags = opts.with_tags;
+    q.with_tags = opts.with_tags || busy;
     let mut progress = opts.progress;
     let mut report = |n: u64, b: u64| {
         if let Some(p) = progress.as_mut() {
             p(n, b)
         }
     };
-    let kind = store.kind();
     let mut spans = store.spans(&sel.run, &q)?;
     let mut n = 0u64;
     let mut rec = SpanRecord::default();
@@ -192,7 +201,7 @@ pub fn scan(
     match kind {
         FileKind::Native => {
             let paths = PathTable::from_triples(store.paths()?);
-            if fold.heads_only() {
+            if fold.heads_only() && !busy {
                 let mut next_report = 1u64 << 16;
                 while !fold.done()
                     && spans.block_heads(|h, name| {
@@ -211,6 +220,9 @@ pub fn scan(
                     n += 1;
                     if n & 0xFFFF == 0 {
                         report(n, spans.bytes_read());
+                    }
+                    if busy {
+                        onto_busy_clock(&mut rec, opts.with_tags);
                     }
                     let path = rec.path().unwrap_or(0);
                     fold.span(Resolved {
@@ -275,6 +287,41 @@ pub fn scan(
         .map(|i| spans.name(i).to_owned())
         .collect();
     Ok(out)
+}
+
+/// The tag holding a span's busy time (ns), written by FerretLayer and
+/// `in_span` futures.
+pub const BUSY_TAG: &str = "busy_ns";
+/// The tag holding a span's self busy time (ns).
+pub const SELF_BUSY_TAG: &str = "self_busy_ns";
+
+/// Puts a native span on the busy clock: its duration becomes its busy
+/// time and its children's total the part of it that is not self busy
+/// time, so that every fold reads busy durations and self times through
+/// the usual fields. A span without `busy_ns` (a sync span) keeps its
+/// wall times. A span with `busy_ns` but no `self_busy_ns` (files
+/// recorded before self busy time was) gets busy minus its children's wall
+/// time, never below 0 (an underestimate). The busy tags are removed
+/// unless the caller asked for tags.
+fn onto_busy_clock(rec: &mut SpanRecord, keep_tags: bool) {
+    let find = |k: &str| {
+        rec.tags.iter().find_map(|(key, v)| match v {
+            TagValue::U64(n) if key == k => Some(*n),
+            TagValue::I64(n) if key == k && *n >= 0 => Some(*n as u64),
+            _ => None,
+        })
+    };
+    let Some(busy) = find(BUSY_TAG) else {
+        return;
+    };
+    let self_busy = find(SELF_BUSY_TAG)
+        .unwrap_or_else(|| busy.saturating_sub(rec.head.child_ns))
+        .min(busy);
+    rec.head.dur_ns = busy;
+    rec.head.child_ns = busy - self_busy;
+    if !keep_tags {
+        rec.tags.clear();
+    }
 }
 
 /// A [`Fold`] that calls `f` with every span (and ignores self times).

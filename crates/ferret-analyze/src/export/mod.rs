@@ -20,7 +20,7 @@ pub mod parquet;
 pub mod speedscope;
 pub mod svg;
 
-use crate::analysis::query::{select, Query, Selection};
+use crate::analysis::query::{select, Clock, Query, Selection};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use std::io::{self, Write};
@@ -67,6 +67,14 @@ impl Format {
             Format::Otlp => "otlp",
             Format::Parquet => "parquet",
         }
+    }
+
+    /// True when the format can carry durations on the busy clock: the
+    /// flame-graph formats (folded, svg, speedscope as a sampled profile).
+    /// The others place spans on a timeline or export every field of a
+    /// span as recorded, so they keep wall time.
+    pub fn has_busy_clock(&self) -> bool {
+        matches!(self, Format::Folded | Format::Svg | Format::Speedscope)
     }
 
     /// One line on what the format is for.
@@ -124,6 +132,14 @@ pub struct Exported {
 /// Writes the run `opts.query` selects as `format` to `w`. `w` is written
 /// in many small pieces: give it a buffered writer.
 pub fn write(store: &Store, opts: &Options, format: Format, w: &mut dyn Write) -> Result<Exported> {
+    if opts.query.clock == Clock::Busy && !format.has_busy_clock() {
+        return Err(Error::Invalid(format!(
+            "--clock busy: the {} export keeps wall time (spans on a timeline, or every field \
+             as recorded; busy time stays in the tags busy_ns and self_busy_ns); \
+             use folded, svg or speedscope for busy time",
+            format.name()
+        )));
+    }
     let sel = select(store, &opts.query)?;
     let spans = match format {
         Format::Jsonl => jsonl::write(store, &sel, opts, w)?,

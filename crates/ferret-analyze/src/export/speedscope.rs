@@ -10,13 +10,17 @@
 //! profile. Lane events are buffered (16 KiB per lane) and spilled to a temp
 //! file, then copied out profile by profile.
 //!
+//! On the busy clock the run is written as one sampled profile instead
+//! (see [`write()`]).
+//!
 //! Memory: one sort chunk (1 Mi spans, 32 MB), the distinct frames, and for
 //! the thread being swept its lanes' open stacks and buffers; plus a few
 //! bytes per profile and per 16 KiB of events.
 
 use super::extsort::{Item, Sorter, DEFAULT_CHUNK};
 use super::{origin_ns, Options};
-use crate::analysis::query::Selection;
+use crate::analysis::paths::{fold_selection, FoldOptions};
+use crate::analysis::query::{Clock, Selection};
 use crate::analysis::scan::try_for_each;
 use crate::error::Result;
 use crate::store::Store;
@@ -106,8 +110,15 @@ impl Lane {
     }
 }
 
-/// Writes the run as a speedscope file; returns the spans read.
+/// Writes the run as a speedscope file; returns the spans read. On the
+/// busy clock ([`Clock::Busy`]) spans have no place on a timeline any more
+/// (a busy duration is spread over the span's life), so the run is written
+/// as one *sampled* profile instead: one sample per call path, weighted by
+/// its self busy time (speedscope's "left heavy" and sandwich views).
 pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) -> Result<u64> {
+    if sel.clock == Clock::Busy {
+        return write_weighted(store, sel, opts, w);
+    }
     let run = sel.run.as_str();
     let origin = origin_ns(sel);
     let mut frame_ids: FxHashMap<String, u32> = FxHashMap::default();
@@ -253,6 +264,61 @@ pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) 
         w.write_all(b"}")?;
     }
     w.write_all(b"]}}\n")?;
+    Ok(n)
+}
+
+/// The run as one sampled profile: each call path a sample weighted by
+/// its self time on the selection's clock. Memory: the distinct call
+/// paths (as for folded stacks).
+fn write_weighted(
+    store: &Store,
+    sel: &Selection,
+    opts: &Options,
+    w: &mut dyn Write,
+) -> Result<u64> {
+    let fold_opts = opts
+        .max_depth
+        .map_or_else(FoldOptions::default, |d| FoldOptions {
+            max_depth: d.max(1),
+        });
+    let (paths, n) = fold_selection(store, sel, &fold_opts)?;
+    let mut frame_ids: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut frames: Vec<&str> = vec![];
+    let mut samples: Vec<Vec<u32>> = Vec::with_capacity(paths.len());
+    for p in &paths {
+        let stack = p
+            .stack
+            .split(';')
+            .map(|f| {
+                let next = frames.len() as u32;
+                *frame_ids.entry(f).or_insert_with(|| {
+                    frames.push(f);
+                    next
+                })
+            })
+            .collect();
+        samples.push(stack);
+    }
+    let weights: Vec<u64> = paths.iter().map(|p| p.self_ns).collect();
+    let total = weights.iter().fold(0u64, |a, &b| a.saturating_add(b));
+    let doc = serde_json::json!({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "exporter": "ferret",
+        "name": format!("ferret run {} ({} clock)", sel.run, sel.clock.name()),
+        "activeProfileIndex": 0,
+        "profiles": [{
+            "type": "sampled",
+            "name": format!("self {} time per call path", sel.clock.name()),
+            "unit": "nanoseconds",
+            "startValue": 0,
+            "endValue": total,
+            "samples": samples,
+            "weights": weights,
+        }],
+        "shared": { "frames": frames.iter().map(|f| serde_json::json!({ "name": f })).collect::<Vec<_>>() },
+    });
+    serde_json::to_writer(&mut *w, &doc)?;
+    w.write_all(b"\n")?;
     Ok(n)
 }
 

@@ -18,7 +18,10 @@ pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) 
         )));
     }
     let mut o = flamegraph::Options::default();
-    o.title = format!("ferret run {}", sel.run);
+    o.title = match sel.clock {
+        crate::analysis::Clock::Wall => format!("ferret run {}", sel.run),
+        c => format!("ferret run {} ({} clock)", sel.run, c.name()),
+    };
     o.subtitle = Some(if shift == 0 {
         format!("{n} spans; width = self time")
     } else {

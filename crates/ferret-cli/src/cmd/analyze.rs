@@ -4,7 +4,7 @@ use super::open_store;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Style, Table};
 use ferret_analyze::analysis::{
-    summarize, summarize_many, Query, SortKey, Summary, SummaryOptions,
+    summarize, summarize_many, Clock, Query, SortKey, Summary, SummaryOptions,
 };
 use std::io::Write;
 
@@ -64,6 +64,11 @@ pub struct Args {
     /// ferret-io log name holding the spans.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Clock of durations and self times: wall (start to end) or busy
+    /// (time running on a thread: entered tracing spans, polled futures;
+    /// sync spans count their wall time; ferret-io files: wall).
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: super::ClockArg,
     /// Show the slowest call trees instead of the summary.
     #[arg(long)]
     pub tree: bool,
@@ -92,6 +97,7 @@ impl Args {
             since: bound(&self.since).map_err(CliError::User)?,
             until: bound(&self.until).map_err(CliError::User)?,
             names: self.names.clone(),
+            clock: self.clock.into(),
         })
     }
 }
@@ -151,7 +157,7 @@ pub fn run(a: Args) -> CliResult {
                 t.elapsed().as_secs_f64()
             );
         }
-        return render(&summary, a.format);
+        return render(&summary, a.format, q.clock);
     }
     let db = &files[0];
     let store = open_store(db, Some(&a.namespace))?;
@@ -190,20 +196,22 @@ pub fn run(a: Args) -> CliResult {
         },
     )?;
     progress.finish();
-    render(&summary, a.format)
+    render(&summary, a.format, q.clock)
 }
 
-/// Prints a summary in `format` on stdout.
-pub fn render(summary: &Summary, format: Format) -> CliResult {
+/// Prints a summary in `format` on stdout; `clock` is the one its times
+/// are on.
+pub fn render(summary: &Summary, format: Format, clock: Clock) -> CliResult {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
-        Format::Json => write_json(&mut out, summary)?,
+        Format::Json => write_json(&mut out, summary, clock)?,
         Format::Csv => write_csv(&mut out, summary)?,
         Format::Table | Format::Text => {
             let color = fmt::color_stdout();
             eprintln!(
-                "Analyzing {}",
-                super::describe_runs(&summary.run_id, summary.latest)
+                "Analyzing {}{}",
+                super::describe_runs(&summary.run_id, summary.latest),
+                super::clock_note(clock)
             );
             write!(out, "{}", render_table(summary, color))?;
             writeln!(out, "{}", summary_line(summary, color))?;
@@ -236,12 +244,13 @@ struct JsonStat<'a> {
 
 /// The JSON document of the schema (times in seconds), written
 /// row by row: memory as the CSV path's, whatever the number of names.
-pub fn write_json(out: &mut impl Write, s: &Summary) -> CliResult {
+pub fn write_json(out: &mut impl Write, s: &Summary, clock: Clock) -> CliResult {
     write!(
         out,
-        "{{\"run_id\":{},\"format\":{},\"spans\":{},\"skipped_rows\":{},\"stats\":[",
+        "{{\"run_id\":{},\"format\":{},{}\"spans\":{},\"skipped_rows\":{},\"stats\":[",
         serde_json::to_string(&s.run_id)?,
         serde_json::to_string(s.format.as_str())?,
+        super::clock_field(clock),
         s.spans,
         s.skipped_rows
     )?;

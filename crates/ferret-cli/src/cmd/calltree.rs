@@ -38,6 +38,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Clock of durations and self times: wall (start to end) or busy
+    /// (time running on a thread: entered tracing spans, polled futures;
+    /// sync spans count their wall time; ferret-io files: wall).
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: super::ClockArg,
     /// ferret-io log name holding the spans.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
@@ -50,6 +55,7 @@ pub fn run(a: Args) -> CliResult {
     let files = super::expand_inputs(&a.db)?;
     let q = Query {
         run: a.run.clone(),
+        clock: a.clock.into(),
         ..Query::default()
     };
     let t = if files.len() > 1 {
@@ -67,7 +73,11 @@ pub fn run(a: Args) -> CliResult {
             } else {
                 "run"
             };
-            eprintln!("Call tree of {runs} {}{how}", t.run_id);
+            eprintln!(
+                "Call tree of {runs} {}{how}{}",
+                t.run_id,
+                super::clock_note(a.clock.into())
+            );
             write_text(&mut out, &t, &a, fmt::color_stdout())?;
         }
     }
@@ -201,8 +211,9 @@ fn secs(ns: u64) -> f64 {
 fn write_json(out: &mut impl Write, t: &CallTree, a: &Args) -> CliResult {
     write!(
         out,
-        "{{\"run_id\":{},\"spans\":{},\"total_s\":{},\"roots\":[",
+        "{{\"run_id\":{},{}\"spans\":{},\"total_s\":{},\"roots\":[",
         serde_json::to_string(&t.run_id)?,
+        super::clock_field(a.clock.into()),
         t.spans,
         secs(t.total_ns)
     )?;

@@ -394,5 +394,9 @@ pub fn run(a: Args) -> CliResult {
         limit: 20,
     };
     let summary = summarize(&store, &Query::run(run_id), &opts, None)?;
-    super::analyze::render(&summary, super::analyze::Format::Table)
+    super::analyze::render(
+        &summary,
+        super::analyze::Format::Table,
+        ferret_analyze::analysis::Clock::Wall,
+    )
 }

@@ -34,14 +34,7 @@ pub enum ByArg {
     Path,
 }
 
-/// Clocks.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClockArg {
-    /// Wall-clock durations.
-    Wall,
-    /// On-CPU time (not recorded by the analysis yet: refused).
-    Busy,
-}
+pub use super::ClockArg;
 
 /// Compare two runs (or two groups of runs) per name and gate regressions.
 ///
@@ -192,10 +185,7 @@ fn options(a: &Args, cfg: Config) -> CliResult<DiffOptions> {
             ByArg::Name => By::Name,
             ByArg::Path => By::Path,
         },
-        clock: match a.clock {
-            ClockArg::Wall => Clock::Wall,
-            ClockArg::Busy => Clock::Busy,
-        },
+        clock: Clock::from(a.clock),
         threshold: a.threshold.or(cfg.threshold).unwrap_or(d.threshold),
         min_abs_ns: a.min_abs.or(cfg.min_abs_ns).unwrap_or(d.min_abs_ns),
         alpha,

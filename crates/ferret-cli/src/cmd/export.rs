@@ -51,6 +51,11 @@ pub struct Args {
     /// file name).
     #[arg(long)]
     pub service_name: Option<String>,
+    /// Clock of durations: wall, or busy (time running on a thread) for
+    /// folded, svg and speedscope (written as one sampled profile of self
+    /// busy time per call path). The other formats keep wall time.
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: super::ClockArg,
     /// parquet: write DIR/host=H/run=R/part-N.parquet instead of -o, so
     /// that a fleet's files land in one queryable tree.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
@@ -76,6 +81,11 @@ pub struct FlameArgs {
     /// ferret-io files: the table-name namespace.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Clock of the self times: wall (start to end) or busy (time running
+    /// on a thread: entered tracing spans, polled futures; sync spans count
+    /// their wall time).
+    #[arg(long, value_enum, default_value = "wall")]
+    pub clock: super::ClockArg,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -93,6 +103,7 @@ pub fn run(a: Args) -> CliResult {
     let opts = export::Options {
         query: Query {
             run: a.run.clone(),
+            clock: a.clock.into(),
             ..Query::default()
         },
         frame_tags: a.frame_tags.clone(),
@@ -139,6 +150,7 @@ pub fn run_flame(a: FlameArgs) -> CliResult {
     let opts = export::Options {
         query: Query {
             run: a.run.clone(),
+            clock: a.clock.into(),
             ..Query::default()
         },
         frame_tags: Vec::new(),

@@ -183,6 +183,7 @@ pub fn run(a: Args) -> CliResult {
         since: bound(&a.since).map_err(CliError::User)?,
         until: bound(&a.until).map_err(CliError::User)?,
         names: Vec::new(),
+        ..Query::default()
     };
     let endpoint = a.endpoint.trim_end_matches('/');
     if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {

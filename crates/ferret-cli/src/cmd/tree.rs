@@ -41,7 +41,11 @@ pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
         Format::Json => write_json(&mut out, &tree, r.max_depth)?,
         Format::Text => {
             let how = if tree.latest { " (latest)" } else { "" };
-            eprintln!("Analyzing run {}{how}", tree.run_id);
+            eprintln!(
+                "Analyzing run {}{how}{}",
+                tree.run_id,
+                super::clock_note(q.clock)
+            );
             writeln!(out, "Top {} Slowest Traces", r.top)?;
             write_text(&mut out, &tree, fmt::color_stdout(), r.max_depth)?;
         }

@@ -54,7 +54,9 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 ///   `tokio::spawn(work.instrument(span))` and returned) ends at its last
 ///   exit, not when the last child closes; see "Detached children" below;
 /// - **busy time**: the time the span was entered (on any thread), as the tag
-///   `busy_ns` (see [`with_busy_time`](Self::with_busy_time));
+///   `busy_ns`, and its *self* busy time (busy time minus the time spent in
+///   spans entered or guarded inside it on the same thread) as
+///   `self_busy_ns` (see [`with_busy_time`](Self::with_busy_time));
 /// - **status**: error when a field named `error` is recorded (its value
 ///   becomes the tag `error`) or when an event of level `ERROR` happens inside
 ///   the span (the event's `error` field, or else its message, becomes the
@@ -110,8 +112,8 @@ impl FerretLayer {
         self
     }
 
-    /// Whether to tag each span with the time it was entered as `busy_ns`
-    /// (default: yes).
+    /// Whether to tag each span with the time it was entered as `busy_ns`,
+    /// and its self busy time as `self_busy_ns` (default: yes).
     pub fn with_busy_time(mut self, on: bool) -> Self {
         self.busy_time = on;
         self
@@ -376,7 +378,8 @@ where
         let Some(data) = ext.get_mut::<SpanData>() else {
             return;
         };
-        if !data.rec.push() {
+        let now = clock::now_raw();
+        if !data.rec.push(now) {
             return;
         }
         if data.entered == 0 {
@@ -384,7 +387,7 @@ where
             if !data.waiting.is_empty() {
                 data.release_waiting(None);
             }
-            data.since = clock::now_raw();
+            data.since = now;
         }
         data.entered += 1;
     }
@@ -399,11 +402,11 @@ where
         if matches!(data.rec, Rec::Off) {
             return;
         }
-        data.rec.pop();
+        let now = clock::now_raw();
+        data.rec.pop(now);
         if data.entered > 0 {
             data.entered -= 1;
             if data.entered == 0 {
-                let now = clock::now_raw();
                 data.busy_ns += clock::delta_ns(data.since, now);
                 data.last_exit = now;
             }
@@ -447,6 +450,7 @@ where
         };
         if self.busy_time {
             open.busy_ns = Some(busy);
+            open.self_busy_ns = Some(open.self_busy(busy));
         }
         // A child closing while its parent is idle waits in the parent.
         if let Some(p) = &parent {

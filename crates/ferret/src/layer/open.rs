@@ -49,8 +49,13 @@ pub(super) struct Open {
     more_shared: Vec<Arc<AtomicU64>>,
     /// The parent's counter, when the parent is another span.
     parent_shared: Option<Arc<AtomicU64>>,
+    /// Time spent in frames entered or guarded on top of this span's
+    /// frames (its children's busy time, nested in its own).
+    nested_ns: u64,
     /// The `busy_ns` tag to write, if busy time is recorded.
     pub busy_ns: Option<u64>,
+    /// The `self_busy_ns` tag to write, if busy time is recorded.
+    pub self_busy_ns: Option<u64>,
     /// Ended after its parent: tagged `detached`.
     pub detached: bool,
     pub tags: Tags,
@@ -96,7 +101,9 @@ impl Rec {
                     shared: None,
                     more_shared: Vec::new(),
                     parent_shared: if b.parent == 0 { None } else { parent_shared },
+                    nested_ns: 0,
                     busy_ns: None,
+                    self_busy_ns: None,
                     detached: false,
                     tags: Tags::default(),
                 }),
@@ -128,8 +135,9 @@ impl Rec {
         }
     }
 
-    /// Makes the span current on this thread; false if it pushes nothing.
-    pub(super) fn push(&self) -> bool {
+    /// Makes the span current on this thread from raw time `now`; false if
+    /// it pushes nothing.
+    pub(super) fn push(&self, now: u64) -> bool {
         let (parent, start) = match self {
             Rec::Open(o) => (o.parent, o.start),
             _ => (0, 0),
@@ -144,6 +152,8 @@ impl Rec {
                 shared: None,
                 skipped: true,
                 entered: true,
+                nested_ns: 0,
+                since: 0,
             },
             Rec::Open(o) => Frame {
                 id: o.id,
@@ -153,23 +163,28 @@ impl Rec {
                 shared: o.shared.clone(),
                 skipped: false,
                 entered: true,
+                nested_ns: 0,
+                since: now,
             },
         };
         with_local(|l| l.push_frame(frame, parent, start)).is_some()
     }
 
-    /// Undoes [`push`](Self::push), keeping what children credited to the frame.
-    pub(super) fn pop(&mut self) {
+    /// Undoes [`push`](Self::push) at raw time `now`, keeping what children
+    /// credited to the frame, and credits the time entered to the frame
+    /// below as nested time.
+    pub(super) fn pop(&mut self, now: u64) {
         let id = match self {
             Rec::Off => return,
             Rec::Skipped(_) => 0,
             Rec::Open(o) => o.id,
         };
-        let Some(Some(f)) = with_local(|l| l.pop(id)) else {
+        let Some(Some(f)) = with_local(|l| l.pop_entered(id, now)) else {
             return;
         };
         if let Rec::Open(o) = self {
             o.child_ns += f.child_ns;
+            o.nested_ns += f.nested_ns;
             if let Some(s) = f.shared {
                 match &o.shared {
                     None => o.shared = Some(s),
@@ -190,6 +205,11 @@ impl Open {
     /// Credits a child's duration directly (the child is finished here).
     pub(super) fn credit(&mut self, ns: u64) {
         self.child_ns += ns;
+    }
+
+    /// Its busy time minus its children's busy time nested in it.
+    pub(super) fn self_busy(&self, busy: u64) -> u64 {
+        busy.saturating_sub(self.nested_ns)
     }
 
     /// The span's duration if it ended at `end`.
@@ -227,7 +247,9 @@ impl Open {
             child_ns: child,
             path: self.path,
             thread: self.thread,
-            extra: self.tags.seal(self.busy_ns, self.detached),
+            extra: self
+                .tags
+                .seal(self.busy_ns, self.self_busy_ns, self.detached),
         };
         let inner = &self.inner;
         let mut span = Some(span);

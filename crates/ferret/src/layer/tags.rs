@@ -183,13 +183,19 @@ impl Tags {
     }
 
     /// The tail as a block stores it (flags, bytes), or `None` for a plain
-    /// ok span without tags: the target, the fields, then `busy_ns` and
-    /// `detached = true` if given.
-    pub(super) fn seal(&self, busy_ns: Option<u64>, detached: bool) -> Option<Box<Sealed>> {
+    /// ok span without tags: the target, the fields, then `busy_ns`,
+    /// `self_busy_ns` and `detached = true` if given.
+    pub(super) fn seal(
+        &self,
+        busy_ns: Option<u64>,
+        self_busy_ns: Option<u64>,
+        detached: bool,
+    ) -> Option<Box<Sealed>> {
         let n = self.len
             + self.spill.len()
             + usize::from(self.target.is_some())
             + usize::from(busy_ns.is_some())
+            + usize::from(self_busy_ns.is_some())
             + usize::from(detached);
         if n == 0 && !self.error {
             return None;
@@ -200,7 +206,7 @@ impl Tags {
         }
         let seal = |out: &mut Vec<u8>| {
             out.clear();
-            self.encode(n, busy_ns, detached, out);
+            self.encode(n, [busy_ns, self_busy_ns], detached, out);
             Sealed::boxed(flags, out.as_slice())
         };
         Some(
@@ -215,14 +221,15 @@ impl Tags {
 
     /// Writes the tags in the block format: varint count, then per tag the
     /// key, a type byte and the value.
-    fn encode(&self, n: usize, busy_ns: Option<u64>, detached: bool, out: &mut Vec<u8>) {
+    fn encode(&self, n: usize, busy: [Option<u64>; 2], detached: bool, out: &mut Vec<u8>) {
         if n == 0 {
             return;
         }
         put_varint(out, n as u64);
         let head = self.target.map(|t| ("target", Val::Static(t)));
         let tail = [
-            busy_ns.map(|b| ("busy_ns", Val::from(b))),
+            busy[0].map(|b| ("busy_ns", Val::from(b))),
+            busy[1].map(|b| ("self_busy_ns", Val::from(b))),
             detached.then_some(("detached", Val::Bool(true))),
         ];
         let all = head
@@ -337,7 +344,11 @@ mod tests {
                     t.set_error_status();
                 }
                 let status = if error { Status::Error } else { Status::Ok };
-                for (busy, detached) in [(None, false), (Some(7), false), (Some(u64::MAX), true)] {
+                for (busy, self_busy, detached) in [
+                    (None, None, false),
+                    (Some(7), Some(3), false),
+                    (Some(u64::MAX), Some(0), true),
+                ] {
                     let mut tags: Vec<(Cow<'static, str>, TagValue)> = case
                         .iter()
                         .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
@@ -345,12 +356,15 @@ mod tests {
                     if let Some(b) = busy {
                         tags.push((Cow::Borrowed("busy_ns"), TagValue::from(b)));
                     }
+                    if let Some(b) = self_busy {
+                        tags.push((Cow::Borrowed("self_busy_ns"), TagValue::from(b)));
+                    }
                     if detached {
                         tags.push((Cow::Borrowed("detached"), TagValue::Bool(true)));
                     }
                     let mut want = Vec::new();
                     let want_flags = encode_tail(&status, &tags, &mut want);
-                    match t.seal(busy, detached) {
+                    match t.seal(busy, self_busy, detached) {
                         None => assert!(!error && tags.is_empty()),
                         Some(s) => {
                             let (flags, bytes) = s.tail();
@@ -375,7 +389,7 @@ mod tests {
             (Cow::Borrowed("uri"), TagValue::Str("\"/b\"".into())),
         ];
         encode_tail(&Status::Ok, &tags, &mut want);
-        assert_eq!(t.seal(None, false).unwrap().tail().1, &want[..]);
+        assert_eq!(t.seal(None, None, false).unwrap().tail().1, &want[..]);
         assert!(t.has("uri") && !t.has("url"));
     }
 }

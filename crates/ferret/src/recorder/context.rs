@@ -70,6 +70,14 @@ pub(crate) struct Frame {
     /// Pushed by [`SpanHandle::enter`](super::span::SpanHandle::enter): the
     /// handle, not this frame, records the span.
     pub entered: bool,
+    /// Time spent in frames directly above this one: finished spans that
+    /// were guarded on top of it, and entered intervals of spans entered on
+    /// top of it (see [`Local::pop_entered`]). A span's *self busy* time is
+    /// its busy time minus this.
+    pub nested_ns: u64,
+    /// Raw clock when an entered frame was pushed (0: unknown, or a guard
+    /// frame, whose span measures its own duration).
+    pub since: u64,
 }
 
 /// The `trace` of a skipped frame or context whose trace was shed because
@@ -380,6 +388,20 @@ impl Local {
         }
     }
 
+    /// Pops the entered frame of span `id` at raw time `now` and credits
+    /// the time it was on the stack (when known) to the frame below as
+    /// nested time.
+    #[inline]
+    pub(crate) fn pop_entered(&mut self, id: u64, now: u64) -> Option<Frame> {
+        let f = self.pop(id)?;
+        if f.since != 0 {
+            if let Some(top) = self.stack.last_mut() {
+                top.nested_ns += clock::delta_ns(f.since, now);
+            }
+        }
+        Some(f)
+    }
+
     /// Ends the span `id` guarded on this thread: pops its frame, credits
     /// its duration to its parent and records it.
     #[inline]
@@ -417,6 +439,7 @@ impl Local {
             if top.id == parent {
                 top.child_ns += dur;
             }
+            top.nested_ns += dur;
         }
         let thread = self.thread_idx;
         self.record(

@@ -1,8 +1,14 @@
 //! Spans around futures: the span is current on whichever thread polls the
 //! future, and is recorded once, with its whole wall duration, when the
 //! future completes (or is dropped unfinished, tagged `cancelled`).
+//!
+//! Busy time: each poll of a recorded span reads the clock before and
+//! after; their sum is tagged `busy_ns`, and that sum minus the time spent
+//! in spans polled or guarded inside those polls is tagged `self_busy_ns`
+//! (what `ferret analyze --clock busy` reads).
 
-use super::span::{start_handle, SpanContext, SpanHandle};
+use super::span::{pop_current_at, start_handle, SpanContext, SpanHandle};
+use crate::clock;
 use crate::intern::Name;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +18,10 @@ use std::task::{Context, Poll};
 pub struct InSpan<F> {
     fut: F,
     handle: Option<SpanHandle>,
+    /// Time spent in polls.
+    busy_ns: u64,
+    /// Time spent in spans nested in those polls.
+    nested_ns: u64,
 }
 
 /// Adds [`in_span`](InSpanExt::in_span) to every future.
@@ -28,6 +38,8 @@ pub trait InSpanExt: Future + Sized {
         InSpan {
             fut: self,
             handle: Some(handle),
+            busy_ns: 0,
+            nested_ns: 0,
         }
     }
 
@@ -36,6 +48,8 @@ pub trait InSpanExt: Future + Sized {
         InSpan {
             fut: self,
             handle: Some(super::span::start_with_parent(name, parent)),
+            busy_ns: 0,
+            nested_ns: 0,
         }
     }
 }
@@ -75,6 +89,23 @@ impl<F: Future> InSpan<F> {
         let this = unsafe { self.get_unchecked_mut() };
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
         let res = match &this.handle {
+            Some(h) if h.is_recorded() => {
+                let t0 = clock::now_raw();
+                let pushed = h.push_current_at(t0);
+                // Pops the frame even if the poll panics.
+                struct Pop<'a>(Option<u64>, &'a mut u64, &'a mut u64, u64);
+                impl Drop for Pop<'_> {
+                    fn drop(&mut self) {
+                        let t1 = clock::now_raw();
+                        if let Some(id) = self.0 {
+                            *self.2 += pop_current_at(id, t1);
+                        }
+                        *self.1 += clock::delta_ns(self.3, t1);
+                    }
+                }
+                let _pop = Pop(pushed, &mut this.busy_ns, &mut this.nested_ns, t0);
+                fut.poll(cx)
+            }
             Some(h) => {
                 let _e = h.enter();
                 fut.poll(cx)
@@ -85,6 +116,7 @@ impl<F: Future> InSpan<F> {
             Poll::Ready(out) => {
                 if let Some(mut h) = this.handle.take() {
                     inspect(out, &mut h);
+                    tag_busy(&mut h, this.busy_ns, this.nested_ns);
                     h.end();
                 }
             }
@@ -96,6 +128,14 @@ impl<F: Future> InSpan<F> {
             }
         }
         res
+    }
+}
+
+/// Tags a recorded future span with its busy and self busy time.
+fn tag_busy(h: &mut SpanHandle, busy_ns: u64, nested_ns: u64) {
+    if h.is_recorded() {
+        h.tag("busy_ns", busy_ns)
+            .tag("self_busy_ns", busy_ns.saturating_sub(nested_ns));
     }
 }
 
@@ -137,6 +177,7 @@ impl<F> Drop for InSpan<F> {
             if !std::thread::panicking() {
                 h.tag("cancelled", true);
             }
+            tag_busy(&mut h, self.busy_ns, self.nested_ns);
             h.end();
         }
     }

@@ -103,6 +103,8 @@ fn start_guard(name: Name) -> SpanGuard {
                     shared: None,
                     skipped: true,
                     entered: false,
+                    nested_ns: 0,
+                    since: 0,
                 },
                 0,
                 0,
@@ -124,6 +126,8 @@ fn start_guard(name: Name) -> SpanGuard {
                     shared: None,
                     skipped: false,
                     entered: false,
+                    nested_ns: 0,
+                    since: 0,
                 },
                 b.parent,
                 start,
@@ -479,6 +483,18 @@ impl SpanHandle {
     /// Pushes this span on this thread's stack of current spans; returns the
     /// id to give [`pop_current`] (`None` if nothing was pushed).
     pub(crate) fn push_current(&self) -> Option<u64> {
+        self.push_current_at(0)
+    }
+
+    /// True when this handle records a span (not a no-op or skipped one).
+    pub(crate) fn is_recorded(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// [`push_current`](Self::push_current) from raw time `since` (0 for
+    /// unknown): [`pop_current_at`] then credits the time entered to the
+    /// frame below as nested time.
+    pub(crate) fn push_current_at(&self, since: u64) -> Option<u64> {
         if let Some(s) = &self.state {
             with_local(|l| {
                 l.push_frame(
@@ -490,6 +506,8 @@ impl SpanHandle {
                         shared: Some(s.shared.clone()),
                         skipped: false,
                         entered: true,
+                        nested_ns: 0,
+                        since,
                     },
                     s.parent,
                     s.start,
@@ -508,6 +526,8 @@ impl SpanHandle {
                         shared: None,
                         skipped: true,
                         entered: true,
+                        nested_ns: 0,
+                        since: 0,
                     },
                     0,
                     0,
@@ -575,13 +595,26 @@ pub struct Entered<'a> {
 /// Undoes [`SpanHandle::push_current`]: pops the frame of span `id` from this
 /// thread's stack and credits its children's time to the span.
 pub(crate) fn pop_current(id: u64) {
+    pop_current_at(id, 0);
+}
+
+/// [`pop_current`] at raw time `now`: also credits the time the frame was
+/// entered (if pushed with [`SpanHandle::push_current_at`]) to the frame
+/// below, and returns the time nested frames spent on top of it.
+pub(crate) fn pop_current_at(id: u64, now: u64) -> u64 {
     with_local(|l| {
-        if let Some(f) = l.pop(id) {
-            if let Some(sh) = &f.shared {
-                sh.fetch_add(f.child_ns, Ordering::Relaxed);
-            }
+        let f = if now == 0 {
+            l.pop(id)
+        } else {
+            l.pop_entered(id, now)
+        }?;
+        if let Some(sh) = &f.shared {
+            sh.fetch_add(f.child_ns, Ordering::Relaxed);
         }
-    });
+        Some(f.nested_ns)
+    })
+    .flatten()
+    .unwrap_or(0)
 }
 
 impl Drop for Entered<'_> {
