@@ -404,3 +404,77 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
     let after = capture(&session);
     assert!(!after.contains("sort self"), "{after}");
 }
+
+#[test]
+fn once_json_on_a_ferret_io_file_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("py.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    support::fio_schema(&conn, true);
+    // ferret-io logs a span when it ends: the child first, then its parent.
+    let write = |i: u64| {
+        let now = now_ns() as f64 / 1e9;
+        let (start, id, child) = (now - 0.010, format!("{i:032x}"), format!("c{i:031x}"));
+        for (ts, row) in [
+            (
+                now - 0.004,
+                support::fio_row(&child, Some(&id), "py", "io", start + 0.002, Some(0.006)),
+            ),
+            (
+                now,
+                support::fio_row(&id, None, "py", "request", start, Some(0.010)),
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
+                rusqlite::params![ts, row],
+            )
+            .unwrap();
+        }
+    };
+    write(0);
+    let child = Command::new(bin())
+        .args([
+            "watch",
+            s(&db),
+            "--once",
+            "--window",
+            "2s",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut i = 1;
+    while t0.elapsed() < Duration::from_millis(2500) {
+        write(i);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["header"]["format"], "ferret-io");
+    let rows = v["snapshot"]["rows"].as_array().unwrap();
+    let get = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n}: {v}"))
+    };
+    let (req, io) = (get("request"), get("io"));
+    assert!(req["count"].as_u64().unwrap() >= 20, "{req}");
+    assert_eq!(req["count"], io["count"]);
+    assert_eq!(req["max_ns"].as_u64(), Some(10_000_000));
+    // Self time: the request's 10 ms minus its child's 6 ms.
+    let self_each = req["self_ns"].as_u64().unwrap() / req["count"].as_u64().unwrap();
+    assert!((3_900_000..=4_100_000).contains(&self_each), "{req}");
+}
