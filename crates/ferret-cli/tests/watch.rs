@@ -478,3 +478,72 @@ fn once_json_on_a_ferret_io_file_being_written() {
     let self_each = req["self_ns"].as_u64().unwrap() / req["count"].as_u64().unwrap();
     assert!((3_900_000..=4_100_000).contains(&self_each), "{req}");
 }
+
+#[test]
+fn tui_file_deleted_while_watching_exits_2_with_the_terminal_restored() {
+    let Some(tmux) = tmux() else {
+        eprintln!(
+            "SKIPPED: tmux is not installed (apt-get install tmux); the TUI error test did not run"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("doomed.db");
+    NativeFile::new("r")
+        .span(span(1, 0, "doomed_span", now_ns(), 1_000, 0))
+        .write(&db);
+    let done = dir.path().join("exit-code");
+    let session = format!("ferret-watch-del-{}", std::process::id());
+    let cmd = format!(
+        "{} watch {} 2> {}; echo $? > {}; sleep 30",
+        bin(),
+        s(&db),
+        s(&dir.path().join("stderr")),
+        s(&done)
+    );
+    assert!(Command::new(tmux)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "25",
+            &cmd
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let _kill = scopeguard(session.clone());
+    wait_screen(&session, "the span", |sc| sc.contains("doomed_span"));
+    std::fs::remove_file(&db).unwrap();
+    let t0 = Instant::now();
+    while !done.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = std::fs::read_to_string(&done).expect("watch exited");
+    assert_eq!(code.trim(), "2");
+    let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        err.contains("doomed.db") && err.contains("no such file"),
+        "{err}"
+    );
+    // Back on the normal screen: the table is gone.
+    let after = capture(&session);
+    assert!(!after.contains("doomed_span"), "{after}");
+}
+
+/// Kills the tmux session when dropped.
+fn scopeguard(session: String) -> impl Drop {
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    Kill(session)
+}
