@@ -211,3 +211,32 @@ fn diff_compares_busy_time() {
     assert_eq!(verdict(&busy, "db"), Verdict::Same);
     assert!(busy.failed);
 }
+
+#[test]
+fn busy_clock_is_the_same_on_several_threads() {
+    use ferret_analyze::analysis::{call_tree_threads, summarize_threads};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc-blocks.db");
+    // Small blocks, so that the run splits between threads.
+    let mut f = NativeFile::new("r").block_spans(16);
+    for i in 0..200u64 {
+        f = f.spans(request(
+            1 + i * 3,
+            1_000 + (i * 20 * MS) as i64,
+            3 * MS + i * 1_000,
+        ));
+    }
+    f.write(&path);
+    let store = Store::open(&path).unwrap();
+    let opts = SummaryOptions::default();
+    let one = summarize_threads(&store, &q(Clock::Busy), &opts, 1, None).unwrap();
+    let two = summarize_threads(&store, &q(Clock::Busy), &opts, 2, None).unwrap();
+    assert_eq!(one, two);
+    let handler = one.stats.iter().find(|r| r.name == "handler").unwrap();
+    assert_eq!(handler.count, 200);
+    assert!(handler.total_ns < 200 * 4 * MS, "busy, not wall: {handler:?}");
+    assert_eq!(
+        call_tree_threads(&store, &q(Clock::Busy), 1).unwrap(),
+        call_tree_threads(&store, &q(Clock::Busy), 2).unwrap()
+    );
+}

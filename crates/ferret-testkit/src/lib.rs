@@ -90,6 +90,7 @@ impl TestSpan {
 pub struct NativeFile {
     run: String,
     spans: Vec<TestSpan>,
+    block_spans: usize,
 }
 
 impl NativeFile {
@@ -98,7 +99,15 @@ impl NativeFile {
         NativeFile {
             run: run.to_owned(),
             spans: Vec::new(),
+            block_spans: usize::MAX,
         }
+    }
+
+    /// Stores the spans in blocks of at most `n` spans (default: one block
+    /// for all), as a recorder that committed often would.
+    pub fn block_spans(mut self, n: usize) -> NativeFile {
+        self.block_spans = n.max(1);
+        self
     }
 
     /// Adds a span.
@@ -118,6 +127,8 @@ impl NativeFile {
     pub fn write(&self, path: &Path) {
         let conn = Connection::open(path).unwrap();
         conn.execute_batch(SCHEMA).unwrap();
+        // One transaction: a commit (and its sync) per row made big files slow.
+        conn.execute_batch("BEGIN").unwrap();
         conn.execute(
             "INSERT INTO ferret_meta VALUES ('format_version', ?1)",
             [FORMAT_VERSION.to_string()],
@@ -139,7 +150,20 @@ impl NativeFile {
         let mut trace_of = HashMap::new();
         let mut enc = BlockEncoder::new();
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let seal = |enc: BlockEncoder, lo: i64, hi: i64| {
+            let n = enc.len() as i64;
+            conn.execute(
+                "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![run_id, proc_id, lo, hi, n, enc.finish()],
+            )
+            .unwrap();
+        };
         for sp in &self.spans {
+            if enc.len() as usize >= self.block_spans {
+                seal(std::mem::replace(&mut enc, BlockEncoder::new()), lo, hi);
+                (lo, hi) = (i64::MAX, i64::MIN);
+            }
             let name_id = intern(
                 &conn,
                 "INSERT OR IGNORE INTO ferret_names (name) VALUES (?1)",
@@ -179,13 +203,8 @@ impl NativeFile {
             lo = lo.min(sp.start);
             hi = hi.max(sp.start.saturating_add(sp.dur as i64));
         }
-        let n = enc.len() as i64;
-        conn.execute(
-            "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            rusqlite::params![run_id, proc_id, lo, hi, n, enc.finish()],
-        )
-        .unwrap();
+        seal(enc, lo, hi);
+        conn.execute_batch("COMMIT").unwrap();
     }
 }
 
@@ -223,6 +242,7 @@ impl FerretIoFile {
              CREATE INDEX idx_logs_timestamp ON beaver_logs (log_name, timestamp);",
         )
         .unwrap();
+        conn.execute_batch("BEGIN").unwrap();
         for (i, r) in self.rows.iter().enumerate() {
             conn.execute(
                 "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
@@ -230,6 +250,7 @@ impl FerretIoFile {
             )
             .unwrap();
         }
+        conn.execute_batch("COMMIT").unwrap();
     }
 }
 

@@ -6,10 +6,12 @@
 //! open at one moment; a straggler that starts after its parent ended, or
 //! whose parent is absent, becomes a root).
 
+use super::parallel::{scan_threads, Merge};
 use super::query::{select, Query};
-use super::scan::{scan, Fold, Resolved, ScanOptions};
+use super::scan::{Fold, Resolved, ScanOptions};
 use crate::error::Result;
 use crate::store::Store;
+use ferret_format::codec::SpanHead;
 
 /// One call path. Times in ns.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -89,6 +91,19 @@ impl CallFold {
 }
 
 impl Fold for CallFold {
+    fn heads_only(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn head(&mut self, h: &SpanHead, _name: u32) {
+        let a = self.acc(h.path);
+        a.count += 1;
+        a.total = a.total.saturating_add(h.dur_ns);
+        a.max = a.max.max(h.dur_ns);
+        a.errors += h.is_error() as u64;
+    }
+
     fn span(&mut self, r: Resolved<'_>) {
         let d = r.span.duration_ns().unwrap_or(0);
         let err = r.span.status.is_error();
@@ -105,11 +120,34 @@ impl Fold for CallFold {
     }
 }
 
+impl Merge for CallFold {
+    fn fresh(&self) -> Self {
+        CallFold::default()
+    }
+
+    fn merge(&mut self, other: Self) {
+        for (i, o) in other.accs.into_iter().enumerate() {
+            let a = self.acc(i as u32);
+            a.count += o.count;
+            a.total = a.total.saturating_add(o.total);
+            a.self_ns = a.self_ns.saturating_add(o.self_ns);
+            a.max = a.max.max(o.max);
+            a.errors += o.errors;
+        }
+    }
+}
+
 /// Folds every span of the run `q` selects into its call tree.
 pub fn call_tree(store: &Store, q: &Query) -> Result<CallTree> {
+    call_tree_threads(store, q, 1)
+}
+
+/// [`call_tree`] on up to `threads` threads (native files; see
+/// [`scan_threads`]): the same tree, bit for bit, sooner.
+pub fn call_tree_threads(store: &Store, q: &Query, threads: usize) -> Result<CallTree> {
     let sel = select(store, q)?;
     let mut fold = CallFold::default();
-    let scanned = scan(store, &sel, ScanOptions::default(), &mut fold)?;
+    let scanned = scan_threads(store, &sel, ScanOptions::default(), threads, &mut fold)?;
     let accs = fold.accs;
     let n = scanned.spans;
     let paths = &scanned.paths;

@@ -116,7 +116,7 @@ pub fn summarize_many(
     q: &Query,
     opts: &SummaryOptions,
 ) -> std::result::Result<Summary, FileError> {
-    let parts = map_stores(stores, 0, |s| for_run(s, q, || partial(s, q, None)))?;
+    let parts = map_stores(stores, 0, |s| for_run(s, q, || partial(s, q, 1, None)))?;
     if parts.is_empty() {
         return Err(none_has(q));
     }

@@ -7,6 +7,7 @@
 pub mod calltree;
 pub mod diff;
 pub mod many;
+pub mod parallel;
 pub mod paths;
 pub mod query;
 pub mod resolve;
@@ -16,8 +17,9 @@ pub mod stats;
 pub mod summary;
 pub mod tree;
 
-pub use calltree::{call_tree, CallNode, CallTree};
+pub use calltree::{call_tree, call_tree_threads, CallNode, CallTree};
 pub use many::{call_tree_many, map_stores, merge_call_trees, summarize_many, FileError};
+pub use parallel::{default_threads, scan_threads, Merge};
 pub use paths::{
     cut_frame, fold_paths, fold_paths_with, folded_frame, FoldOptions, FoldedPath,
     DEFAULT_FOLD_DEPTH,
@@ -26,5 +28,5 @@ pub use query::{select, Clock, NameFilter, Query, Selection, TimeBound};
 pub use resolve::{Finished, PathResolver};
 pub use scan::{scan, Fold, Resolved, ScanOptions, Scanned};
 pub use sketch::LatencySketch;
-pub use summary::{summarize, NameSummary, SortKey, Summary, SummaryOptions};
+pub use summary::{summarize, summarize_threads, NameSummary, SortKey, Summary, SummaryOptions};
 pub use tree::{slowest_trees, Merged, More, Tree, TreeNode, TreeOptions};

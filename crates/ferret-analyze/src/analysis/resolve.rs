@@ -50,6 +50,11 @@ pub struct PathResolver {
     open: FxHashMap<u64, Open>,
     heap: BinaryHeap<Reverse<(i64, u64)>>,
     path_ids: FxHashMap<(u32, u32), u32>,
+    /// By name id: the (parent path, path) last interned for that name.
+    /// Spans of one name mostly share their parent path (all of them, under
+    /// a long-running service's root), so this array answers most lookups
+    /// without hashing.
+    last_by_name: Vec<(u32, u32)>,
     /// `paths[id - 1]` = (parent path, name id); path 0 is the root.
     paths: Vec<(u32, u32)>,
     max_open: usize,
@@ -70,6 +75,7 @@ impl PathResolver {
             open: FxHashMap::default(),
             heap: BinaryHeap::new(),
             path_ids: FxHashMap::default(),
+            last_by_name: vec![],
             paths: vec![],
             max_open: max_open.max(1),
             evicted_early: 0,
@@ -91,7 +97,25 @@ impl PathResolver {
         self.open.len()
     }
 
+    #[inline]
     fn intern(&mut self, parent: u32, name: u32) -> u32 {
+        if let Some(&(p, id)) = self.last_by_name.get(name as usize) {
+            if p == parent && id != 0 {
+                return id;
+            }
+        }
+        let id = self.intern_slow(parent, name);
+        let i = name as usize;
+        if i < 1 << 20 {
+            if i >= self.last_by_name.len() {
+                self.last_by_name.resize(i + 1, (0, 0));
+            }
+            self.last_by_name[i] = (parent, id);
+        }
+        id
+    }
+
+    fn intern_slow(&mut self, parent: u32, name: u32) -> u32 {
         let next = self.paths.len() as u32 + 1;
         let id = *self.path_ids.entry((parent, name)).or_insert(next);
         if id == next {
@@ -242,6 +266,62 @@ mod tests {
             fin.iter().find(|f| f.span_id == 1).unwrap().self_ns,
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_long_open_root_keeps_memory_flat_whatever_its_children() {
+        // The service shape: one root open for the whole stream, 100,000
+        // children one after another under it, 300 names.
+        let mut r = PathResolver::default();
+        let mut fin = vec![];
+        r.push(&rec(1, None, 0, 0, 10_000_000), &mut |f| fin.push(f));
+        let mut most_open = 0;
+        let mut paths = std::collections::BTreeSet::new();
+        for i in 0..100_000u64 {
+            let p = r.push(
+                &rec(
+                    i + 2,
+                    Some(1),
+                    1 + (i % 300) as u32,
+                    10 + i as i64 * 100,
+                    50,
+                ),
+                &mut |f| fin.push(f),
+            );
+            paths.insert(p);
+            most_open = most_open.max(r.open_count()).max(r.heap.len());
+        }
+        assert!(most_open <= 2, "open spans and heap entries: {most_open}");
+        assert_eq!(paths.len(), 300, "one path per name under the root");
+        assert_eq!(r.path_count(), 301);
+        r.finish(&mut |f| fin.push(f));
+        assert_eq!(fin.len(), 100_001);
+        let root = fin.iter().find(|f| f.span_id == 1).unwrap();
+        assert_eq!(root.self_ns, Some(10_000_000 - 100_000 * 50));
+    }
+
+    #[test]
+    fn the_name_cache_tells_paths_of_different_parents_apart() {
+        // One name under two parents, alternating: each span keeps the
+        // path of its own parent.
+        let mut r = PathResolver::default();
+        let mut fin = vec![];
+        r.push(&rec(1, None, 0, 0, 1000), &mut |f| fin.push(f));
+        r.push(&rec(2, None, 1, 0, 1000), &mut |f| fin.push(f));
+        let mut got = vec![];
+        for i in 0..6u64 {
+            let parent = 1 + i % 2;
+            got.push(
+                r.push(&rec(10 + i, Some(parent), 5, 1 + i as i64, 1), &mut |f| {
+                    fin.push(f)
+                }),
+            );
+        }
+        assert_eq!(got[0], got[2]);
+        assert_eq!(got[1], got[3]);
+        assert_ne!(got[0], got[1]);
+        assert_eq!(r.path(got[0]).unwrap(), (r.path(1).map(|_| 1).unwrap(), 5));
+        assert_eq!(r.path(got[1]).unwrap().1, 5);
     }
 
     #[test]

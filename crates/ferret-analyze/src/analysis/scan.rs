@@ -20,7 +20,7 @@
 use super::query::{Clock, Selection};
 use super::resolve::PathResolver;
 use crate::error::Result;
-use crate::store::{FileKind, SpanRecord, Store};
+use crate::store::{FileKind, SpanRecord, Spans, Store};
 use ferret_format::codec::SpanHead;
 use ferret_format::TagValue;
 
@@ -82,7 +82,7 @@ pub struct PathTable {
 const HOLE: (u32, u32) = (u32::MAX, u32::MAX);
 
 impl PathTable {
-    fn from_triples(t: impl IntoIterator<Item = (u32, u32, u32)>) -> PathTable {
+    pub(crate) fn from_triples(t: impl IntoIterator<Item = (u32, u32, u32)>) -> PathTable {
         let mut entries = Vec::new();
         for (id, parent, name) in t {
             let i = id as usize;
@@ -151,6 +151,9 @@ pub struct Scanned {
     pub names: Vec<String>,
     /// Call paths by path id.
     pub paths: PathTable,
+    /// Threads that read spans (see
+    /// [`scan_threads`](super::parallel::scan_threads)); 1 for a plain scan.
+    pub threads: usize,
 }
 
 impl Scanned {
@@ -201,45 +204,14 @@ pub fn scan(
     match kind {
         FileKind::Native => {
             let paths = PathTable::from_triples(store.paths()?);
-            if fold.heads_only() && !busy {
-                let mut next_report = 1u64 << 16;
-                while !fold.done()
-                    && spans.block_heads(|h, name| {
-                        n += 1;
-                        fold.head(h, name);
-                        fold.self_time(name, h.path, h.dur_ns.saturating_sub(h.child_ns));
-                    })
-                {
-                    if n >= next_report {
-                        next_report = n + (1 << 16);
-                        report(n, spans.bytes_read());
-                    }
-                }
-            } else {
-                while !fold.done() && spans.next_into(&mut rec) {
-                    n += 1;
-                    if n & 0xFFFF == 0 {
-                        report(n, spans.bytes_read());
-                    }
-                    if busy {
-                        onto_busy_clock(&mut rec, opts.with_tags);
-                    }
-                    let path = rec.path().unwrap_or(0);
-                    fold.span(Resolved {
-                        span: &rec,
-                        path,
-                        parent_path: paths.parent(path),
-                        name: spans.name(rec.name),
-                    });
-                    let self_ns = rec
-                        .duration_ns()
-                        .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
-                    if let Some(s) = self_ns {
-                        fold.self_time(rec.name, path, s);
-                    }
-                    fold.span_self(rec.span_id(), self_ns);
-                }
-            }
+            feed_native(
+                &mut spans,
+                &paths,
+                fold,
+                busy.then_some(opts.with_tags),
+                &mut n,
+                &mut report,
+            );
             out.paths = paths;
         }
         FileKind::FerretIo => {
@@ -282,6 +254,7 @@ pub fn scan(
         return Err(e);
     }
     out.spans = n;
+    out.threads = 1;
     out.skipped_rows = spans.skipped_rows();
     out.names = (0..spans.name_count() as u32)
         .map(|i| spans.name(i).to_owned())
@@ -321,6 +294,61 @@ fn onto_busy_clock(rec: &mut SpanRecord, keep_tags: bool) {
     rec.head.child_ns = busy - self_busy;
     if !keep_tags {
         rec.tags.clear();
+    }
+}
+
+/// Feeds every span of a native stream to `fold` (the fast path when the
+/// fold takes heads only and the clock is wall), counting them in `n` and
+/// calling `report` with (spans, bytes read) now and then. Stops early
+/// when the fold is done. `busy`: `Some(keep_tags)` puts every span on the
+/// busy clock first (see `onto_busy_clock`; the stream must decode tags).
+pub(crate) fn feed_native(
+    spans: &mut Spans<'_>,
+    paths: &PathTable,
+    fold: &mut impl Fold,
+    busy: Option<bool>,
+    n: &mut u64,
+    report: &mut dyn FnMut(u64, u64),
+) {
+    let mut rec = SpanRecord::default();
+    if fold.heads_only() && busy.is_none() {
+        let mut next_report = *n + (1 << 16);
+        while !fold.done()
+            && spans.block_heads(|h, name| {
+                *n += 1;
+                fold.head(h, name);
+                fold.self_time(name, h.path, h.dur_ns.saturating_sub(h.child_ns));
+            })
+        {
+            if *n >= next_report {
+                next_report = *n + (1 << 16);
+                report(*n, spans.bytes_read());
+            }
+        }
+    } else {
+        while !fold.done() && spans.next_into(&mut rec) {
+            *n += 1;
+            if *n & 0xFFFF == 0 {
+                report(*n, spans.bytes_read());
+            }
+            if let Some(keep_tags) = busy {
+                onto_busy_clock(&mut rec, keep_tags);
+            }
+            let path = rec.path().unwrap_or(0);
+            fold.span(Resolved {
+                span: &rec,
+                path,
+                parent_path: paths.parent(path),
+                name: spans.name(rec.name),
+            });
+            let self_ns = rec
+                .duration_ns()
+                .map(|d| d.saturating_sub(rec.children_ns().unwrap_or(0)));
+            if let Some(s) = self_ns {
+                fold.self_time(rec.name, path, s);
+            }
+            fold.span_self(rec.span_id(), self_ns);
+        }
     }
 }
 

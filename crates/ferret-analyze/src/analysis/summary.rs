@@ -2,13 +2,24 @@
 //! errors (exact) and p50/p95/p99 from a DDSketch (at most 1% relative error).
 //! State: one accumulator per distinct name.
 
+use super::parallel::{scan_threads, Merge};
 use super::query::{select, Query};
-use super::scan::{scan, Fold, Resolved, ScanOptions};
+use super::scan::{Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
 use crate::error::Result;
 use crate::store::{FileKind, RunInfo, Store};
 use ferret_format::codec::SpanHead;
 use serde::Serialize;
+
+/// Durations staged per name before they go into its sketch.
+///
+/// With hundreds of names, each span's histogram update lands on a cold
+/// cache line of a different name's histogram, and the scan waits for it
+/// (18% of a 300-name ferret-io analysis went to that one load). Staged
+/// values go in by the batch, in a tight loop whose misses overlap. The
+/// sketch's content does not depend on the order values arrive in, so
+/// the results are the same.
+const STAGE: usize = 32;
 
 impl Acc {
     /// Adds one timed span.
@@ -18,7 +29,17 @@ impl Acc {
         self.total = self.total.saturating_add(d);
         self.min = self.min.min(d);
         self.max = self.max.max(d);
-        self.sketch.add(d);
+        if self.staged.len() == STAGE {
+            self.flush();
+        }
+        self.staged.push(d);
+    }
+
+    /// Moves the staged durations into the sketch.
+    fn flush(&mut self) {
+        for v in self.staged.drain(..) {
+            self.sketch.add(v);
+        }
     }
 }
 
@@ -31,6 +52,8 @@ struct Acc {
     self_ns: u64,
     errors: u64,
     sketch: LatencySketch,
+    /// Durations not yet in `sketch` (see [`STAGE`]).
+    staged: Vec<u64>,
 }
 
 impl Acc {
@@ -44,6 +67,7 @@ impl Acc {
             self_ns: 0,
             errors: 0,
             sketch: LatencySketch::new(),
+            staged: Vec::with_capacity(STAGE),
         }
     }
 }
@@ -238,6 +262,26 @@ impl Fold for SummaryFold {
     }
 }
 
+impl Merge for SummaryFold {
+    fn fresh(&self) -> Self {
+        SummaryFold {
+            accs: Vec::new(),
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+        for (i, a) in other.accs.into_iter().enumerate() {
+            if a.count > 0 || a.self_ns > 0 {
+                self.acc(i as u32).merge(a);
+            }
+        }
+    }
+}
+
 /// What one file contributes to a summary: its per-name state, keyed by
 /// name text so that files merge.
 pub(crate) struct Partial {
@@ -256,7 +300,9 @@ pub(crate) struct Partial {
 impl Acc {
     /// Adds `o`'s spans: exact for counts, totals, min/max and self time;
     /// the sketches merge as if every value had been added to one.
-    fn merge(&mut self, o: Acc) {
+    fn merge(&mut self, mut o: Acc) {
+        self.flush();
+        o.flush();
         self.count += o.count;
         self.timed += o.timed;
         self.total = self.total.saturating_add(o.total);
@@ -272,6 +318,7 @@ impl Acc {
 pub(crate) fn partial(
     store: &Store,
     q: &Query,
+    threads: usize,
     progress: Option<&mut dyn FnMut(u64, u64)>,
 ) -> Result<Partial> {
     let sel = select(store, q)?;
@@ -280,13 +327,14 @@ pub(crate) fn partial(
         first: i64::MAX,
         last: i64::MIN,
     };
-    let scanned = scan(
+    let scanned = scan_threads(
         store,
         &sel,
         ScanOptions {
             with_tags: false,
             progress,
         },
+        threads,
         &mut fold,
     )?;
     let accs = fold
@@ -294,7 +342,10 @@ pub(crate) fn partial(
         .into_iter()
         .enumerate()
         .filter(|(_, a)| a.count > 0)
-        .map(|(i, a)| (scanned.name(i as u32).to_owned(), a))
+        .map(|(i, mut a)| {
+            a.flush();
+            (scanned.name(i as u32).to_owned(), a)
+        })
         .collect();
     Ok(Partial {
         run: sel.run,
@@ -409,5 +460,17 @@ pub fn summarize(
     opts: &SummaryOptions,
     progress: Option<&mut dyn FnMut(u64, u64)>,
 ) -> Result<Summary> {
-    Ok(finish(vec![partial(store, q, progress)?], opts))
+    summarize_threads(store, q, opts, 1, progress)
+}
+
+/// [`summarize`] on up to `threads` threads (native files; see
+/// [`scan_threads`]): the same summary, bit for bit, sooner.
+pub fn summarize_threads(
+    store: &Store,
+    q: &Query,
+    opts: &SummaryOptions,
+    threads: usize,
+    progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<Summary> {
+    Ok(finish(vec![partial(store, q, threads, progress)?], opts))
 }

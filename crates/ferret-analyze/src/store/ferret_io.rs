@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_NAMESPACE: &str = "_ferret_trace";
 
 /// Rows fetched per query.
-const PAGE_ROWS: i64 = 4096;
+const PAGE_ROWS: i64 = 1024;
 
 #[derive(Deserialize)]
 struct JsonSpan<'a> {
@@ -73,6 +73,28 @@ pub(crate) fn span_key(s: &str) -> u64 {
     tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
     h = mix(h ^ u64::from_le_bytes(tail));
     h.max(1)
+}
+
+/// The key of the last parent id seen: a long-running service's spans
+/// mostly share one parent (its long-open root), and comparing 32 bytes
+/// is cheaper than hashing them again.
+#[derive(Default)]
+pub(crate) struct ParentKeys {
+    last: Vec<u8>,
+    key: u64,
+}
+
+impl ParentKeys {
+    /// `span_key(id)`, from the cache when `id` is the last id asked for.
+    #[inline]
+    pub(crate) fn key(&mut self, id: &str) -> u64 {
+        if self.key == 0 || id.as_bytes() != self.last.as_slice() {
+            self.last.clear();
+            self.last.extend_from_slice(id.as_bytes());
+            self.key = span_key(id);
+        }
+        self.key
+    }
 }
 
 /// A span's start and duration in ns, or `None` when they do not fit:
@@ -291,6 +313,7 @@ fn pre_parse(page: &mut RawPage, run: &str) {
         (at, at + s.len() as u32)
     };
     let mut start = 0;
+    let mut parents = ParentKeys::default();
     page.pre.reserve(page.ends.len());
     for &end in &page.ends {
         let text = &page.text[start..end];
@@ -300,7 +323,7 @@ fn pre_parse(page: &mut RawPage, run: &str) {
             Some(r) => match span_times(r.start_time, r.duration) {
                 Some((start_ns, duration_ns)) => Pre::Span(PreSpan {
                     span_key: span_key(r.span_id),
-                    parent_key: r.parent_id.map(span_key),
+                    parent_key: r.parent_id.map(|p| parents.key(p)),
                     name: range(r.name),
                     start_ns,
                     duration_ns,
@@ -391,7 +414,7 @@ fn read_pages(
                     p
                 }
                 Err(_) => RawPage {
-                    text: Vec::with_capacity(2 << 20),
+                    text: Vec::with_capacity(PAGE_ROWS as usize * 512),
                     ends: Vec::with_capacity(PAGE_ROWS as usize),
                     not_text: 0,
                     pre: Vec::new(),
@@ -523,6 +546,7 @@ const QUEUE_PAGES: usize = 2;
 pub(super) struct FerretIoSpans {
     names: Vec<Box<str>>,
     name_ids: FxHashMap<Box<str>, u32>,
+    parents: ParentKeys,
     with_tags: bool,
     run: String,
     /// The page being read, and the index of its next row.
@@ -560,6 +584,7 @@ impl FerretIoSpans {
             back,
             names: vec![],
             name_ids: FxHashMap::default(),
+            parents: ParentKeys::default(),
             with_tags,
             run: run.to_owned(),
             page: RawPage::default(),
@@ -593,7 +618,14 @@ impl FerretIoSpans {
                     ids: &mut self.name_ids,
                 };
                 let row = match self.page.pre.get(self.row) {
-                    None => parse_row(text, &self.run, self.with_tags, &mut names, out),
+                    None => parse_row(
+                        text,
+                        &self.run,
+                        self.with_tags,
+                        &mut names,
+                        &mut self.parents,
+                        out,
+                    ),
                     Some(Pre::Span(p)) => {
                         let at = |(a, b): (u32, u32)| {
                             // The ranges lie in an ASCII row (checked by the fast path).
@@ -681,6 +713,7 @@ fn parse_row(
     run: &str,
     with_tags: bool,
     names: &mut Interner<'_>,
+    parents: &mut ParentKeys,
     out: &mut SpanRecord,
 ) -> Row {
     if !with_tags {
@@ -696,7 +729,7 @@ fn parse_row(
                 names,
                 Fields {
                     span_key: span_key(r.span_id),
-                    parent_key: r.parent_id.map(span_key),
+                    parent_key: r.parent_id.map(|p| parents.key(p)),
                     name: r.name,
                     start_ns,
                     duration_ns,
@@ -857,7 +890,14 @@ mod tests {
                 ids: &mut ids,
             };
             let row_kind = if fast {
-                parse_row(row, "r1", false, &mut i, &mut rec)
+                parse_row(
+                    row,
+                    "r1",
+                    false,
+                    &mut i,
+                    &mut ParentKeys::default(),
+                    &mut rec,
+                )
             } else {
                 parse_row_serde(row, "r1", false, &mut i, &mut rec)
             };

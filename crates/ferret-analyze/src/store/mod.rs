@@ -447,6 +447,15 @@ impl Store {
         Ok(Spans { inner })
     }
 
+    /// The options this store was opened with: with [`Store::path`], what
+    /// opens another connection to the same file (each thread of a
+    /// parallel scan reads through its own).
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            namespace: Some(self.namespace.clone()),
+        }
+    }
+
     /// The call paths of a native file: `(id, parent id, name id)` with
     /// parent 0 for roots, and the name table. Empty for ferret-io files.
     pub fn paths(&self) -> Result<Vec<(u32, u32, u32)>> {
@@ -556,6 +565,27 @@ impl Spans<'_> {
         match &mut self.inner {
             SpansInner::Native(n) => n.block_heads(f),
             SpansInner::FerretIo(_) => false,
+        }
+    }
+
+    /// Native files only: the smallest and largest id of the blocks this
+    /// stream would read, `None` when it reads none (or for a ferret-io
+    /// stream). Block ids split a run into parts that threads read apart
+    /// (see [`Spans::restrict_blocks`]).
+    pub fn block_range(&self) -> Result<Option<(i64, i64)>> {
+        match &self.inner {
+            SpansInner::Native(n) => n.block_range(),
+            SpansInner::FerretIo(_) => Ok(None),
+        }
+    }
+
+    /// Native files only: from now on, reads only the blocks with ids in
+    /// `lo..=hi`, from the start of that range. Spans never cross blocks,
+    /// so the stream then yields exactly the spans of those blocks.
+    /// Ignored for ferret-io streams.
+    pub fn restrict_blocks(&mut self, lo: i64, hi: i64) {
+        if let SpansInner::Native(n) = &mut self.inner {
+            n.restrict_blocks(lo, hi);
         }
     }
 

@@ -197,6 +197,8 @@ pub(super) struct NativeSpans<'a> {
     pids: FxHashMap<i64, u32>,
     page: std::vec::IntoIter<(i64, i64, Vec<u8>)>,
     last_block: i64,
+    /// The last block id to read (see [`NativeSpans::restrict_blocks`]).
+    block_hi: i64,
     exhausted: bool,
     dec_state: Option<DecoderState>,
     /// Block buffers to reuse (saves an allocation and page faults per block).
@@ -270,6 +272,7 @@ impl<'a> NativeSpans<'a> {
             pids,
             page: Vec::new().into_iter(),
             last_block: 0,
+            block_hi: i64::MAX,
             exhausted: false,
             dec_state: None,
             spare: Vec::new(),
@@ -288,12 +291,47 @@ impl<'a> NativeSpans<'a> {
         self.names.len()
     }
 
+    /// The smallest and largest block id of the run's blocks that the
+    /// query's time bounds may touch; `None` when there are none.
+    pub(super) fn block_range(&self) -> Result<Option<(i64, i64)>> {
+        let since = self.q.since_ns.unwrap_or(i64::MIN);
+        let until = self.q.until_ns.unwrap_or(i64::MAX);
+        let r: (Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT min(id), max(id) FROM ferret_blocks
+             WHERE run = ?1 AND max_end >= ?2 AND min_start < ?3",
+            rusqlite::params![self.run, since, until],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(match r {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        })
+    }
+
+    /// From now on, reads only the blocks with ids in `lo..=hi` (from the
+    /// start of that range, whatever was read before).
+    pub(super) fn restrict_blocks(&mut self, lo: i64, hi: i64) {
+        if let Some(st) = self.dec_state.take() {
+            if self.spare.len() < PAGE_BLOCKS as usize {
+                self.spare.push(st.decoder.into_data());
+            }
+        }
+        for (_, _, buf) in std::mem::take(&mut self.page) {
+            if self.spare.len() < PAGE_BLOCKS as usize {
+                self.spare.push(buf);
+            }
+        }
+        self.last_block = lo.saturating_sub(1);
+        self.block_hi = hi;
+        self.exhausted = false;
+    }
+
     fn fetch_page(&mut self) -> Result<()> {
         let since = self.q.since_ns.unwrap_or(i64::MIN);
         let until = self.q.until_ns.unwrap_or(i64::MAX);
         let mut st = self.conn.prepare_cached(
             "SELECT id, process, data FROM ferret_blocks
-             WHERE run = ?1 AND id > ?2 AND max_end >= ?3 AND min_start < ?4
+             WHERE run = ?1 AND id > ?2 AND id <= ?6 AND max_end >= ?3 AND min_start < ?4
              ORDER BY id LIMIT ?5",
         )?;
         let mut rows = st.query(rusqlite::params![
@@ -301,7 +339,8 @@ impl<'a> NativeSpans<'a> {
             self.last_block,
             since,
             until,
-            PAGE_BLOCKS
+            PAGE_BLOCKS,
+            self.block_hi
         ])?;
         let mut page = Vec::with_capacity(PAGE_BLOCKS as usize);
         while let Some(r) = rows.next()? {

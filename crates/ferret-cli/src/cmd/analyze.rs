@@ -4,7 +4,7 @@ use super::open_store;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Align, Style, Table};
 use ferret_analyze::analysis::{
-    summarize, summarize_many, Clock, Query, SortKey, Summary, SummaryOptions,
+    summarize_many, summarize_threads, Clock, Query, SortKey, Summary, SummaryOptions,
 };
 use std::io::Write;
 
@@ -82,6 +82,11 @@ pub struct Args {
     /// cut shows `… N spans below, cut by --max-depth`.
     #[arg(long, default_value_t = 0)]
     pub max_depth: usize,
+    /// Threads reading a native file (default: the number of cores); the
+    /// summary is the same for any count. ferret-io files and --tree read
+    /// with one thread (plus ferret-io's SQLite reader).
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    pub threads: Option<usize>,
 }
 
 fn parse_sort(s: &str) -> Result<SortKey, String> {
@@ -185,16 +190,24 @@ pub fn run(a: Args) -> CliResult {
         sort: a.sort,
         limit: a.limit,
     };
-    let summary = summarize(&store, &q, &opts, Some(&mut |n, b| progress.update(n, b))).map_err(
-        |e| match e {
-            // A damaged file (exit 2; `main` names it).
-            e @ ferret_analyze::Error::Storage(_) => match CliError::from(e) {
-                CliError::File(m) => CliError::File(format!("reading failed part way: {m}")),
-                other => other,
-            },
-            e => e.into(),
+    let threads = a
+        .threads
+        .unwrap_or_else(ferret_analyze::analysis::default_threads);
+    let summary = summarize_threads(
+        &store,
+        &q,
+        &opts,
+        threads,
+        Some(&mut |n, b| progress.update(n, b)),
+    )
+    .map_err(|e| match e {
+        // A damaged file (exit 2; `main` names it).
+        e @ ferret_analyze::Error::Storage(_) => match CliError::from(e) {
+            CliError::File(m) => CliError::File(format!("reading failed part way: {m}")),
+            other => other,
         },
-    )?;
+        e => e.into(),
+    })?;
     progress.finish();
     render(&summary, a.format, q.clock)
 }

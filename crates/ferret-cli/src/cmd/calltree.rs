@@ -4,7 +4,7 @@ use super::open_store;
 use crate::art;
 use crate::error::{CliError, CliResult};
 use crate::fmt::{self, Style};
-use ferret_analyze::analysis::{call_tree, call_tree_many, CallTree, Query};
+use ferret_analyze::analysis::{call_tree_many, call_tree_threads, CallTree, Query};
 use std::io::Write;
 
 /// Output formats.
@@ -46,6 +46,10 @@ pub struct Args {
     /// ferret-io log name holding the spans.
     #[arg(long, default_value = ferret_analyze::store::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Threads reading a native file (default: the number of cores); the
+    /// tree is the same for any count. ferret-io files read with one.
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -61,7 +65,10 @@ pub fn run(a: Args) -> CliResult {
     let t = if files.len() > 1 {
         call_tree_many(super::open_stores(&files, &a.namespace)?, &q)?
     } else {
-        call_tree(&open_store(&files[0], Some(&a.namespace))?, &q)?
+        let threads = a
+            .threads
+            .unwrap_or_else(ferret_analyze::analysis::default_threads);
+        call_tree_threads(&open_store(&files[0], Some(&a.namespace))?, &q, threads)?
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match a.format {

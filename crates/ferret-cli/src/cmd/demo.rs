@@ -18,6 +18,10 @@ pub enum Shape {
     Wide,
     /// Long chains of nested spans.
     Deep,
+    /// A long-running service: one root (`main`) open for the whole run,
+    /// N-1 spans directly under it with 300 names such as
+    /// `module_3.function_73`, no tags.
+    Service,
 }
 
 /// Record a synthetic workload into a trace file, then analyze it.
@@ -269,6 +273,42 @@ fn wide(total: u64, threads: usize) -> u64 {
     total.max(1)
 }
 
+/// The 300 names of the service shape: `module_M.function_F`, 10 modules
+/// of 30 functions (as `bench/make_ferret_io.py --shape service` writes).
+fn service_names() -> Vec<&'static str> {
+    (0..10)
+        .flat_map(|m| (30..60).map(move |f| format!("module_{m}.function_{f}")))
+        .map(|s| &*Box::leak(s.into_boxed_str()))
+        .collect()
+}
+
+fn service(total: u64, threads: usize) -> u64 {
+    let names = service_names();
+    let root = ferret::start("main");
+    let children = total.saturating_sub(1);
+    std::thread::scope(|s| {
+        for w in 0..threads.max(1) {
+            let (root, names) = (&root, &names);
+            s.spawn(move || {
+                let _e = root.enter();
+                let share =
+                    children / threads as u64 + u64::from((w as u64) < children % threads as u64);
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ w as u64;
+                for i in 0..share {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let name = names[(x % names.len() as u64) as usize];
+                    let _g = ferret::span(name);
+                    work_as(name, i);
+                }
+            });
+        }
+    });
+    root.end();
+    total.max(1)
+}
+
 /// A chain of `depth` nested spans under the current span, built with an
 /// explicit stack of guards (no recursion: a depth of 100,000 needs no more
 /// stack than a depth of 1). Guards end innermost first. Returns spans made.
@@ -334,6 +374,7 @@ pub fn run(a: Args) -> CliResult {
         Shape::Mixed => "mixed",
         Shape::Wide => "wide",
         Shape::Deep => "deep",
+        Shape::Service => "service",
     };
     let profiler = Profiler::builder(&a.db)
         .label(format!("demo {shape} {} spans", a.spans))
@@ -356,6 +397,7 @@ pub fn run(a: Args) -> CliResult {
         Shape::Mixed => mixed(a.spans, a.threads),
         Shape::Wide => Ok(wide(a.spans, a.threads)),
         Shape::Deep => Ok(deep(a.spans, a.threads, a.depth)),
+        Shape::Service => Ok(service(a.spans, a.threads)),
     };
     std::panic::set_hook(quiet_hook);
     drop(paced);

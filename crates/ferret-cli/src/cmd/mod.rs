@@ -112,3 +112,13 @@ pub fn describe_runs(run_ids: &str, latest: bool) -> String {
     let more = if ids.len() > 3 { ", …" } else { "" };
     format!("{} runs{how}: {shown}{more}", ids.len())
 }
+
+/// Parses `--threads N`: a whole number of at least 1.
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{s}': expected a whole number of threads, at least 1"
+        )),
+    }
+}

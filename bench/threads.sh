@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Native analysis rate and thread scaling on one big file: `ferret analyze
+# --threads T` pinned to T cores with taskset (1 thread on core 0, 2 on
+# cores 0-1, ...), rounds interleaved across thread counts (and the
+# baseline binary, BASE=, pinned to one core), medians of ROUNDS runs.
+# Prints wall seconds, M spans/s, CPU seconds, peak RSS, speed-up over one
+# thread, and the load average (the machine is shared: quote medians).
+#
+# The file: e.g. `ferret demo --db /big/demo200m.db --spans 200000000
+# --threads 1 --no-analyze` (~2.4 GB; one recording thread keeps the writer
+# from shedding on a busy 2-core machine).
+#
+# usage: [BASE=old/ferret] [THREADS="1 2"] bench/threads.sh FILE [ROUNDS]
+source "$(dirname "$0")/lib.sh"
+file=$1; n=${2:-5}
+THREADS=${THREADS:-1 2}
+build
+spans=$("$FERRET" analyze "$file" --format json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["spans"])')
+echo "file: $file ($(du -h "$file" | cut -f1)), $spans spans; $(nproc) cores"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+res=$(mktemp)
+cat "$file" >/dev/null # warm the page cache
+for _ in $(seq "$n"); do
+    if [ -n "${BASE:-}" ]; then
+        echo "base|$( { /usr/bin/time -f '%e %M %U %S' taskset -c 0 "$BASE" analyze "$file" >/dev/null; } 2>&1 | tail -1)" >>"$res"
+    fi
+    for t in $THREADS; do
+        cpus=0-$((t - 1))
+        echo "t$t|$( { /usr/bin/time -f '%e %M %U %S' taskset -c "$cpus" "$FERRET" analyze "$file" --threads "$t" >/dev/null; } 2>&1 | tail -1)" >>"$res"
+    done
+done
+echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %8s %10s %8s %8s %8s\n' run 'wall s' 'M spans/s' 'cpu s' 'MB peak' 'speedup'
+t1=
+for label in ${BASE:+base} $(for t in $THREADS; do echo "t$t"; done); do
+    rows=$(grep "^$label|" "$res" | cut -d'|' -f2)
+    w=$(echo "$rows" | cut -d' ' -f1 | median)
+    m=$(echo "$rows" | cut -d' ' -f2 | median)
+    c=$(echo "$rows" | awk '{print $3 + $4}' | median)
+    [ "$label" = t1 ] && t1=$w
+    sp=$([ -n "$t1" ] && python3 -c "print(f'{$t1/$w:.2f}x')" || echo -)
+    printf '%-6s %8s %10s %8s %8s %8s\n' "$label" "$w" "$(python3 -c "print(round($spans/$w/1e6,1))")" "$c" "$((${m%.*} / 1024))" "$sp"
+done
+echo "all runs (label|wall peak_kb user sys):"
+cat "$res"
+rm -f "$res"

@@ -1,0 +1,219 @@
+//! Parallel scans give exactly the results of one thread: per-name counts,
+//! totals, min/max, self time, errors and percentiles, and call trees, on
+//! native files split into many blocks and on ferret-io files (which one
+//! thread reads).
+
+use ferret_analyze::analysis::{
+    call_tree, call_tree_threads, scan, scan_threads, select, summarize, summarize_threads, Fold,
+    Merge, Query, Resolved, ScanOptions, SortKey, SummaryOptions, TimeBound,
+};
+use ferret_analyze::store::Store;
+use ferret_analyze::Status;
+use ferret_format::codec::SpanHead;
+use ferret_testkit::{fio_row, span, FerretIoFile, NativeFile, TestSpan};
+use proptest::prelude::*;
+use std::path::Path;
+
+const ALL: SummaryOptions = SummaryOptions {
+    sort: SortKey::Name,
+    limit: 0,
+};
+
+/// Spans from a seed: a forest where each span's parent is an earlier
+/// span or none, `names` names, durations from 0 to ~10^15 ns (so that
+/// totals of a name reach far), about one error in 16.
+fn forest(seed: u64, n: usize, names: usize) -> Vec<TestSpan> {
+    let mut x = seed | 1;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m.max(1)
+    };
+    let mut out: Vec<TestSpan> = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = i as u64 + 1;
+        let parent = if i == 0 || next(4) == 0 {
+            0
+        } else {
+            1 + next(i as u64)
+        };
+        let dur = match next(4) {
+            0 => next(100),
+            1 => next(1_000_000),
+            2 => next(1 << 40),
+            _ => 1_000 + next(1 << 50),
+        };
+        let name = format!("n{}", next(names as u64));
+        let mut s = span(id, parent, &name, i as i64 * 1000, dur, next(dur + 1));
+        if next(16) == 0 {
+            s = s.status(Status::Error);
+        }
+        out.push(s);
+    }
+    out
+}
+
+fn native(dir: &Path, spans: Vec<TestSpan>, block: usize) -> Store {
+    let p = dir.join(format!("n{block}-{}.db", spans.len()));
+    let _ = std::fs::remove_file(&p);
+    NativeFile::new("run")
+        .block_spans(block)
+        .spans(spans)
+        .write(&p);
+    Store::open(&p).unwrap()
+}
+
+fn assert_same(store: &Store, q: &Query, threads: usize) {
+    let one = summarize(store, q, &ALL, None).unwrap();
+    let par = summarize_threads(store, q, &ALL, threads, None).unwrap();
+    assert_eq!(par, one, "summary with {threads} threads");
+    // Percentiles compared bit for bit, not only as floats.
+    for (a, b) in par.stats.iter().zip(&one.stats) {
+        for (x, y) in [
+            (a.p50_ns, b.p50_ns),
+            (a.p95_ns, b.p95_ns),
+            (a.p99_ns, b.p99_ns),
+        ] {
+            assert_eq!(x.to_bits(), y.to_bits(), "{}", a.name);
+        }
+    }
+    let t1 = call_tree(store, q).unwrap();
+    let tn = call_tree_threads(store, q, threads).unwrap();
+    assert_eq!(tn, t1, "call tree with {threads} threads");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn native_parallel_equals_serial(
+        seed in any::<u64>(),
+        n in 1usize..1500,
+        names in 1usize..120,
+        block in 1usize..64,
+        threads in 2usize..5,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = native(dir.path(), forest(seed, n, names), block);
+        assert_same(&store, &Query::latest(), threads);
+    }
+}
+
+#[test]
+fn native_parallel_equals_serial_with_a_time_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = native(dir.path(), forest(7, 5000, 40), 37);
+    let q = Query {
+        since: Some(TimeBound::UnixNs(1_000_000)),
+        until: Some(TimeBound::UnixNs(4_000_000)),
+        ..Query::latest()
+    };
+    assert_same(&store, &q, 2);
+    assert_same(&store, &q, 3);
+    let s = summarize_threads(&store, &q, &ALL, 2, None).unwrap();
+    assert_eq!(s.spans, 3000, "spans starting in [1 ms, 4 ms)");
+}
+
+/// Every head it sees, slowly: the helper threads then surely get chunks.
+#[derive(Default)]
+struct Heads(Vec<(u64, u32, u64)>);
+
+impl Fold for Heads {
+    fn heads_only(&self) -> bool {
+        true
+    }
+    fn head(&mut self, h: &SpanHead, name: u32) {
+        std::thread::sleep(std::time::Duration::from_micros(20));
+        self.0.push((h.id, name, h.dur_ns));
+    }
+    fn span(&mut self, _: Resolved<'_>) {}
+}
+
+impl Merge for Heads {
+    fn fresh(&self) -> Self {
+        Heads::default()
+    }
+    fn merge(&mut self, other: Self) {
+        self.0.extend(other.0);
+    }
+}
+
+#[test]
+fn threads_share_the_blocks_and_see_each_span_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = native(dir.path(), forest(3, 4000, 10), 25);
+    let sel = select(&store, &Query::latest()).unwrap();
+    let mut one = Heads::default();
+    let s1 = scan(&store, &sel, ScanOptions::default(), &mut one).unwrap();
+    let mut par = Heads::default();
+    let s2 = scan_threads(&store, &sel, ScanOptions::default(), 2, &mut par).unwrap();
+    assert_eq!(s1.threads, 1);
+    assert_eq!(s2.threads, 2, "both threads read chunks");
+    assert_eq!(s2.spans, 4000);
+    assert_eq!(s2.names, s1.names);
+    one.0.sort_unstable();
+    par.0.sort_unstable();
+    assert_eq!(par.0, one.0, "every span exactly once");
+}
+
+#[test]
+fn damaged_blocks_are_counted_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = native(dir.path(), forest(11, 3000, 20), 30);
+    let path = store.path().to_path_buf();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE ferret_blocks SET data = x'00ff' WHERE id % 7 = 3",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    let one = summarize(&store, &Query::latest(), &ALL, None).unwrap();
+    assert!(one.skipped_rows > 0);
+    assert_same(&store, &Query::latest(), 2);
+}
+
+#[test]
+fn ferret_io_reads_with_one_thread_and_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("fio.db");
+    let mut rows = vec![fio_row("root", None, "r", "main", 100.0, Some(50.0), "ok")];
+    for i in 0..500 {
+        let id = format!("c{i}");
+        let start = 100.0 + i as f64 * 0.05;
+        let status = if i % 50 == 0 { "error" } else { "ok" };
+        rows.push(fio_row(
+            &id,
+            Some("root"),
+            "r",
+            &format!("module_{}.function_{}", i % 3, i % 7),
+            start,
+            Some(0.01 + (i % 13) as f64 * 0.001),
+            status,
+        ));
+    }
+    FerretIoFile::new().rows(rows).write(&p);
+    let store = Store::open(&p).unwrap();
+    assert_same(&store, &Query::latest(), 2);
+    let sel = select(&store, &Query::latest()).unwrap();
+    struct Count(u64);
+    impl Fold for Count {
+        fn span(&mut self, _: Resolved<'_>) {
+            self.0 += 1;
+        }
+    }
+    impl Merge for Count {
+        fn fresh(&self) -> Self {
+            Count(0)
+        }
+        fn merge(&mut self, o: Self) {
+            self.0 += o.0;
+        }
+    }
+    let mut c = Count(0);
+    let s = scan_threads(&store, &sel, ScanOptions::default(), 4, &mut c).unwrap();
+    assert_eq!((s.threads, c.0), (1, 501));
+}
