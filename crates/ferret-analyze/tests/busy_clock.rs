@@ -234,7 +234,10 @@ fn busy_clock_is_the_same_on_several_threads() {
     assert_eq!(one, two);
     let handler = one.stats.iter().find(|r| r.name == "handler").unwrap();
     assert_eq!(handler.count, 200);
-    assert!(handler.total_ns < 200 * 4 * MS, "busy, not wall: {handler:?}");
+    assert!(
+        handler.total_ns < 200 * 4 * MS,
+        "busy, not wall: {handler:?}"
+    );
     assert_eq!(
         call_tree_threads(&store, &q(Clock::Busy), 1).unwrap(),
         call_tree_threads(&store, &q(Clock::Busy), 2).unwrap()

@@ -860,10 +860,11 @@ pub(super) fn parse_tail_row(
     run: &str,
     names: &mut Vec<Box<str>>,
     ids: &mut FxHashMap<Box<str>, u32>,
+    parents: &mut ParentKeys,
     out: &mut SpanRecord,
 ) -> Option<bool> {
     let mut names = Interner { names, ids };
-    match parse_row(text, run, false, &mut names, out) {
+    match parse_row(text, run, false, &mut names, parents, out) {
         Row::Span => Some(true),
         Row::OtherRun => Some(false),
         Row::Malformed => None,

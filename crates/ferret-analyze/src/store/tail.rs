@@ -102,6 +102,7 @@ pub struct Tail {
     /// ferret-io: children's total durations by parent key (two generations).
     pending: [FxHashMap<u64, u64>; 2],
     rec: SpanRecord,
+    parents: super::ferret_io::ParentKeys,
     /// Rows skipped as unreadable (damaged blocks, malformed JSON).
     pub skipped: u64,
 }
@@ -166,6 +167,7 @@ impl Tail {
             names_loaded: 0,
             pending: [FxHashMap::default(), FxHashMap::default()],
             rec: SpanRecord::default(),
+            parents: Default::default(),
             skipped: 0,
         })
     }
@@ -394,6 +396,7 @@ impl Tail {
                     &self.run,
                     &mut self.names,
                     &mut self.name_ids,
+                    &mut self.parents,
                     rec,
                 ) {
                     None => self.skipped += 1,
