@@ -55,11 +55,14 @@ def vm_hwm_kb(pid):
 
 
 def spans_in(db):
-    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return c.execute("SELECT coalesce(sum(count), 0) FROM ferret_blocks").fetchone()[0]
-    finally:
-        c.close()
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return c.execute("SELECT coalesce(sum(count), 0) FROM ferret_blocks").fetchone()[0]
+        finally:
+            c.close()
+    except sqlite3.Error:
+        return 0  # not created yet
 
 
 def wait_for(pred, timeout, what):
@@ -90,10 +93,11 @@ def one_round(i):
         pid = int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}", out=True).split()[0])
         wait_for(lambda: "spans/s" in screen(session), 10, "the first screen")
         time.sleep(1.0)  # the window's first fill is part of attaching, not steady state
-        t0, c0, n0 = time.monotonic(), cpu_ticks(pid), spans_in(db)
+        t0, c0, n0, w0 = time.monotonic(), cpu_ticks(pid), spans_in(db), cpu_ticks(demo.pid)
         time.sleep(MEASURE)
-        t1, c1, n1 = time.monotonic(), cpu_ticks(pid), spans_in(db)
+        t1, c1, n1, w1 = time.monotonic(), cpu_ticks(pid), spans_in(db), cpu_ticks(demo.pid)
         cpu_pct = (c1 - c0) / TCK / (t1 - t0) * 100
+        writer_pct = (w1 - w0) / TCK / (t1 - t0) * 100
         rate = (n1 - n0) / (t1 - t0)
         for _ in range(3):  # 10 s -> 30 s -> 60 s -> 1 s
             tmux("send-keys", "-t", session, "w")
@@ -121,20 +125,22 @@ def one_round(i):
                 os.remove(db + suffix)
     if not demo_alive:
         print(f"  round {i}: WARNING the demo finished before the latency samples; raise SPANS")
-    return rate, cpu_pct, hwm_mb, lat
+    return rate, cpu_pct, hwm_mb, lat, writer_pct
 
 
 def main():
     rows = []
     for i in range(1, ROUNDS + 1):
-        rate, cpu, hwm, lat = one_round(i)
+        rate, cpu, hwm, lat, wcpu = one_round(i)
         lat_s = " ".join(f"{x:.0f}" for x in lat)
-        print(f"round {i}: writer {rate / 1e6:.2f} M spans/s | watch CPU {cpu:.1f}% of one core"
+        print(f"round {i}: writer {rate / 1e6:.2f} M spans/s using {wcpu:.0f}% CPU"
+              f" | watch CPU {cpu:.1f}% of one core ({cpu / max(wcpu, 1e-9) * 100:.1f}% of the writer's)"
               f" | peak RSS {hwm:.1f} MB | commit-to-screen ms: {lat_s}", flush=True)
-        rows.append((rate, cpu, hwm, lat))
+        rows.append((rate, cpu, hwm, lat, wcpu))
     med = statistics.median
     all_lat = [x for r in rows for x in r[3]]
-    print(f"median of {ROUNDS} rounds: writer {med(r[0] for r in rows) / 1e6:.2f} M spans/s,"
+    print(f"median of {ROUNDS} rounds: writer {med(r[0] for r in rows) / 1e6:.2f} M spans/s"
+          f" ({med(r[4] for r in rows):.0f}% CPU),"
           f" watch CPU {med(r[1] for r in rows):.1f}% of one core (target <= 20%),"
           f" peak RSS {med(r[2] for r in rows):.1f} MB (target <= 50 MB)")
     if all_lat:

@@ -404,3 +404,146 @@ fn tui_under_tmux_shows_names_rates_and_quits_cleanly() {
     let after = capture(&session);
     assert!(!after.contains("sort self"), "{after}");
 }
+
+#[test]
+fn once_json_on_a_ferret_io_file_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("py.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    support::fio_schema(&conn, true);
+    // ferret-io logs a span when it ends: the child first, then its parent.
+    let write = |i: u64| {
+        let now = now_ns() as f64 / 1e9;
+        let (start, id, child) = (now - 0.010, format!("{i:032x}"), format!("c{i:031x}"));
+        for (ts, row) in [
+            (
+                now - 0.004,
+                support::fio_row(&child, Some(&id), "py", "io", start + 0.002, Some(0.006)),
+            ),
+            (
+                now,
+                support::fio_row(&id, None, "py", "request", start, Some(0.010)),
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO beaver_logs VALUES ('_ferret_trace', ?1, ?2)",
+                rusqlite::params![ts, row],
+            )
+            .unwrap();
+        }
+    };
+    write(0);
+    let child = Command::new(bin())
+        .args([
+            "watch",
+            s(&db),
+            "--once",
+            "--window",
+            "2s",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut i = 1;
+    while t0.elapsed() < Duration::from_millis(2500) {
+        write(i);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["header"]["format"], "ferret-io");
+    let rows = v["snapshot"]["rows"].as_array().unwrap();
+    let get = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n}: {v}"))
+    };
+    let (req, io) = (get("request"), get("io"));
+    assert!(req["count"].as_u64().unwrap() >= 20, "{req}");
+    assert_eq!(req["count"], io["count"]);
+    assert_eq!(req["max_ns"].as_u64(), Some(10_000_000));
+    // Self time: the request's 10 ms minus its child's 6 ms.
+    let self_each = req["self_ns"].as_u64().unwrap() / req["count"].as_u64().unwrap();
+    assert!((3_900_000..=4_100_000).contains(&self_each), "{req}");
+}
+
+#[test]
+fn tui_file_deleted_while_watching_exits_2_with_the_terminal_restored() {
+    let Some(tmux) = tmux() else {
+        eprintln!(
+            "SKIPPED: tmux is not installed (apt-get install tmux); the TUI error test did not run"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("doomed.db");
+    NativeFile::new("r")
+        .span(span(1, 0, "doomed_span", now_ns(), 1_000, 0))
+        .write(&db);
+    let done = dir.path().join("exit-code");
+    let session = format!("ferret-watch-del-{}", std::process::id());
+    let cmd = format!(
+        "{} watch {} 2> {}; echo $? > {}; sleep 30",
+        bin(),
+        s(&db),
+        s(&dir.path().join("stderr")),
+        s(&done)
+    );
+    assert!(Command::new(tmux)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "25",
+            &cmd
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let _kill = scopeguard(session.clone());
+    wait_screen(&session, "the span", |sc| sc.contains("doomed_span"));
+    std::fs::remove_file(&db).unwrap();
+    let t0 = Instant::now();
+    while !done.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = std::fs::read_to_string(&done).expect("watch exited");
+    assert_eq!(code.trim(), "2");
+    let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        err.contains("doomed.db") && err.contains("no such file"),
+        "{err}"
+    );
+    // Back on the normal screen: the table is gone.
+    let after = capture(&session);
+    assert!(!after.contains("doomed_span"), "{after}");
+}
+
+/// Kills the tmux session when dropped.
+fn scopeguard(session: String) -> impl Drop {
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    Kill(session)
+}

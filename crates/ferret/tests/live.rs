@@ -189,7 +189,8 @@ fn stall_then_recovery() {
     assert_eq!(first.name, "slow");
     assert!(first.busy);
     assert!(first.open >= Duration::from_millis(100));
-    assert!(first.open < Duration::from_millis(200), "{first:?}");
+    // Reported while still open (a loaded machine may delay the check).
+    assert!(first.open < Duration::from_millis(400), "{first:?}");
     assert!(stalls.iter().all(|s| s.span_id == first.span_id));
     for (i, s) in stalls.iter().enumerate() {
         assert!(
@@ -205,7 +206,11 @@ fn stall_then_recovery() {
     );
     // Its open time is estimated from the last check that saw it (a loaded
     // machine may delay checks): at least what the last report said.
-    assert!(rec[0].open >= stalls.last().unwrap().open, "{v:#?}");
+    // (Clock reads on two threads: allow a little skew.)
+    assert!(
+        rec[0].open + Duration::from_millis(20) >= stalls.last().unwrap().open,
+        "{v:#?}"
+    );
     assert_eq!(rec[0].span_id, first.span_id);
     let text = first.to_text();
     assert!(text.starts_with("ferret: stall: thread \""), "{text}");

@@ -203,6 +203,7 @@ impl Watcher {
                 exhausted: false,
             }),
             None => {
+                view.set_origin(tail.run_started_ns()?);
                 let back = (view.window_s() as i64 + 1) * 1_000_000_000;
                 tail.seek_ends_after(now_ns.saturating_sub(back))?;
                 None
@@ -318,6 +319,7 @@ impl Watcher {
             rp.read_to_ns = to;
             if rp.at_ns.is_none() && first_start != i64::MAX {
                 rp.at_ns = Some(first_start);
+                self.view.set_origin(Some(first_start));
             }
             if r.spans == 0 && !r.more {
                 rp.exhausted = true;

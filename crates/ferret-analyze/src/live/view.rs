@@ -174,6 +174,8 @@ pub struct View {
     frozen: Option<Snapshot>,
     inflight: Vec<InFlightRow>,
     stall_ns: u64,
+    /// Nothing happened before this time (the run's start), if known.
+    origin_ns: Option<i64>,
     /// Spans added (all time).
     pub spans_seen: u64,
     /// The latest span end seen (ns since the epoch), 0 before any.
@@ -196,6 +198,7 @@ impl View {
             frozen: None,
             inflight: Vec::new(),
             stall_ns: 5 * NS as u64,
+            origin_ns: None,
             spans_seen: 0,
             last_end_ns: 0,
         }
@@ -224,6 +227,13 @@ impl View {
         self.spans_seen += 1;
         self.last_end_ns = self.last_end_ns.max(s.end_ns());
         self.ring.add(s);
+    }
+
+    /// Sets the time before which nothing was recorded (the run's start):
+    /// a window reaching back before it covers only the time since, so that
+    /// a run younger than the window shows its true rates.
+    pub fn set_origin(&mut self, ns: Option<i64>) {
+        self.origin_ns = ns;
     }
 
     /// Spans that arrived after their second had left the ring.
@@ -346,7 +356,11 @@ impl View {
     fn compute(&self, now_ns: i64) -> Snapshot {
         let now_sec = now_ns.div_euclid(NS);
         let first = now_sec - self.window_s as i64;
-        let covered_ns = self.window_s as i64 * NS + now_ns.rem_euclid(NS);
+        let mut covered_ns = self.window_s as i64 * NS + now_ns.rem_euclid(NS);
+        if let Some(origin) = self.origin_ns {
+            covered_ns = covered_ns.min(now_ns.saturating_sub(origin));
+        }
+        let covered_ns = covered_ns.max(NS / 1000);
         let covered_s = (covered_ns as f64 / 1e9).max(1e-3);
         let merged = self.ring.merge(first, now_sec);
         let mut rows = Vec::new();
@@ -463,6 +477,19 @@ mod tests {
         assert_eq!(s.spans, 0);
         assert!(s.rows.is_empty());
         assert_eq!(s.spans_per_sec, 0.0);
+    }
+
+    #[test]
+    fn a_run_younger_than_the_window_shows_its_true_rate() {
+        let mut v = view();
+        // The run started at 100 s: at 110 s, 10 s are covered, not 10.99.
+        v.set_origin(Some(100 * S));
+        let s = v.snapshot(110 * S - 1);
+        assert!(
+            (s.spans_per_sec - 101.0).abs() < 1e-3,
+            "{}",
+            s.spans_per_sec
+        );
     }
 
     #[test]

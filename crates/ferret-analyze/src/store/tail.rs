@@ -94,8 +94,6 @@ pub struct Tail {
     names: Vec<Box<str>>,
     /// ferret-io: name ids by text.
     name_ids: FxHashMap<Box<str>, u32>,
-    /// ferret-io: the last parent id's key.
-    parent_keys: super::ferret_io::ParentKeys,
     /// Native: call-path id -> name id.
     path_names: Vec<u32>,
     /// Native: the largest path and name ids loaded.
@@ -104,6 +102,7 @@ pub struct Tail {
     /// ferret-io: children's total durations by parent key (two generations).
     pending: [FxHashMap<u64, u64>; 2],
     rec: SpanRecord,
+    parents: super::ferret_io::ParentKeys,
     /// Rows skipped as unreadable (damaged blocks, malformed JSON).
     pub skipped: u64,
 }
@@ -163,12 +162,12 @@ impl Tail {
             data_version: None,
             names,
             name_ids: FxHashMap::default(),
-            parent_keys: Default::default(),
             path_names: vec![0],
             paths_loaded: 0,
             names_loaded: 0,
             pending: [FxHashMap::default(), FxHashMap::default()],
             rec: SpanRecord::default(),
+            parents: Default::default(),
             skipped: 0,
         })
     }
@@ -397,7 +396,7 @@ impl Tail {
                     &self.run,
                     &mut self.names,
                     &mut self.name_ids,
-                    &mut self.parent_keys,
+                    &mut self.parents,
                     rec,
                 ) {
                     None => self.skipped += 1,
@@ -436,6 +435,22 @@ impl Tail {
                 return Ok(out);
             }
         }
+    }
+
+    /// When the run started (native files: the runs table), else `None`.
+    pub fn run_started_ns(&self) -> Result<Option<i64>> {
+        if self.store.kind != FileKind::Native {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .conn
+            .query_row(
+                "SELECT started_ns FROM ferret_runs WHERE id = ?1",
+                [self.run_db],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Processes of the run that have not closed their profiler (native

@@ -163,3 +163,91 @@ pub(super) fn on_key(w: &mut Watcher, ui: &mut Ui, k: KeyEvent) -> Action {
     }
     Action::Redraw
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_analyze::live::{LiveSort, WatchOptions};
+    use ferret_testkit::{span, NativeFile};
+
+    fn key(c: KeyCode) -> KeyEvent {
+        KeyEvent::new(c, KeyModifiers::NONE)
+    }
+
+    fn watcher(dir: &std::path::Path) -> Watcher {
+        let db = dir.join("k.db");
+        NativeFile::new("r1")
+            .span(span(1, 0, "alpha", now_ns(), 1_000, 0))
+            .write(&db);
+        Watcher::open(&db, WatchOptions::default(), now_ns()).unwrap()
+    }
+
+    #[test]
+    fn keys_drive_the_view_model_and_the_ui() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = watcher(dir.path());
+        let mut ui = Ui::default();
+        assert_eq!(
+            on_key(&mut w, &mut ui, key(KeyCode::Char(' '))),
+            Action::Redraw
+        );
+        assert!(w.view().paused());
+        on_key(&mut w, &mut ui, key(KeyCode::Char(' ')));
+        assert!(!w.view().paused());
+        on_key(&mut w, &mut ui, key(KeyCode::Char('s')));
+        assert_eq!(w.view().sort(), LiveSort::Rate);
+        on_key(&mut w, &mut ui, key(KeyCode::Char('w')));
+        assert_eq!(w.view().window_s(), 30);
+        on_key(&mut w, &mut ui, key(KeyCode::Tab));
+        assert_eq!(ui.focus, Pane::InFlight);
+        on_key(&mut w, &mut ui, key(KeyCode::Down));
+        assert_eq!((ui.inflight_offset, ui.names_offset), (1, 0));
+        // The filter is applied as typed; Enter keeps it, Esc clears it.
+        on_key(&mut w, &mut ui, key(KeyCode::Char('/')));
+        assert_eq!(ui.mode, Mode::Filter);
+        for c in "alq".chars() {
+            on_key(&mut w, &mut ui, key(KeyCode::Char(c)));
+        }
+        assert_eq!(w.view().filter(), "alq", "q types, it does not quit");
+        on_key(&mut w, &mut ui, key(KeyCode::Backspace));
+        on_key(&mut w, &mut ui, key(KeyCode::Enter));
+        assert_eq!((w.view().filter(), &ui.mode), ("al", &Mode::Normal));
+        on_key(&mut w, &mut ui, key(KeyCode::Char('/')));
+        on_key(&mut w, &mut ui, key(KeyCode::Esc));
+        assert_eq!(w.view().filter(), "");
+        // Help, closed by any key.
+        on_key(&mut w, &mut ui, key(KeyCode::Char('?')));
+        assert_eq!(ui.mode, Mode::Help);
+        assert_eq!(
+            on_key(&mut w, &mut ui, key(KeyCode::Char('q'))),
+            Action::Redraw
+        );
+        assert_eq!(ui.mode, Mode::Normal);
+        // The run picker lists the file's runs; Enter follows the one picked.
+        on_key(&mut w, &mut ui, key(KeyCode::Char('r')));
+        match &ui.mode {
+            Mode::Runs { runs, selected } => {
+                assert_eq!(runs[*selected].0, "r1");
+                assert!(runs[*selected].1.contains("(watching)"));
+            }
+            m => panic!("{m:?}"),
+        }
+        on_key(&mut w, &mut ui, key(KeyCode::Enter));
+        assert_eq!(
+            (w.run(), &ui.mode, &ui.message),
+            ("r1", &Mode::Normal, &None)
+        );
+        assert_eq!(
+            w.view().sort(),
+            LiveSort::Rate,
+            "settings survive a run switch"
+        );
+        assert_eq!(
+            on_key(&mut w, &mut ui, key(KeyCode::Char('q'))),
+            Action::Quit
+        );
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        ui.mode = Mode::Filter;
+        assert_eq!(on_key(&mut w, &mut ui, ctrl_c), Action::Quit);
+    }
+}
