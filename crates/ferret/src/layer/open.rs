@@ -144,17 +144,7 @@ impl Rec {
         };
         let frame = match self {
             Rec::Off => return false,
-            Rec::Skipped(kind) => Frame {
-                id: 0,
-                trace: *kind,
-                path: 0,
-                child_ns: 0,
-                shared: None,
-                skipped: true,
-                entered: true,
-                nested_ns: 0,
-                since: 0,
-            },
+            Rec::Skipped(kind) => Frame::skipped(*kind, true),
             Rec::Open(o) => Frame {
                 id: o.id,
                 trace: o.trace,

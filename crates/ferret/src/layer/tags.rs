@@ -5,7 +5,6 @@
 //! block's tail format (see `store::codec`), one allocation for the lot.
 
 use crate::recorder::buffer::Sealed;
-use std::cell::RefCell;
 
 /// Status bits and tag flag of a span's flags byte (docs/FORMAT.md).
 const ST_ERROR: u8 = 1;
@@ -201,22 +200,10 @@ impl Tags {
             return None;
         }
         let flags = if self.error { ST_ERROR } else { 0 } | if n > 0 { F_TAGS } else { 0 };
-        thread_local! {
-            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
-        let seal = |out: &mut Vec<u8>| {
-            out.clear();
+        Some(Sealed::encoded(|out| {
             self.encode(n, [busy_ns, self_busy_ns], detached, out);
-            Sealed::boxed(flags, out.as_slice())
-        };
-        Some(
-            SCRATCH
-                .try_with(|s| match s.try_borrow_mut() {
-                    Ok(mut s) => seal(&mut s),
-                    Err(_) => seal(&mut Vec::new()),
-                })
-                .unwrap_or_else(|_| seal(&mut Vec::new())),
-        )
+            flags
+        }))
     }
 
     /// Writes the tags in the block format: varint count, then per tag the

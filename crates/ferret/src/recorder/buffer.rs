@@ -67,6 +67,28 @@ impl Sealed {
         })
     }
 
+    /// Boxes the tail that `encode` writes into a thread-local scratch
+    /// buffer (returning the flag bits): no allocation but the box itself.
+    pub(crate) fn encoded(encode: impl FnOnce(&mut Vec<u8>) -> u8) -> Box<Sealed> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut encode = Some(encode);
+        let mut seal = |out: &mut Vec<u8>| {
+            out.clear();
+            let flags = (encode.take().expect("called once"))(out);
+            Sealed::boxed(flags, out.as_slice())
+        };
+        SCRATCH
+            .try_with(|s| match s.try_borrow_mut() {
+                Ok(mut s) => Some(seal(&mut s)),
+                Err(_) => None,
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| seal(&mut Vec::new()))
+    }
+
     /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](ferret_format::codec::BlockEncoder).
     #[inline]
     pub(crate) fn tail(&self) -> (u8, &[u8]) {

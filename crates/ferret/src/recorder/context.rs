@@ -80,6 +80,24 @@ pub(crate) struct Frame {
     pub since: u64,
 }
 
+impl Frame {
+    /// The frame of a span whose trace is skipped (`kind`: sampled out, or
+    /// [`SHED`]); `entered` as in [`Frame::entered`].
+    pub(crate) fn skipped(kind: u64, entered: bool) -> Frame {
+        Frame {
+            id: 0,
+            trace: kind,
+            path: 0,
+            child_ns: 0,
+            shared: None,
+            skipped: true,
+            entered,
+            nested_ns: 0,
+            since: 0,
+        }
+    }
+}
+
 /// The `trace` of a skipped frame or context whose trace was shed because
 /// the writer's queue was filling up (0 means skipped by sampling). Real
 /// trace ids are at least `1 << 40`.

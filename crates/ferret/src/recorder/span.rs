@@ -39,22 +39,9 @@ fn seal_tail(
                 ("self_busy_ns", TagValue::U64(sb)),
             ];
             let tags = &all[..if with_self { 2 } else { 1 }];
-            thread_local! {
-                static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-            }
-            let seal = |out: &mut Vec<u8>| {
-                out.clear();
-                let flags = ferret_format::codec::encode_tail(&Status::Ok, tags, out);
-                Sealed::boxed(flags, out.as_slice())
-            };
-            Some(
-                SCRATCH
-                    .try_with(|s| match s.try_borrow_mut() {
-                        Ok(mut s) => seal(&mut s),
-                        Err(_) => seal(&mut Vec::new()),
-                    })
-                    .unwrap_or_else(|_| seal(&mut Vec::new())),
-            )
+            Some(Sealed::encoded(|out| {
+                ferret_format::codec::encode_tail(&Status::Ok, tags, out)
+            }))
         }
     }
 }
@@ -142,21 +129,7 @@ fn start_guard(name: Name) -> SpanGuard {
     with_local(|l| match l.begin(&name, None) {
         Decision::Off => SpanGuard::noop(),
         Decision::Skip(kind) => {
-            l.push_frame(
-                Frame {
-                    id: 0,
-                    trace: kind,
-                    path: 0,
-                    child_ns: 0,
-                    shared: None,
-                    skipped: true,
-                    entered: false,
-                    nested_ns: 0,
-                    since: 0,
-                },
-                0,
-                0,
-            );
+            l.push_frame(Frame::skipped(kind, false), 0, 0);
             SpanGuard {
                 state: None,
                 skipped: true,
@@ -578,21 +551,7 @@ impl SpanHandle {
             .flatten()
         } else if self.skipped {
             with_local(|l| {
-                l.push_frame(
-                    Frame {
-                        id: 0,
-                        trace: self.skip_kind,
-                        path: 0,
-                        child_ns: 0,
-                        shared: None,
-                        skipped: true,
-                        entered: true,
-                        nested_ns: 0,
-                        since: 0,
-                    },
-                    0,
-                    0,
-                );
+                l.push_frame(Frame::skipped(self.skip_kind, true), 0, 0);
                 Some(0)
             })
             .flatten()
