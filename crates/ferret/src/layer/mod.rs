@@ -419,20 +419,21 @@ where
             .unwrap_or((0, 0));
         let Some(span) = ctx.span(&id) else { return };
         let parent = span.parent();
+        let now = clock::now_raw();
         // Set before returning, whatever happens: the parent's close, if
-        // this close ends it, comes next.
-        struct Mark(u64);
+        // this close ends it, comes next (the time of this close is the
+        // time read here: what follows takes far less than NESTED_CLOSE_NS).
+        struct Mark(u64, u64);
         impl Drop for Mark {
             fn drop(&mut self) {
-                let v = (self.0, clock::now_raw());
+                let v = (self.0, self.1);
                 let _ = CLOSED_CHILD_OF.try_with(|c| c.set(v));
             }
         }
-        let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()));
+        let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()), now);
         let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
-        let now = clock::now_raw();
         // Kept alive only by children after its last exit: it ends there.
         let kept_by_children = closed_child_of == id.into_u64()
             && clock::delta_ns(child_closed_at, now) < NESTED_CLOSE_NS
