@@ -629,7 +629,9 @@ pub(crate) fn pop_current_at(id: u64, now: u64) -> u64 {
         } else {
             l.pop_entered(id, now)
         }?;
-        if let Some(sh) = &f.shared {
+        // Most polls finish no child on this thread: skip the atomic add,
+        // whose cache line other threads' children also write.
+        if let (Some(sh), true) = (&f.shared, f.child_ns > 0) {
             sh.fetch_add(f.child_ns, Ordering::Relaxed);
         }
         Some(f.nested_ns)
