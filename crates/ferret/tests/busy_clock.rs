@@ -37,16 +37,18 @@ fn spin(d: Duration) -> u64 {
     x
 }
 
-/// The CPU hot spot.
+/// The CPU hot spot: long enough that the other spans' own overheads (large
+/// in a debug build) and a loaded machine's preemptions, which count as
+/// busy time for whichever span is entered, stay well below it.
 #[ferret::measure]
 fn compute_digest() -> u64 {
-    spin(Duration::from_micros(400))
+    spin(Duration::from_millis(2))
 }
 
 /// A handler: a sleeping DB call, CPU work, a rendering future, and a
 /// background task it does not wait for.
 async fn handle(i: u64) {
-    tokio::time::sleep(Duration::from_millis(3))
+    tokio::time::sleep(Duration::from_millis(10))
         .instrument(tracing::info_span!("db.fetch_user"))
         .await;
     let d = compute_digest();
@@ -129,7 +131,7 @@ fn busy_flame_graph_puts_the_cpu_work_on_top_and_the_sleep_near_zero() {
     let top = busy.iter().max_by_key(|p| p.self_ns).unwrap();
     assert!(top.stack.ends_with(";compute_digest"), "{busy:#?}");
     let digest = self_of(&busy, "compute_digest");
-    assert!(digest >= 48 * 400_000, "{digest}");
+    assert!(digest >= 48 * 2_000_000, "{digest}");
     let db = self_of(&busy, "db.fetch_user");
     assert!(db * 10 < digest, "db {db} vs digest {digest}");
     // The request's own busy time is what its children did not use.
