@@ -257,7 +257,8 @@ impl Fold for SummaryFold {
             h.start_ns
                 .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
         );
-        let stage = self.accs.len() > STAGE_FROM_NAMES;
+        // As `head`: the length `acc` leaves (it grows to hold `name`).
+        let stage = self.accs.len().max(name as usize + 1) > STAGE_FROM_NAMES;
         let a = self.acc(name);
         a.count += 1;
         a.errors += h.is_error() as u64;
