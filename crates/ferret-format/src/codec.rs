@@ -277,6 +277,124 @@ impl std::fmt::Display for CorruptBlock {
     }
 }
 
+/// The LEB128 value at `data[pos..]` and its length: one to three bytes
+/// from one little-endian word, longer ones byte by byte; `None` when it
+/// runs past the end or does not fit in 64 bits (the checks of
+/// `BlockDecoder::varint`).
+#[inline(always)]
+fn varint_at(data: &[u8], pos: usize) -> Option<(u64, usize)> {
+    if let Some(w) = data.get(pos..pos + 8) {
+        let w = u64::from_le_bytes(w.try_into().ok()?);
+        if w & 0x80 == 0 {
+            return Some((w & 0x7f, 1));
+        }
+        if w & 0x8000 == 0 {
+            return Some(((w & 0x7f) | ((w >> 1) & 0x3f80), 2));
+        }
+        if w & 0x80_0000 == 0 {
+            return Some(((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000), 3));
+        }
+    }
+    varint_long(data, pos)
+}
+
+/// Any LEB128 value, byte by byte (as `BlockDecoder::varint_slow`).
+#[inline(never)]
+fn varint_long(data: &[u8], mut pos: usize) -> Option<(u64, usize)> {
+    let start = pos;
+    let mut v: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = *data.get(pos)?;
+        pos += 1;
+        if shift == 63 && b > 1 {
+            return None;
+        }
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            return Some((v, pos - start));
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// A cursor over a block's bytes for [`BlockDecoder::for_each_head`]: the
+/// same checks as the decoder's own reads (a value that does not fit, a
+/// read past the end), with a word at a time where eight bytes are left.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    #[inline(always)]
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    /// A LEB128 value.
+    #[inline(always)]
+    fn varint(&mut self) -> Option<u64> {
+        let (v, len) = varint_at(self.data, self.pos)?;
+        self.pos += len;
+        Some(v)
+    }
+
+    #[inline(always)]
+    fn skip(&mut self, n: u64) -> Option<()> {
+        let end = self.pos.checked_add(usize::try_from(n).ok()?)?;
+        if end > self.data.len() {
+            return None;
+        }
+        self.pos = end;
+        Some(())
+    }
+
+    /// Skips what follows a span's fixed fields: a custom status text and
+    /// tags (as `BlockDecoder::tail` without outputs).
+    #[inline(always)]
+    fn skip_tail(&mut self, flags: u8) -> Option<()> {
+        let st = flags & ST_MASK;
+        if st == ST_CUSTOM {
+            let n = self.varint()?;
+            self.skip(n)?;
+        } else if st > ST_CUSTOM {
+            return None;
+        }
+        if flags & F_TAGS != 0 {
+            self.skip_tags()?;
+        }
+        Some(())
+    }
+
+    #[inline(always)]
+    fn skip_tags(&mut self) -> Option<()> {
+        let n = self.varint()?;
+        for _ in 0..n {
+            let key = self.varint()?;
+            self.skip(key)?;
+            match self.byte()? {
+                0 | 7 => {
+                    let n = self.varint()?;
+                    self.skip(n)?;
+                }
+                1 | 2 => {
+                    self.varint()?;
+                }
+                3 => self.skip(8)?,
+                4..=6 => {}
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+}
+
 /// Decodes a block span by span, without allocating for spans without tags.
 pub struct BlockDecoder<D> {
     data: D,
@@ -522,6 +640,75 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         Ok(Some(h))
     }
 
+    /// Calls `f` with the fixed fields of every span left in the block,
+    /// skipping status texts and tags: the spans [`BlockDecoder::next_head`]
+    /// gives one by one, decoded in one tight loop with the decoder's state
+    /// in registers (the fast path of statistics). A corrupt span ends the
+    /// block: `f` has then seen every span before it, and the error is
+    /// returned. Fields `f` does not read cost only their skipping.
+    #[inline(always)]
+    pub fn for_each_head(&mut self, mut f: impl FnMut(&SpanHead)) -> Result<(), CorruptBlock> {
+        let mut r = Reader {
+            data: self.data.as_ref(),
+            pos: self.pos,
+        };
+        let (mut prev_id, mut prev_trace) = (self.prev_id, self.prev_trace);
+        let (mut prev_start, mut prev_thread) = (self.prev_start, self.prev_thread);
+        let mut remaining = self.remaining;
+        let mut one = || -> Option<(SpanHead, u8)> {
+            let flags = r.byte()?;
+            let id = prev_id.wrapping_add(unzigzag(r.varint()?) as u64);
+            let parent = if flags & F_PARENT != 0 {
+                id.wrapping_sub(unzigzag(r.varint()?) as u64)
+            } else {
+                0
+            };
+            if flags & F_TRACE != 0 {
+                prev_trace = prev_trace.wrapping_add(unzigzag(r.varint()?) as u64);
+            }
+            let path = u32::try_from(r.varint()?).ok()?;
+            prev_start = prev_start.wrapping_add(unzigzag(r.varint()?));
+            let dur_ns = r.varint()?;
+            let child_ns = if flags & F_CHILD != 0 { r.varint()? } else { 0 };
+            if flags & F_THREAD != 0 {
+                prev_thread = u32::try_from(r.varint()?).ok()?;
+            }
+            prev_id = id;
+            r.skip_tail(flags)?;
+            Some((
+                SpanHead {
+                    id,
+                    parent,
+                    trace: prev_trace,
+                    path,
+                    start_ns: prev_start,
+                    dur_ns,
+                    child_ns,
+                    thread: prev_thread,
+                    error: flags & ST_MASK != 0,
+                },
+                flags,
+            ))
+        };
+        let mut res = Ok(());
+        while remaining > 0 {
+            remaining -= 1;
+            match one() {
+                Some((h, _)) => f(&h),
+                None => {
+                    res = Err(CorruptBlock);
+                    break;
+                }
+            }
+        }
+        // The block is done either way (a corrupt span ends it).
+        self.remaining = 0;
+        self.pos = r.pos;
+        (self.prev_id, self.prev_trace) = (prev_id, prev_trace);
+        (self.prev_start, self.prev_thread) = (prev_start, prev_thread);
+        res
+    }
+
     /// Decodes the next span into `s` (reusing its tag vector). Returns
     /// `Ok(false)` at the end of the block.
     #[inline(always)]
@@ -675,6 +862,77 @@ mod tests {
         junk.extend(std::iter::repeat_n(0xff, 40));
         let mut d = BlockDecoder::new(&junk[..], true).unwrap();
         assert!(d.next_into(&mut BlockSpan::default()).is_err());
+    }
+
+    /// Every head `next_head` gives until the end or an error, and whether
+    /// it ended in an error.
+    fn heads_one_by_one(data: &[u8]) -> (Vec<SpanHead>, bool) {
+        let mut d = BlockDecoder::new(data, false).unwrap();
+        let mut out = vec![];
+        loop {
+            match d.next_head() {
+                Ok(Some(h)) => out.push(h),
+                Ok(None) => return (out, false),
+                Err(_) => return (out, true),
+            }
+        }
+    }
+
+    fn heads_in_one_loop(data: &[u8]) -> (Vec<SpanHead>, bool) {
+        let mut d = BlockDecoder::new(data, false).unwrap();
+        let mut out = vec![];
+        let err = d.for_each_head(|h| out.push(*h)).is_err();
+        assert_eq!(d.remaining(), 0);
+        (out, err)
+    }
+
+    #[test]
+    fn for_each_head_equals_next_head_on_whole_cut_and_damaged_blocks() {
+        // Values of every varint length, both signs of deltas, every flag.
+        let mut spans: Vec<BlockSpan> = (1..300).map(sample).collect();
+        for (i, s) in spans.iter_mut().enumerate() {
+            let k = (i % 10) as u32;
+            s.head.dur_ns = (1u64 << (7 * k)).wrapping_sub(1) ^ i as u64;
+            s.head.child_ns = if i % 4 == 0 { 0 } else { 1 << (i % 64) };
+            s.head.start_ns += if i % 7 == 0 {
+                -(1 << (i % 50))
+            } else {
+                1 << (i % 40)
+            };
+            s.head.thread = (i % 3) as u32 * 1000;
+            s.head.path = if i % 11 == 0 { u32::MAX } else { k };
+        }
+        let data = encode(&spans);
+        let (all, err) = heads_in_one_loop(&data);
+        assert!(!err);
+        assert_eq!(all.len(), spans.len());
+        assert_eq!(all, heads_one_by_one(&data).0);
+        for (h, s) in all.iter().zip(&spans) {
+            assert_eq!(
+                *h,
+                SpanHead {
+                    error: s.status.is_error(),
+                    ..s.head
+                }
+            );
+        }
+        for cut in 2..data.len() {
+            let part = &data[..cut];
+            if BlockDecoder::new(part, false).is_ok() {
+                assert_eq!(heads_in_one_loop(part), heads_one_by_one(part), "cut {cut}");
+            }
+        }
+        for at in 2..data.len().min(400) {
+            for byte in [0x00, 0x7f, 0x80, 0xff, 0x03, 0x43] {
+                let mut bad = data.clone();
+                bad[at] = byte;
+                assert_eq!(
+                    heads_in_one_loop(&bad),
+                    heads_one_by_one(&bad),
+                    "{byte:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

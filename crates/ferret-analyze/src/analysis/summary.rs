@@ -250,6 +250,24 @@ impl Fold for SummaryFold {
         self.accs[name as usize].add_timed(h.dur_ns, stage);
     }
 
+    #[inline(always)]
+    fn head_and_self(&mut self, h: &SpanHead, name: u32) {
+        self.first = self.first.min(h.start_ns);
+        self.last = self.last.max(
+            h.start_ns
+                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
+        );
+        // As `head`: the length `acc` leaves (it grows to hold `name`).
+        let stage = self.accs.len().max(name as usize + 1) > STAGE_FROM_NAMES;
+        let a = self.acc(name);
+        a.count += 1;
+        a.errors += h.is_error() as u64;
+        a.self_ns = a
+            .self_ns
+            .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
+        a.add_timed(h.dur_ns, stage);
+    }
+
     fn span(&mut self, r: Resolved<'_>) {
         let rec = r.span;
         self.first = self.first.min(rec.start_ns());

@@ -414,21 +414,15 @@ impl<'a> NativeSpans<'a> {
             self.q.until_ns.unwrap_or(i64::MAX),
         );
         if let Some(mut st) = self.dec_state.take() {
-            let names = &self.path_names;
-            loop {
-                match st.decoder.next_head() {
-                    Ok(Some(h)) => {
-                        if h.start_ns < since || h.start_ns >= until {
-                            continue;
-                        }
-                        f(&h, names.get(h.path as usize).copied().unwrap_or(0));
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.skipped += 1;
-                        break;
-                    }
+            let names = &self.path_names[..];
+            let r = st.decoder.for_each_head(|h| {
+                if h.start_ns < since || h.start_ns >= until {
+                    return;
                 }
+                f(h, names.get(h.path as usize).copied().unwrap_or(0));
+            });
+            if r.is_err() {
+                self.skipped += 1;
             }
             // Recycle the buffer and move on.
             self.dec_state = Some(st);
