@@ -149,6 +149,13 @@ fn siblings_merge_past_max_children() {
                 s.set_error("boom");
             }
             let _db = ferret::span("db");
+            // Work that sets the order by total time (read 2× write, both
+            // far above a `rare` span) by a margin that a loaded machine's
+            // preemptions do not upset.
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_micros(50) {
+                std::hint::spin_loop();
+            }
         }
         for i in 0..12 {
             let _s = ferret::span(format!("rare{i}"));
