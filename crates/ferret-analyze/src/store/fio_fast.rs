@@ -200,6 +200,50 @@ const MAX_DEPTH: u32 = 16;
 
 /// Reads `row` if it has the common shape; `None` means "ask serde_json".
 pub(super) fn parse(row: &[u8]) -> Option<FastRow<'_>> {
+    canonical(row).or_else(|| general(row))
+}
+
+/// Reads `row` if it is laid out exactly as ferret-io writes it: compact
+/// separators, these fields in this order, no others. Each key is then one
+/// fixed comparison, not a string scan and a match. Anything else (or a
+/// value [`general`] would read differently, e.g. an `end_time` that is not
+/// a number) is left to [`general`].
+#[inline]
+fn canonical(row: &[u8]) -> Option<FastRow<'_>> {
+    let mut c = Cursor { b: row, i: 0 };
+    c.literal(b"{\"span_id\":")?;
+    let span_id = c.string()?;
+    c.literal(b",\"parent_id\":")?;
+    let parent_id = c.nullable(Cursor::string)?;
+    c.literal(b",\"run_id\":")?;
+    let run_id = c.string()?;
+    c.literal(b",\"name\":")?;
+    let name = c.string()?;
+    c.literal(b",\"start_time\":")?;
+    let start_time = c.number()?;
+    c.literal(b",\"end_time\":")?;
+    c.nullable(Cursor::number_text)?;
+    c.literal(b",\"duration\":")?;
+    let duration = c.nullable(Cursor::number)?;
+    c.literal(b",\"tags\":")?;
+    c.skip_value(0)?;
+    c.literal(b",\"status\":")?;
+    let status = c.nullable(Cursor::string)?;
+    c.literal(b"}")?;
+    (c.i == row.len()).then_some(FastRow {
+        span_id,
+        parent_id,
+        run_id,
+        name,
+        start_time,
+        duration,
+        status,
+    })
+}
+
+/// Reads any row of the common shape: fields in any order, with any JSON
+/// whitespace, unknown fields validated and skipped.
+fn general(row: &[u8]) -> Option<FastRow<'_>> {
     // Outside strings the grammar admits only ASCII, and `string` declines
     // any byte above 0x7f: an accepted row is all ASCII.
     let mut c = Cursor { b: row, i: 0 };
@@ -301,6 +345,28 @@ fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(LO) & !w & HI
 }
 
+/// True when the eight bytes of `w` are all ASCII digits (a byte below
+/// `'0'` sets its high bit in the difference, one above `'9'` in the sum;
+/// a carry or borrow crossing bytes only comes from a byte already caught).
+#[inline(always)]
+fn all_digits(w: u64) -> bool {
+    (w.wrapping_add(LO * 0x46) | w.wrapping_sub(LO * b'0' as u64)) & HI == 0
+}
+
+/// The value of eight ASCII digits, the first in the lowest byte
+/// (the standard library's and fast_float's three-multiplication form).
+#[inline(always)]
+fn eight_digits(w: u64) -> u64 {
+    const MASK: u64 = 0x0000_00ff_0000_00ff;
+    const MUL1: u64 = 0x000f_4240_0000_0064; // 100 + (1_000_000 << 32)
+    const MUL2: u64 = 0x0000_2710_0000_0001; // 1 + (10_000 << 32)
+    let v = w - LO * b'0' as u64;
+    let v = v * 10 + (v >> 8); // pairs of digits, in 63 bits
+    let v1 = (v & MASK).wrapping_mul(MUL1);
+    let v2 = ((v >> 16) & MASK).wrapping_mul(MUL2);
+    (v1.wrapping_add(v2) >> 32) as u32 as u64
+}
+
 impl<'a> Cursor<'a> {
     #[inline]
     fn peek(&self) -> Option<u8> {
@@ -370,6 +436,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, lit: &[u8]) -> Option<()> {
         if self.b.get(self.i..self.i + lit.len())? == lit {
             self.i += lit.len();
@@ -379,17 +446,34 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads the digits at the cursor into `m` (`m = 10m + d`, wrapping),
+    /// eight at a time while it can; returns how many there were.
+    #[inline(always)]
+    fn digits_into(&mut self, m: &mut u64) -> usize {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        while let Some(w) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            if !all_digits(w) {
+                break;
+            }
+            *m = m.wrapping_mul(100_000_000).wrapping_add(eight_digits(w));
+            i += 8;
+        }
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            *m = m.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+            i += 1;
+        }
+        self.i = i;
+        i - start
+    }
+
     /// The extent of a number in strict JSON grammar.
     #[inline]
     fn number_text(&mut self) -> Option<&'a str> {
         let start = self.i;
-        let digits = |c: &mut Self| -> usize {
-            let s = c.i;
-            while let Some(b'0'..=b'9') = c.peek() {
-                c.i += 1;
-            }
-            c.i - s
-        };
+        let digits = |c: &mut Self| -> usize { c.digits_into(&mut 0) };
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -438,66 +522,55 @@ impl<'a> Cursor<'a> {
     /// common one here.
     #[inline]
     fn number(&mut self) -> Option<f64> {
-        let b = self.b;
         let start = self.i;
-        let neg = b.get(start) == Some(&b'-');
-        let mut i = start + neg as usize;
-        let (mut m, mut sig) = (0u64, 0u32);
-        let int_start = i;
-        while let Some(&d) = b.get(i) {
-            if !d.is_ascii_digit() {
-                break;
-            }
-            m = m.wrapping_mul(10).wrapping_add((d - b'0') as u64);
-            sig += (sig != 0 || d != b'0') as u32;
-            i += 1;
-        }
-        let int_digits = i - int_start;
+        let neg = self.peek() == Some(b'-');
+        self.i += neg as usize;
+        let first = self.peek()?;
+        let mut m = 0u64;
+        let int_digits = self.digits_into(&mut m);
         // JSON: at least one integer digit, and no leading zero.
-        if int_digits == 0 || (b[int_start] == b'0' && int_digits > 1) {
+        if int_digits == 0 || (first == b'0' && int_digits > 1) {
             return None;
         }
+        // Significant digits read into `m` (a leading 0 is not one).
+        let mut sig = if first == b'0' { 0 } else { int_digits };
         let mut q: i64 = 0;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let frac_start = i;
-            while let Some(&d) = b.get(i) {
-                if !d.is_ascii_digit() {
-                    break;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let frac_start = self.i;
+            if sig == 0 {
+                // 0.000123: the zeros only scale.
+                while self.peek() == Some(b'0') {
+                    self.i += 1;
                 }
-                m = m.wrapping_mul(10).wrapping_add((d - b'0') as u64);
-                sig += (sig != 0 || d != b'0') as u32;
-                i += 1;
             }
-            if i == frac_start {
+            sig += self.digits_into(&mut m);
+            if self.i == frac_start {
                 return None;
             }
-            q = -((i - frac_start) as i64);
+            q = -((self.i - frac_start) as i64);
         }
-        if let Some(b'e' | b'E') = b.get(i) {
-            i += 1;
-            let exp_neg = match b.get(i) {
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            let exp_neg = match self.peek() {
                 Some(b'-') => {
-                    i += 1;
+                    self.i += 1;
                     true
                 }
                 Some(b'+') => {
-                    i += 1;
+                    self.i += 1;
                     false
                 }
                 _ => false,
             };
-            let exp_start = i;
+            let exp_start = self.i;
             let mut e: i64 = 0;
-            while let Some(&d) = b.get(i) {
-                if !d.is_ascii_digit() {
-                    break;
-                }
+            while let Some(d @ b'0'..=b'9') = self.peek() {
                 // Saturates far beyond the table: such exponents fall back.
                 e = (e * 10 + (d - b'0') as i64).min(1 << 20);
-                i += 1;
+                self.i += 1;
             }
-            if i == exp_start {
+            if self.i == exp_start {
                 return None;
             }
             q += if exp_neg { -e } else { e };
@@ -518,7 +591,6 @@ impl<'a> Cursor<'a> {
         };
         let v = match v {
             Some(v) => {
-                self.i = i;
                 if neg {
                     -v
                 } else {
@@ -600,6 +672,49 @@ mod tests {
         assert_eq!(r.start_time, 1795711277.765459);
         assert_eq!(r.duration, Some(0.01439523696899414));
         assert_eq!(r.status, Some("ok"));
+    }
+
+    #[test]
+    fn the_exact_layout_reads_as_the_general_scanner_reads_it() {
+        let rows = [
+            ROW.to_owned(),
+            ROW.replace(r#""6e9d4c2b5af445709d62b161d6b08beb""#, "null")
+                .replace("0.01439523696899414", "null")
+                .replace("1795711277.7798543", "null")
+                .replace(r#""ok""#, "null"),
+            ROW.replace("0.01439523696899414", "5.4849378663634936e-05"),
+        ];
+        let mut canonical_rows = 0;
+        for row in &rows {
+            let b = row.as_bytes();
+            assert!(canonical(b).is_some(), "{row}");
+            // Damaged copies: the exact layout either declines or agrees.
+            for i in 0..b.len() {
+                let mut variants = vec![b[..i].to_vec()];
+                let mut cut = b.to_vec();
+                cut.remove(i);
+                variants.push(cut);
+                for &c in b"\"\\{}[],:0.e-n x\x01\xc3" {
+                    let mut v = b.to_vec();
+                    v[i] = c;
+                    variants.push(v);
+                    let mut v = b.to_vec();
+                    v.insert(i, c);
+                    variants.push(v);
+                }
+                for v in variants {
+                    if let Some(fast) = canonical(&v) {
+                        canonical_rows += 1;
+                        assert_eq!(Some(fast), general(&v), "{}", String::from_utf8_lossy(&v));
+                    }
+                }
+            }
+        }
+        assert!(canonical_rows > 500);
+        // Reordered or spaced rows are for the general scanner.
+        let spaced = ROW.replace(",\"", ", \"");
+        assert!(canonical(spaced.as_bytes()).is_none());
+        assert_eq!(parse(spaced.as_bytes()), parse(ROW.as_bytes()));
     }
 
     #[test]
@@ -831,6 +946,30 @@ mod tests {
                 t.insert(0, '-');
             }
             same_as_std(&t);
+        }
+    }
+
+    #[test]
+    fn eight_digit_words_read_as_their_value() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for k in 0..200_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = if k < 1000 { k } else { seed % 100_000_000 };
+            let text = format!("{n:08}");
+            let w = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
+            assert!(all_digits(w), "{text}");
+            assert_eq!(eight_digits(w), n, "{text}");
+            // Any one byte changed to a non-digit is caught.
+            let mut b = text.into_bytes();
+            let at = (seed >> 8) as usize % 8;
+            b[at] = match (seed >> 16) as u8 {
+                c @ b'0'..=b'9' => c + 10,
+                c => c,
+            };
+            let w = u64::from_le_bytes(b[..].try_into().unwrap());
+            assert!(!all_digits(w), "{b:?}");
         }
     }
 
