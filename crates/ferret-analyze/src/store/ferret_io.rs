@@ -88,7 +88,7 @@ impl ParentKeys {
     /// `span_key(id)`, from the cache when `id` is the last id asked for.
     #[inline]
     pub(crate) fn key(&mut self, id: &str) -> u64 {
-        if self.key == 0 || id.as_bytes() != self.last.as_slice() {
+        if self.key == 0 || !same_bytes(id.as_bytes(), &self.last) {
             self.last.clear();
             self.last.extend_from_slice(id.as_bytes());
             self.key = span_key(id);
@@ -319,7 +319,7 @@ fn pre_parse(page: &mut RawPage, run: &str) {
         let text = &page.text[start..end];
         start = end;
         page.pre.push(match super::fio_fast::parse(text) {
-            Some(r) if r.run_id != run => Pre::OtherRun,
+            Some(r) if !same_bytes(r.run_id.as_bytes(), run.as_bytes()) => Pre::OtherRun,
             Some(r) => match span_times(r.start_time, r.duration) {
                 Some((start_ns, duration_ns)) => Pre::Span(PreSpan {
                     span_key: span_key(r.span_id),
@@ -378,6 +378,23 @@ fn read_pages(
             ""
         };
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        // Rows of one layout hold the run id at one offset: look there
+        // first (one comparison), and search the row only when it is not
+        // there. A hit there is a hit of the search, so the filter is the
+        // same.
+        let mut run_at = 0usize;
+        let mut has_run = |t: &[u8]| -> bool {
+            if t.get(run_at..run_at + needle.len()) == Some(needle.as_bytes()) {
+                return true;
+            }
+            match finder.find(t) {
+                Some(at) => {
+                    run_at = at;
+                    true
+                }
+                None => false,
+            }
+        };
         loop {
             let (sql, lower, lower_id) = match (last, has_rowid) {
                 (None, true) => (
@@ -442,7 +459,7 @@ fn read_pages(
                     }
                     match r.get_ref(1)? {
                         rusqlite::types::ValueRef::Text(t) => {
-                            if finder.find(t).is_some() {
+                            if has_run(t) {
                                 page.text.extend_from_slice(t);
                                 page.ends.push(page.text.len());
                             }
@@ -485,7 +502,7 @@ fn read_pages(
             while let Some(r) = rows.next()? {
                 match r.get_ref(0)? {
                     rusqlite::types::ValueRef::Text(t) => {
-                        if finder.find(t).is_some() {
+                        if has_run(t) {
                             page.text.extend_from_slice(t);
                             page.ends.push(page.text.len());
                         }
@@ -694,6 +711,28 @@ struct Interner<'a> {
     ids: &'a mut FxHashMap<Box<str>, u32>,
 }
 
+/// `a == b`, compared inline a word at a time (for the span and
+/// run ids of a row, where a `memcmp` call costs more than the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a == b;
+    }
+    let w = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let mut i = 0;
+    while i + 8 < n {
+        if w(a, i) != w(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    w(a, n - 8) == w(b, n - 8)
+}
+
 impl Interner<'_> {
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.ids.get(name) {
@@ -718,7 +757,7 @@ fn parse_row(
 ) -> Row {
     if !with_tags {
         if let Some(r) = super::fio_fast::parse(text) {
-            if r.run_id != run {
+            if !same_bytes(r.run_id.as_bytes(), run.as_bytes()) {
                 return Row::OtherRun;
             }
             let Some((start_ns, duration_ns)) = span_times(r.start_time, r.duration) else {
@@ -906,6 +945,28 @@ mod tests {
             (row_kind, rec, name)
         };
         (run(true), run(false))
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let words = ["", "a", "ab", "abcdefg", "abcdefgh", "abcdefghi"];
+        let mut all: Vec<String> = vec![];
+        for w in words {
+            for n in 0..40 {
+                let s: String = w.chars().cycle().take(n).collect();
+                all.push(s.clone());
+                for at in 0..s.len() {
+                    let mut b = s.clone().into_bytes();
+                    b[at] ^= 1;
+                    all.push(String::from_utf8(b).unwrap());
+                }
+            }
+        }
+        for a in &all {
+            for b in all.iter().step_by(7) {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+            }
+        }
     }
 
     #[test]
