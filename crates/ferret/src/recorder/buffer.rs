@@ -69,24 +69,18 @@ impl Sealed {
 
     /// Boxes the tail that `encode` writes into a thread-local scratch
     /// buffer (returning the flag bits): no allocation but the box itself.
+    /// The buffer is taken out of its cell for the call, so a nested call
+    /// (or one during thread teardown) finds none and uses a fresh one.
     pub(crate) fn encoded(encode: impl FnOnce(&mut Vec<u8>) -> u8) -> Box<Sealed> {
         thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let mut encode = Some(encode);
-        let mut seal = |out: &mut Vec<u8>| {
-            out.clear();
-            let flags = (encode.take().expect("called once"))(out);
-            Sealed::boxed(flags, out.as_slice())
-        };
-        SCRATCH
-            .try_with(|s| match s.try_borrow_mut() {
-                Ok(mut s) => Some(seal(&mut s)),
-                Err(_) => None,
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| seal(&mut Vec::new()))
+        let mut out = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
+        out.clear();
+        let flags = encode(&mut out);
+        let sealed = Sealed::boxed(flags, out.as_slice());
+        let _ = SCRATCH.try_with(|s| s.set(out));
+        sealed
     }
 
     /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](ferret_format::codec::BlockEncoder).

@@ -631,7 +631,7 @@ pub(crate) fn pop_current_at(id: u64, now: u64) -> u64 {
         }?;
         // Most polls finish no child on this thread: skip the atomic add,
         // whose cache line other threads' children also write.
-        if let (Some(sh), true) = (&f.shared, f.child_ns > 0) {
+        if let Some(sh) = f.shared.as_ref().filter(|_| f.child_ns > 0) {
             sh.fetch_add(f.child_ns, Ordering::Relaxed);
         }
         Some(f.nested_ns)
