@@ -298,7 +298,7 @@ fn varint_at(data: &[u8], pos: usize) -> Option<(u64, usize)> {
     varint_long(data, pos)
 }
 
-/// Any LEB128 value, byte by byte (as `BlockDecoder::varint_slow`).
+/// Any LEB128 value at `data[pos..]` and its length, byte by byte.
 #[inline(never)]
 fn varint_long(data: &[u8], mut pos: usize) -> Option<(u64, usize)> {
     let start = pos;
@@ -467,23 +467,9 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
 
     #[cold]
     fn varint_slow(&mut self) -> Result<u64, CorruptBlock> {
-        let mut v: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let b = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err(CorruptBlock);
-            }
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(CorruptBlock);
-            }
-        }
+        let (v, len) = varint_long(self.data.as_ref(), self.pos).ok_or(CorruptBlock)?;
+        self.pos += len;
+        Ok(v)
     }
 
     fn bytes(&mut self) -> Result<std::ops::Range<usize>, CorruptBlock> {
@@ -580,30 +566,21 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         if flags & F_TAGS == 0 {
             return Ok(());
         }
+        let Some(t) = tags else {
+            // Skipped with the reads of `for_each_head`.
+            let mut r = Reader {
+                data: self.data.as_ref(),
+                pos: self.pos,
+            };
+            let skipped = r.skip_tags();
+            self.pos = r.pos;
+            return skipped.ok_or(CorruptBlock);
+        };
         let n = self.varint()?;
         for _ in 0..n {
             let key = self.bytes()?;
             let ty = *self.data.as_ref().get(self.pos).ok_or(CorruptBlock)?;
             self.pos += 1;
-            let Some(t) = tags.as_deref_mut() else {
-                match ty {
-                    0 | 7 => {
-                        self.bytes()?;
-                    }
-                    1 | 2 => {
-                        self.varint()?;
-                    }
-                    3 => {
-                        if self.pos + 8 > self.data.as_ref().len() {
-                            return Err(CorruptBlock);
-                        }
-                        self.pos += 8;
-                    }
-                    4..=6 => {}
-                    _ => return Err(CorruptBlock),
-                }
-                continue;
-            };
             let v = match ty {
                 0 => TagValue::Str(self.string()?),
                 1 => TagValue::I64(unzigzag(self.varint()?)),

@@ -229,6 +229,25 @@ impl SummaryFold {
         }
         &mut self.accs[i]
     }
+
+    /// Counts a span's head (time range, count, errors, duration) and
+    /// returns its name's state, for [`Fold::head_and_self`] to add the
+    /// self time with the same lookup.
+    #[inline(always)]
+    fn count_head(&mut self, h: &SpanHead, name: u32) -> &mut Acc {
+        self.first = self.first.min(h.start_ns);
+        self.last = self.last.max(
+            h.start_ns
+                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
+        );
+        // The length `acc` leaves (it grows to hold `name`).
+        let stage = self.accs.len().max(name as usize + 1) > STAGE_FROM_NAMES;
+        let a = self.acc(name);
+        a.count += 1;
+        a.errors += h.is_error() as u64;
+        a.add_timed(h.dur_ns, stage);
+        a
+    }
 }
 
 impl Fold for SummaryFold {
@@ -238,34 +257,15 @@ impl Fold for SummaryFold {
 
     #[inline(always)]
     fn head(&mut self, h: &SpanHead, name: u32) {
-        self.first = self.first.min(h.start_ns);
-        self.last = self.last.max(
-            h.start_ns
-                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
-        );
-        let a = self.acc(name);
-        a.count += 1;
-        a.errors += h.is_error() as u64;
-        let stage = self.accs.len() > STAGE_FROM_NAMES;
-        self.accs[name as usize].add_timed(h.dur_ns, stage);
+        self.count_head(h, name);
     }
 
     #[inline(always)]
     fn head_and_self(&mut self, h: &SpanHead, name: u32) {
-        self.first = self.first.min(h.start_ns);
-        self.last = self.last.max(
-            h.start_ns
-                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
-        );
-        // As `head`: the length `acc` leaves (it grows to hold `name`).
-        let stage = self.accs.len().max(name as usize + 1) > STAGE_FROM_NAMES;
-        let a = self.acc(name);
-        a.count += 1;
-        a.errors += h.is_error() as u64;
+        let a = self.count_head(h, name);
         a.self_ns = a
             .self_ns
             .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
-        a.add_timed(h.dur_ns, stage);
     }
 
     fn span(&mut self, r: Resolved<'_>) {
