@@ -25,7 +25,7 @@
 
 use super::parallel::{scan_threads, Merge};
 use super::query::{select, Query};
-use super::scan::{scan, Fold, ForEach, Resolved, ScanOptions, Scanned};
+use super::scan::{scan, Fold, Resolved, ScanOptions, Scanned};
 use crate::error::Result;
 use crate::store::{FileKind, SpanRecord, Store};
 use ferret_format::codec::SpanHead;
@@ -221,6 +221,24 @@ impl TopN {
         for Reverse(c) in other.heap {
             self.offer_key(c.key, c.trace);
         }
+    }
+}
+
+/// A [`ForEach`](super::scan::ForEach) that, on native files, skips the spans `wants` rejects
+/// before their status and tags are decoded.
+struct Filtered<W, F> {
+    wants: W,
+    each: F,
+}
+
+impl<W: FnMut(&SpanHead) -> bool, F: FnMut(Resolved<'_>)> Fold for Filtered<W, F> {
+    #[inline]
+    fn wants(&mut self, h: &SpanHead) -> bool {
+        (self.wants)(h)
+    }
+
+    fn span(&mut self, s: Resolved<'_>) {
+        (self.each)(s)
     }
 }
 
@@ -697,62 +715,67 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
             with_tags: true,
             progress: None,
         },
-        &mut ForEach(|r: super::scan::Resolved<'_>| {
-            let rec = r.span;
-            let key: Key = (
-                rec.duration_ns().unwrap_or(0),
-                Reverse(rec.start_ns()),
-                Reverse(rec.span_id()),
-            );
-            let is_root = root_ids.contains(&rec.span_id())
-                && root_keys.contains(&key)
-                && !root_nodes.contains_key(&key);
-            if !is_root {
-                if native {
-                    if !traces.contains(&rec.trace_id()) {
-                        return;
-                    }
-                } else {
-                    // Start order: the parent is kept already, and still open.
-                    match rec.parent_id().and_then(|p| b.ids.get(&p)) {
-                        Some(&pi) => {
-                            let p = &b.nodes[pi as usize];
-                            // No duration: still open, so it holds what follows.
-                            let end = p.dur.map_or(i64::MAX, |d| {
-                                p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
-                            });
-                            if end < rec.start_ns() {
-                                return;
-                            }
+        &mut Filtered {
+            // Native: only a chosen root or a span of a chosen trace can be
+            // kept; the others are skipped before their tags are decoded.
+            wants: |h: &SpanHead| root_ids.contains(&h.id) || traces.contains(&h.trace),
+            each: |r: Resolved<'_>| {
+                let rec = r.span;
+                let key: Key = (
+                    rec.duration_ns().unwrap_or(0),
+                    Reverse(rec.start_ns()),
+                    Reverse(rec.span_id()),
+                );
+                let is_root = root_ids.contains(&rec.span_id())
+                    && root_keys.contains(&key)
+                    && !root_nodes.contains_key(&key);
+                if !is_root {
+                    if native {
+                        if !traces.contains(&rec.trace_id()) {
+                            return;
                         }
-                        None => return,
+                    } else {
+                        // Start order: the parent is kept already, and still open.
+                        match rec.parent_id().and_then(|p| b.ids.get(&p)) {
+                            Some(&pi) => {
+                                let p = &b.nodes[pi as usize];
+                                // No duration: still open, so it holds what follows.
+                                let end = p.dur.map_or(i64::MAX, |d| {
+                                    p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
+                                });
+                                if end < rec.start_ns() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        }
                     }
                 }
-            }
-            let i = match b.ids.get(&rec.span_id()) {
-                // A duplicate id (a damaged or merged file): the later span
-                // gets a node of its own, and later children with that parent
-                // id attach to it (in start order, the most recent one is open).
-                Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id()),
-                Some(&i) => i,
-                None => b.alloc(rec.span_id()),
-            };
-            b.fill(i, rec);
-            if is_root {
-                root_nodes.insert(key, i);
-                return;
-            }
-            let Some(parent) = rec.parent_id() else {
-                // A parentless span that is not a chosen root (trace id clash).
-                b.free_subtree(i);
-                return;
-            };
-            let pi = match b.ids.get(&parent) {
-                Some(&p) => p,
-                None => b.alloc(parent), // native: the parent comes later
-            };
-            b.attach(pi, i);
-        }),
+                let i = match b.ids.get(&rec.span_id()) {
+                    // A duplicate id (a damaged or merged file): the later span
+                    // gets a node of its own, and later children with that parent
+                    // id attach to it (in start order, the most recent one is open).
+                    Some(&i) if b.nodes[i as usize].filled => b.alloc(rec.span_id()),
+                    Some(&i) => i,
+                    None => b.alloc(rec.span_id()),
+                };
+                b.fill(i, rec);
+                if is_root {
+                    root_nodes.insert(key, i);
+                    return;
+                }
+                let Some(parent) = rec.parent_id() else {
+                    // A parentless span that is not a chosen root (trace id clash).
+                    b.free_subtree(i);
+                    return;
+                };
+                let pi = match b.ids.get(&parent) {
+                    Some(&p) => p,
+                    None => b.alloc(parent), // native: the parent comes later
+                };
+                b.attach(pi, i);
+            },
+        },
     )?;
     let spans = &scanned;
 
