@@ -10,23 +10,28 @@
 # --threads 1 --no-analyze` (~2.4 GB; one recording thread keeps the writer
 # from shedding on a busy 2-core machine).
 #
-# usage: [BASE=old/ferret] [THREADS="1 2"] bench/threads.sh FILE [ROUNDS]
+# ARGS= adds arguments to every `ferret analyze` (baseline included), e.g.
+# ARGS=--tree for the slowest trees.
+#
+# usage: [BASE=old/ferret] [THREADS="1 2"] [ARGS=...] bench/threads.sh FILE [ROUNDS]
+# e.g.   BASE=/tmp/ferret-main ARGS=--tree bench/threads.sh /big/demo20m.db 5
 source "$(dirname "$0")/lib.sh"
 file=$1; n=${2:-5}
 THREADS=${THREADS:-1 2}
+ARGS=${ARGS:-}
 build
 spans=$("$FERRET" analyze "$file" --format json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["spans"])')
-echo "file: $file ($(du -h "$file" | cut -f1)), $spans spans; $(nproc) cores"
+echo "file: $file ($(du -h "$file" | cut -f1)), $spans spans; $(nproc) cores; ferret analyze $ARGS"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 res=$(mktemp)
 cat "$file" >/dev/null # warm the page cache
 for _ in $(seq "$n"); do
     if [ -n "${BASE:-}" ]; then
-        echo "base|$( { /usr/bin/time -f '%e %M %U %S' taskset -c 0 "$BASE" analyze "$file" >/dev/null; } 2>&1 | tail -1)" >>"$res"
+        echo "base|$( { /usr/bin/time -f '%e %M %U %S' taskset -c 0 "$BASE" analyze "$file" $ARGS >/dev/null; } 2>&1 | tail -1)" >>"$res"
     fi
     for t in $THREADS; do
         cpus=0-$((t - 1))
-        echo "t$t|$( { /usr/bin/time -f '%e %M %U %S' taskset -c "$cpus" "$FERRET" analyze "$file" --threads "$t" >/dev/null; } 2>&1 | tail -1)" >>"$res"
+        echo "t$t|$( { /usr/bin/time -f '%e %M %U %S' taskset -c "$cpus" "$FERRET" analyze "$file" $ARGS --threads "$t" >/dev/null; } 2>&1 | tail -1)" >>"$res"
     done
 done
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -26,11 +26,12 @@ fn file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn analyze_and_calltree_print_the_same_for_any_thread_count() {
+fn analyze_tree_and_calltree_print_the_same_for_any_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let p = file(dir.path());
     for cmd in [
         &["analyze", s(&p), "--format", "json", "--limit", "0"][..],
+        &["analyze", s(&p), "--tree", "--top", "5", "--format", "json"][..],
         &["calltree", s(&p), "--format", "json"][..],
     ] {
         let one = stdout_ok(&[cmd, &["--threads", "1"]].concat());

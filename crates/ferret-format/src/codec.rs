@@ -703,6 +703,33 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         self.tail(flags, Some(&mut s.status), tags)?;
         Ok(true)
     }
+
+    /// Like [`next_into`](Self::next_into), but decodes the status and tags
+    /// only of a span whose fixed fields `keep` accepts; the others are
+    /// skipped (their fixed fields are still in `s.head`). `Ok(Some(kept))`
+    /// for a span, `Ok(None)` at the end of the block.
+    pub fn next_into_where(
+        &mut self,
+        s: &mut BlockSpan,
+        keep: impl FnOnce(&SpanHead) -> bool,
+    ) -> Result<Option<bool>, CorruptBlock> {
+        let Some((h, flags)) = self.head()? else {
+            return Ok(None);
+        };
+        s.head = h;
+        if !keep(&s.head) {
+            self.tail(flags, None, None)?;
+            return Ok(Some(false));
+        }
+        let tags = if self.with_tags {
+            Some(&mut s.tags)
+        } else {
+            s.tags.clear();
+            None
+        };
+        self.tail(flags, Some(&mut s.status), tags)?;
+        Ok(Some(true))
+    }
 }
 
 /// The fixed fields of a stored span.
@@ -816,6 +843,37 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, spans.len());
+    }
+
+    #[test]
+    fn next_into_where_decodes_the_kept_spans_whole_and_skips_the_others() {
+        let spans: Vec<BlockSpan> = (1..200).map(sample).collect();
+        let data = encode(&spans);
+        let keep = |h: &SpanHead| h.id % 3 != 1;
+        let mut d = BlockDecoder::new(&data[..], true).unwrap();
+        let mut s = BlockSpan::default();
+        let (mut kept, mut seen) = (vec![], 0);
+        while let Some(k) = d.next_into_where(&mut s, keep).unwrap() {
+            assert_eq!(k, keep(&spans[seen].head), "span {seen}");
+            assert_eq!(s.head.id, spans[seen].head.id, "skipped spans advance too");
+            if k {
+                kept.push(s.clone());
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, spans.len());
+        let want: Vec<BlockSpan> = spans.into_iter().filter(|s| keep(&s.head)).collect();
+        assert_eq!(kept, want);
+        // A block cut inside a skipped span's tags is still an error.
+        for cut in 0..data.len() {
+            if let Ok(mut d) = BlockDecoder::new(&data[..cut], true) {
+                let mut res = Ok(Some(true));
+                while let Ok(Some(_)) = res {
+                    res = d.next_into_where(&mut s, |_| false);
+                }
+                assert!(res.is_err(), "truncation at {cut} must be detected");
+            }
+        }
     }
 
     #[test]

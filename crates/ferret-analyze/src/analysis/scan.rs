@@ -74,6 +74,16 @@ pub trait Fold {
     /// one call. Not called on the native fast path ([`Fold::heads_only`]).
     fn span_self(&mut self, _span_id: u64, _self_ns: Option<u64>) {}
 
+    /// Native files, outside the fast path: whether the fold wants the span
+    /// with these fixed fields. A span it does not want is skipped before
+    /// its status and tags are decoded, and [`Fold::span`] does not see it
+    /// (nor [`Fold::self_time`] or [`Fold::span_self`]). ferret-io spans
+    /// are not asked about. Default: every span.
+    #[inline(always)]
+    fn wants(&mut self, _head: &SpanHead) -> bool {
+        true
+    }
+
     /// True when the fold wants no more spans (e.g. its output failed):
     /// the scan then stops early.
     fn done(&self) -> bool {
@@ -232,7 +242,7 @@ pub fn scan(
                 Fold::span_self(fold, f.span_id, f.self_ns);
             };
             let mut done = Vec::new();
-            while !fold.done() && spans.next_into(&mut rec) {
+            while !fold.done() && spans.next_into_where(&mut rec, |h| fold.wants(h)) {
                 n += 1;
                 if n & 0xFFFF == 0 {
                     report(n, spans.bytes_read());
@@ -335,7 +345,7 @@ pub(crate) fn feed_native(
             }
         }
     } else {
-        while !fold.done() && spans.next_into(&mut rec) {
+        while !fold.done() && spans.next_into_where(&mut rec, |h| fold.wants(h)) {
             *n += 1;
             if *n & 0xFFFF == 0 {
                 report(*n, spans.bytes_read());

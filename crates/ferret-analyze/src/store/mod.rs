@@ -603,6 +603,21 @@ impl Spans<'_> {
             SpansInner::FerretIo(f) => f.next_into(out),
         }
     }
+
+    /// Like [`Spans::next_into`], but native files skip the spans whose
+    /// fixed fields `keep` rejects before decoding their status and tags
+    /// (ferret-io files read every span: their rows hold no fixed fields).
+    #[inline]
+    pub fn next_into_where(
+        &mut self,
+        out: &mut SpanRecord,
+        keep: impl FnMut(&ferret_format::codec::SpanHead) -> bool,
+    ) -> bool {
+        match &mut self.inner {
+            SpansInner::Native(n) => n.next_into_where(out, keep),
+            SpansInner::FerretIo(f) => f.next_into(out),
+        }
+    }
 }
 
 impl Iterator for Spans<'_> {

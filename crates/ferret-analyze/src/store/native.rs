@@ -458,6 +458,17 @@ impl<'a> NativeSpans<'a> {
 
     #[inline]
     pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
+        self.next_into_where(out, |_| true)
+    }
+
+    /// Like [`next_into`](Self::next_into), but reads only spans whose
+    /// fixed fields `keep` accepts: the others are skipped before their
+    /// status and tags are decoded. Returns false at the end.
+    pub(super) fn next_into_where(
+        &mut self,
+        out: &mut SpanRecord,
+        mut keep: impl FnMut(&SpanHead) -> bool,
+    ) -> bool {
         let with_tags = self.q.with_tags;
         loop {
             if let Some(st) = &mut self.dec_state {
@@ -465,18 +476,18 @@ impl<'a> NativeSpans<'a> {
                 if with_tags {
                     std::mem::swap(&mut s.tags, &mut out.tags);
                 }
-                let r = st.decoder.next_into(s);
+                let (since, until) = (self.q.since_ns, self.q.until_ns);
+                let r = st.decoder.next_into_where(s, |h| {
+                    !(since.is_some_and(|since| h.start_ns < since)
+                        || until.is_some_and(|until| h.start_ns >= until))
+                        && keep(h)
+                });
                 if with_tags {
                     std::mem::swap(&mut s.tags, &mut out.tags);
                 }
                 match r {
-                    Ok(true) => {
+                    Ok(Some(true)) => {
                         let h = &s.head;
-                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
-                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
-                        {
-                            continue;
-                        }
                         out.head = *h;
                         out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
                         out.recorded = Recorded {
@@ -496,7 +507,8 @@ impl<'a> NativeSpans<'a> {
                         out.tid = st.last_tid;
                         return true;
                     }
-                    Ok(false) => {}
+                    Ok(Some(false)) => continue,
+                    Ok(None) => {}
                     Err(_) => self.skipped += 1,
                 }
             }

@@ -83,8 +83,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub max_depth: usize,
     /// Threads reading a native file (default: the number of cores); the
-    /// summary is the same for any count. ferret-io files and --tree read
-    /// with one thread (plus ferret-io's SQLite reader).
+    /// result is the same for any count. With --tree, the passes that find
+    /// the slowest roots use them and the pass that builds the trees reads
+    /// with one. ferret-io files read with one thread (plus ferret-io's
+    /// SQLite reader).
     #[arg(long, value_name = "N", value_parser = super::parse_threads)]
     pub threads: Option<usize>,
 }
@@ -182,6 +184,9 @@ pub fn run(a: Args) -> CliResult {
             max_children: a.max_children,
             format,
             max_depth: a.max_depth,
+            threads: a
+                .threads
+                .unwrap_or_else(ferret_analyze::analysis::default_threads),
         };
         return super::tree::run(&store, &q, &opts);
     }

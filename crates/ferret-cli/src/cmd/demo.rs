@@ -376,8 +376,12 @@ pub fn run(a: Args) -> CliResult {
         Shape::Deep => "deep",
         Shape::Service => "service",
     };
+    // Writing the file is the whole job: wait for the writer far longer
+    // than a host program would (a deep chain's 100,000 new call paths
+    // took more than the default 5 s to commit on a loaded 2-core machine).
     let profiler = Profiler::builder(&a.db)
         .label(format!("demo {shape} {} spans", a.spans))
+        .close_timeout(std::time::Duration::from_secs(120))
         .open()?;
     profiler.install();
     let run_id = profiler.run_id().to_owned();

@@ -27,12 +27,15 @@ pub struct Request {
     pub format: Format,
     /// Levels to show (0 = all).
     pub max_depth: usize,
+    /// Threads reading a native file's first passes.
+    pub threads: usize,
 }
 
 pub fn run(store: &Store, q: &Query, r: &Request) -> CliResult {
     let opts = TreeOptions {
         top: r.top,
         max_children: r.max_children.max(1),
+        threads: r.threads,
     };
     let tree = slowest_trees(store, q, &opts)?;
     let out = std::io::stdout().lock();
