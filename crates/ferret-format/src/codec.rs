@@ -690,24 +690,14 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// `Ok(false)` at the end of the block.
     #[inline(always)]
     pub fn next_into(&mut self, s: &mut BlockSpan) -> Result<bool, CorruptBlock> {
-        let Some((h, flags)) = self.head()? else {
-            return Ok(false);
-        };
-        s.head = h;
-        let tags = if self.with_tags {
-            Some(&mut s.tags)
-        } else {
-            s.tags.clear();
-            None
-        };
-        self.tail(flags, Some(&mut s.status), tags)?;
-        Ok(true)
+        Ok(self.next_into_where(s, |_| true)?.is_some())
     }
 
     /// Like [`next_into`](Self::next_into), but decodes the status and tags
     /// only of a span whose fixed fields `keep` accepts; the others are
     /// skipped (their fixed fields are still in `s.head`). `Ok(Some(kept))`
     /// for a span, `Ok(None)` at the end of the block.
+    #[inline(always)]
     pub fn next_into_where(
         &mut self,
         s: &mut BlockSpan,

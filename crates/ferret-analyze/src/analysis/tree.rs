@@ -368,6 +368,15 @@ struct Missing {
     path: u32,
 }
 
+impl Missing {
+    /// Adds what other orphans of the same parent show.
+    fn absorb(&mut self, o: Missing) {
+        self.start = self.start.min(o.start);
+        self.end = self.end.max(o.end);
+        (self.trace, self.path) = (self.trace, self.path).min((o.trace, o.path));
+    }
+}
+
 /// The orphan pass (native files): spans whose parent id is not in the
 /// run, grouped by that parent.
 struct OrphansFold<'a> {
@@ -400,20 +409,16 @@ impl OrphansFold<'_> {
         if self.last.1 {
             return;
         }
-        if let Some(m) = self.missing.get_mut(&parent) {
-            m.start = m.start.min(start);
-            m.end = m.end.max(end);
-            (m.trace, m.path) = (m.trace, m.path).min((trace, path));
+        let m = Missing {
+            start,
+            end,
+            trace,
+            path,
+        };
+        if let Some(had) = self.missing.get_mut(&parent) {
+            had.absorb(m);
         } else if self.missing.len() < MAX_MISSING {
-            self.missing.insert(
-                parent,
-                Missing {
-                    start,
-                    end,
-                    trace,
-                    path,
-                },
-            );
+            self.missing.insert(parent, m);
         } else {
             self.full = true;
             self.overflow.offer_key(key, trace);
@@ -465,12 +470,7 @@ impl Merge for OrphansFold<'_> {
         self.full |= other.full;
         for (p, o) in other.missing {
             match self.missing.entry(p) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    let m = e.get_mut();
-                    m.start = m.start.min(o.start);
-                    m.end = m.end.max(o.end);
-                    (m.trace, m.path) = (m.trace, m.path).min((o.trace, o.path));
-                }
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().absorb(o),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(o);
                 }
