@@ -1014,6 +1014,46 @@ mod tests {
     }
 
     #[test]
+    fn the_name_cache_gives_each_text_one_id() {
+        // Names that share a cache slot (same length, same first and last
+        // eight bytes), short ones, the empty one and a few hundred of the
+        // service shape's, looked up in a scrambled order many times: each
+        // text keeps the id of its first appearance.
+        let mut texts: Vec<String> = (0..40).map(|k| format!("prefix__{k:04}__suffix")).collect();
+        texts.extend(["", "a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "ok"].map(String::from));
+        texts.extend((0..300).map(|k| format!("module_{}.function_{}", k % 10, k)));
+        assert_eq!(
+            name_slot(texts[0].as_bytes()),
+            name_slot(texts[1].as_bytes())
+        );
+        let (mut names, mut ids) = (vec![], NameIds::default());
+        let mut want: FxHashMap<String, u32> = FxHashMap::default();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..50_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Mostly the colliding names, so their slots change hands.
+            let i = if seed % 2 == 0 {
+                seed as usize / 7 % 40
+            } else {
+                seed as usize / 7 % texts.len()
+            };
+            let t = &texts[i];
+            let next = want.len() as u32;
+            let expect = *want.entry(t.clone()).or_insert(next);
+            let got = Interner {
+                names: &mut names,
+                ids: &mut ids,
+            }
+            .intern(t);
+            assert_eq!(got, expect, "{t:?}");
+            assert_eq!(&*names[got as usize], t.as_str());
+        }
+        assert_eq!(names.len(), want.len());
+    }
+
+    #[test]
     fn same_bytes_is_slice_equality() {
         let words = ["", "a", "ab", "abcdefg", "abcdefgh", "abcdefghi"];
         let mut all: Vec<String> = vec![];
