@@ -1034,7 +1034,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             // Mostly the colliding names, so their slots change hands.
-            let i = if seed % 2 == 0 {
+            let i = if seed.is_multiple_of(2) {
                 seed as usize / 7 % 40
             } else {
                 seed as usize / 7 % texts.len()
