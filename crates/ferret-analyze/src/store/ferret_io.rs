@@ -364,10 +364,10 @@ fn read_pages(
         // boundary. BeaverDB's table has the unique key (log_name,
         // timestamp), so ties cannot occur and the timestamp alone is the
         // key (the cheaper query); so it is for a WITHOUT ROWID table.
-        let has_rowid = !unique_timestamps(&conn)
-            && conn
-                .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
-                .is_ok();
+        let rowid = conn
+            .prepare("SELECT rowid FROM beaver_logs LIMIT 0")
+            .is_ok();
+        let ties = rowid && !unique_timestamps(&conn);
         let mut last: Option<(f64, i64)> = None;
         // Rows of other runs are dropped before parsing: a SIMD substring
         // search for the run id is much cheaper than SQLite's instr() or a
@@ -396,28 +396,29 @@ fn read_pages(
             }
         };
         loop {
-            let (sql, lower, lower_id) = match (last, has_rowid) {
-                (None, true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp, rowid LIMIT ?4",
-                    since,
-                    0,
-                ),
-                (Some((ts, id)), true) => (
-                    "SELECT timestamp, data, rowid FROM beaver_logs WHERE log_name = ?1 AND (timestamp, rowid) > (?2, ?5) AND {upper} ORDER BY timestamp, rowid LIMIT ?4",
-                    ts,
-                    id,
-                ),
-                (None, false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp >= ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp LIMIT ?4",
-                    since,
-                    0,
-                ),
-                (Some((ts, _)), false) => (
-                    "SELECT timestamp, data, 0 FROM beaver_logs WHERE log_name = ?1 AND timestamp > ?2 AND ?5 = ?5 AND {upper} ORDER BY timestamp LIMIT ?4",
-                    ts,
-                    0,
-                ),
+            // Rows carry their rowid, not their timestamp: the rowid comes
+            // with the index entry, while decoding the timestamp column
+            // cost ~5% of all the instructions of an analysis. The page's
+            // last row then gives its timestamp by a lookup on the rowid.
+            // (A table without rowids selects the timestamp itself.)
+            let lower_clause = match (last, ties) {
+                (None, _) => "timestamp >= ?2 AND ?5 = ?5",
+                (Some(_), true) => "(timestamp, rowid) > (?2, ?5)",
+                (Some(_), false) => "timestamp > ?2 AND ?5 = ?5",
             };
+            let (lower, lower_id) = last.unwrap_or((since, 0));
+            // One comparison on the upper bound, not an OR of two:
+            // SQLite then stops the index range there by itself.
+            let upper = if unbounded {
+                "timestamp <= ?3 AND ?6 = ?6"
+            } else {
+                "timestamp < ?3 AND ?6 = ?6"
+            };
+            let sql = format!(
+                "SELECT data, {} FROM beaver_logs WHERE log_name = ?1 AND {lower_clause} AND {upper} ORDER BY {} LIMIT ?4",
+                if rowid { "rowid" } else { "timestamp" },
+                if ties { "timestamp, rowid" } else { "timestamp" },
+            );
             // A page the consumer is done with, or a new one: reusing
             // pages spares a fresh multi-megabyte allocation (page faults,
             // and copies as it grows) per page.
@@ -440,24 +441,23 @@ fn read_pages(
             };
             let mut n = 0;
             {
-                // One comparison on the upper bound, not an OR of two:
-                // SQLite then stops the index range there by itself.
-                let upper = if unbounded {
-                    "timestamp <= ?3 AND ?6 = ?6"
-                } else {
-                    "timestamp < ?3 AND ?6 = ?6"
-                };
-                let mut st = conn.prepare_cached(&sql.replace("{upper}", upper))?;
+                let mut st = conn.prepare_cached(&sql)?;
                 let mut rows = st.query(rusqlite::params![
                     ns, lower, until, PAGE_ROWS, lower_id, unbounded
                 ])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
                     if n == PAGE_ROWS {
-                        // Where the next page starts.
-                        last = Some((r.get(0)?, r.get(2)?));
+                        // Where the next page starts. The statement is still
+                        // open, so the lookup reads the same snapshot.
+                        last = Some(if rowid {
+                            let id: i64 = r.get(1)?;
+                            (timestamp_of(&conn, id)?, id)
+                        } else {
+                            (r.get(1)?, 0)
+                        });
                     }
-                    match r.get_ref(1)? {
+                    match r.get_ref(0)? {
                         rusqlite::types::ValueRef::Text(t) => {
                             if has_run(t) {
                                 page.text.extend_from_slice(t);
@@ -533,6 +533,13 @@ fn read_pages(
     }
 }
 
+/// The timestamp of the row `id` of `beaver_logs`.
+fn timestamp_of(conn: &Connection, id: i64) -> Result<f64> {
+    Ok(conn
+        .prepare_cached("SELECT timestamp FROM beaver_logs WHERE rowid = ?1")?
+        .query_row([id], |r| r.get(0))?)
+}
+
 /// True when `beaver_logs` has a unique index on exactly `(log_name,
 /// timestamp)` (BeaverDB's primary key): no two rows of a log share a
 /// timestamp.
@@ -562,7 +569,7 @@ const QUEUE_PAGES: usize = 2;
 /// parsed one at a time, straight into the caller's record.
 pub(super) struct FerretIoSpans {
     names: Vec<Box<str>>,
-    name_ids: FxHashMap<Box<str>, u32>,
+    name_ids: NameIds,
     parents: ParentKeys,
     with_tags: bool,
     run: String,
@@ -600,7 +607,7 @@ impl FerretIoSpans {
         FerretIoSpans {
             back,
             names: vec![],
-            name_ids: FxHashMap::default(),
+            name_ids: NameIds::default(),
             parents: ParentKeys::default(),
             with_tags,
             run: run.to_owned(),
@@ -645,9 +652,13 @@ impl FerretIoSpans {
                     ),
                     Some(Pre::Span(p)) => {
                         let at = |(a, b): (u32, u32)| {
-                            // The ranges lie in an ASCII row (checked by the fast path).
-                            std::str::from_utf8(&self.page.text[a as usize..b as usize])
-                                .unwrap_or("")
+                            let bytes = &self.page.text[a as usize..b as usize];
+                            debug_assert!(bytes.is_ascii());
+                            // SAFETY: `pre_parse` took these ranges from `&str`s
+                            // the fast path returned for this very page's text
+                            // (unchanged since), so they are whole UTF-8 texts
+                            // (ASCII, in fact: the fast path declines other bytes).
+                            unsafe { std::str::from_utf8_unchecked(bytes) }
                         };
                         fill(
                             out,
@@ -708,7 +719,41 @@ enum Row {
 /// Span names seen so far, by id.
 struct Interner<'a> {
     names: &'a mut Vec<Box<str>>,
-    ids: &'a mut FxHashMap<Box<str>, u32>,
+    ids: &'a mut NameIds,
+}
+
+/// Slots in [`NameIds`]' cache (a power of two).
+const NAME_SLOTS: usize = 4096;
+
+/// Name ids by text: a hash map, with a direct-mapped cache in front of it.
+/// A row's name is looked up once per span; with a few hundred names the
+/// map's string hashing and `memcmp` calls cost more than the rest of the
+/// lookup. The cache slot comes from the name's length and its first and
+/// last eight bytes (no pass over the text), and a hit is confirmed by an
+/// inline comparison with the interned text, so a slot shared by two names
+/// only sends one of them to the map.
+#[derive(Default)]
+pub(crate) struct NameIds {
+    map: FxHashMap<Box<str>, u32>,
+    /// `id + 1` of the last name that fell in each slot; 0 when empty.
+    /// Allocated on first use.
+    slots: Vec<u32>,
+}
+
+/// The cache slot of a name.
+#[inline]
+fn name_slot(b: &[u8]) -> usize {
+    let n = b.len();
+    let (head, tail) = if n >= 8 {
+        let w = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        (w(0), w(n - 8))
+    } else {
+        let mut t = [0u8; 8];
+        t[..n].copy_from_slice(b);
+        (u64::from_le_bytes(t), 0)
+    };
+    let h = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 52) as usize & (NAME_SLOTS - 1)
 }
 
 /// `a == b`, compared inline a word at a time (for the span and
@@ -734,13 +779,34 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Interner<'_> {
+    #[inline]
     fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
+        let slot = name_slot(name.as_bytes());
+        if let Some(&c) = self.ids.slots.get(slot) {
+            if let Some(known) = c.checked_sub(1).and_then(|id| self.names.get(id as usize)) {
+                if same_bytes(known.as_bytes(), name.as_bytes()) {
+                    return c - 1;
+                }
+            }
         }
-        let id = self.names.len() as u32;
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
+        self.intern_slow(name, slot)
+    }
+
+    #[cold]
+    fn intern_slow(&mut self, name: &str, slot: usize) -> u32 {
+        let id = match self.ids.map.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.len() as u32;
+                self.names.push(name.into());
+                self.ids.map.insert(name.into(), id);
+                id
+            }
+        };
+        if self.ids.slots.is_empty() {
+            self.ids.slots = vec![0; NAME_SLOTS];
+        }
+        self.ids.slots[slot] = id.saturating_add(1);
         id
     }
 }
@@ -898,7 +964,7 @@ pub(super) fn parse_tail_row(
     text: &[u8],
     run: &str,
     names: &mut Vec<Box<str>>,
-    ids: &mut FxHashMap<Box<str>, u32>,
+    ids: &mut NameIds,
     parents: &mut ParentKeys,
     out: &mut SpanRecord,
 ) -> Option<bool> {
@@ -923,7 +989,7 @@ mod tests {
     /// Both paths' verdict on a row, and the record they fill.
     fn both(row: &[u8]) -> ((Row, SpanRecord, String), (Row, SpanRecord, String)) {
         let run = |fast: bool| {
-            let (mut names, mut ids) = (vec![], FxHashMap::default());
+            let (mut names, mut ids) = (vec![], NameIds::default());
             let mut rec = SpanRecord::default();
             let mut i = Interner {
                 names: &mut names,
@@ -945,6 +1011,46 @@ mod tests {
             (row_kind, rec, name)
         };
         (run(true), run(false))
+    }
+
+    #[test]
+    fn the_name_cache_gives_each_text_one_id() {
+        // Names that share a cache slot (same length, same first and last
+        // eight bytes), short ones, the empty one and a few hundred of the
+        // service shape's, looked up in a scrambled order many times: each
+        // text keeps the id of its first appearance.
+        let mut texts: Vec<String> = (0..40).map(|k| format!("prefix__{k:04}__suffix")).collect();
+        texts.extend(["", "a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "ok"].map(String::from));
+        texts.extend((0..300).map(|k| format!("module_{}.function_{}", k % 10, k)));
+        assert_eq!(
+            name_slot(texts[0].as_bytes()),
+            name_slot(texts[1].as_bytes())
+        );
+        let (mut names, mut ids) = (vec![], NameIds::default());
+        let mut want: FxHashMap<String, u32> = FxHashMap::default();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..50_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Mostly the colliding names, so their slots change hands.
+            let i = if seed.is_multiple_of(2) {
+                seed as usize / 7 % 40
+            } else {
+                seed as usize / 7 % texts.len()
+            };
+            let t = &texts[i];
+            let next = want.len() as u32;
+            let expect = *want.entry(t.clone()).or_insert(next);
+            let got = Interner {
+                names: &mut names,
+                ids: &mut ids,
+            }
+            .intern(t);
+            assert_eq!(got, expect, "{t:?}");
+            assert_eq!(&*names[got as usize], t.as_str());
+        }
+        assert_eq!(names.len(), want.len());
     }
 
     #[test]

@@ -819,7 +819,8 @@ mod tests {
     }
 
     /// `t` read by [`Cursor::number`], checked against the standard
-    /// parser bit for bit (and that the whole text was consumed).
+    /// parser and serde_json bit for bit (and that the whole text was
+    /// consumed).
     fn same_as_std(t: &str) {
         let mut c = Cursor {
             b: t.as_bytes(),
@@ -830,6 +831,13 @@ mod tests {
             Some(got) => {
                 assert_eq!(got.to_bits(), want.to_bits(), "{t}");
                 assert_eq!(c.i, t.len(), "{t}");
+                // serde_json's own parser (the slow path) reads it alike;
+                // it may drop the sign of a zero, which no time keeps.
+                let serde: f64 = serde_json::from_str(t).unwrap();
+                assert!(
+                    serde.to_bits() == want.to_bits() || (serde == 0.0 && want == 0.0),
+                    "{t}: serde_json {serde}"
+                );
             }
             None => assert!(!want.is_finite(), "{t}"),
         }
@@ -963,6 +971,30 @@ mod tests {
             };
             let w = u64::from_le_bytes(b[..].try_into().unwrap());
             assert!(!all_digits(w), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn declines_number_syntax_that_rust_reads_but_json_does_not() {
+        // Each is read by `str::parse::<f64>` (or is a prefix of such a
+        // text), so only the grammar check keeps it out.
+        for bad in [
+            "+1", "inf", "-inf", "NaN", "nan", "infinity", "Infinity", "1.", ".5", "-.5", "1.e5",
+            "01", "-01", "00", "1e", "1E+", "+.5e1", "0x10", "1_000",
+        ] {
+            let mut c = Cursor {
+                b: bad.as_bytes(),
+                i: 0,
+            };
+            let ok = c.number().is_some() && c.i == bad.len();
+            assert!(!ok, "{bad}");
+            let row = format!(
+                r#"{{"span_id":"a","run_id":"r","name":"n","start_time":{bad},"duration":null}}"#
+            );
+            assert_eq!(parse(row.as_bytes()), None, "{row}");
+            let row =
+                format!(r#"{{"span_id":"a","run_id":"r","name":"n","start_time":1,"x":{bad}}}"#);
+            assert_eq!(parse(row.as_bytes()), None, "{row}");
         }
     }
 

@@ -93,7 +93,7 @@ pub struct Tail {
     /// Name texts by id (native: `ferret_names` ids).
     names: Vec<Box<str>>,
     /// ferret-io: name ids by text.
-    name_ids: FxHashMap<Box<str>, u32>,
+    name_ids: super::ferret_io::NameIds,
     /// Native: call-path id -> name id.
     path_names: Vec<u32>,
     /// Native: the largest path and name ids loaded.
@@ -161,7 +161,7 @@ impl Tail {
             cursor: 0,
             data_version: None,
             names,
-            name_ids: FxHashMap::default(),
+            name_ids: Default::default(),
             path_names: vec![0],
             paths_loaded: 0,
             names_loaded: 0,
