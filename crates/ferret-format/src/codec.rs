@@ -684,10 +684,10 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         let (mut prev_id, mut prev_trace) = (self.prev_id, self.prev_trace);
         let (mut prev_start, mut prev_thread) = (self.prev_start, self.prev_thread);
         let mut remaining = self.remaining;
-        // One span's fixed fields, each varint read by `$varint!()` (which
-        // leaves the loop on a corrupt value), then its tail skipped and
-        // `f` called. Written out rather than returned from a closure: an
-        // `Option<SpanHead>` per span went through the stack.
+        // One span's fixed fields and flags, each varint read by
+        // `$varint!()` (which leaves the loop on a corrupt value). Written
+        // out rather than returned from a closure: an `Option<SpanHead>`
+        // per span went through the stack.
         macro_rules! span {
             ($flags:expr, $varint:ident, $fixed_done:expr) => {{
                 let flags: u8 = $flags;
@@ -714,25 +714,20 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                 }
                 prev_id = id;
                 $fixed_done;
-                // A custom status (2), a bad one (3) or tags.
-                if flags & (ST_CUSTOM | F_TAGS) != 0 {
-                    let mut r = Reader { data, pos };
-                    if r.skip_tail(flags).is_none() {
-                        break false;
-                    }
-                    pos = r.pos;
-                }
-                f(&SpanHead {
-                    id,
-                    parent,
-                    trace: prev_trace,
-                    path,
-                    start_ns: prev_start,
-                    dur_ns,
-                    child_ns,
-                    thread: prev_thread,
-                    error: flags & ST_MASK != 0,
-                });
+                (
+                    SpanHead {
+                        id,
+                        parent,
+                        trace: prev_trace,
+                        path,
+                        start_ns: prev_start,
+                        dur_ns,
+                        child_ns,
+                        thread: prev_thread,
+                        error: flags & ST_MASK != 0,
+                    },
+                    flags,
+                )
             }};
         }
         let whole = loop {
@@ -740,7 +735,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                 break true;
             }
             remaining -= 1;
-            if let Some(w) = data.get(pos..pos + WINDOW) {
+            let (head, flags) = if let Some(w) = data.get(pos..pos + WINDOW) {
                 let w = Window::new(w);
                 let mut o = 1;
                 macro_rules! window_varint {
@@ -754,7 +749,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                     }};
                 }
                 // The tail is read from `pos`, moved past the fixed fields.
-                span!(w.bytes[0], window_varint, pos += o);
+                span!(w.bytes[0], window_varint, pos += o)
             } else {
                 macro_rules! checked_varint {
                     () => {{
@@ -769,8 +764,18 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                     break false;
                 };
                 pos += 1;
-                span!(flags, checked_varint, ());
+                span!(flags, checked_varint, ())
+            };
+            // A custom status (2), a bad one (3) or tags. One call site of
+            // the tail and of `f` for both reads keeps `f` inlined.
+            if flags & (ST_CUSTOM | F_TAGS) != 0 {
+                let mut r = Reader { data, pos };
+                if r.skip_tail(flags).is_none() {
+                    break false;
+                }
+                pos = r.pos;
             }
+            f(&head);
         };
         // The block is done either way (a corrupt span ends it).
         self.remaining = 0;
