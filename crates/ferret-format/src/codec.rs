@@ -689,7 +689,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         // out rather than returned from a closure: an `Option<SpanHead>`
         // per span went through the stack.
         macro_rules! span {
-            ($flags:expr, $varint:ident, $fixed_done:expr) => {{
+            ($flags:expr, $varint:ident) => {{
                 let flags: u8 = $flags;
                 let id = prev_id.wrapping_add(unzigzag($varint!()) as u64);
                 let parent = if flags & F_PARENT != 0 {
@@ -713,7 +713,6 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                     prev_thread = t;
                 }
                 prev_id = id;
-                $fixed_done;
                 (
                     SpanHead {
                         id,
@@ -748,8 +747,10 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                         v
                     }};
                 }
+                let head = span!(w.bytes[0], window_varint);
                 // The tail is read from `pos`, moved past the fixed fields.
-                span!(w.bytes[0], window_varint, pos += o)
+                pos += o;
+                head
             } else {
                 macro_rules! checked_varint {
                     () => {{
@@ -764,7 +765,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                     break false;
                 };
                 pos += 1;
-                span!(flags, checked_varint, ())
+                span!(flags, checked_varint)
             };
             // A custom status (2), a bad one (3) or tags. One call site of
             // the tail and of `f` for both reads keeps `f` inlined.
