@@ -321,6 +321,55 @@ fn varint_long(data: &[u8], mut pos: usize) -> Option<(u64, usize)> {
     }
 }
 
+/// Bytes a span's fixed fields read at most from its window: the flags and
+/// seven varints, the last read as an 8-byte word at most `1 + 6 × 10`
+/// bytes in (each varint takes at most ten).
+const WINDOW: usize = 72;
+
+/// The [`WINDOW`] bytes of a block from a span's start. Load offsets are
+/// masked to `0..64` (a no-op: a span's varints start at most 61 bytes in),
+/// which lets the compiler drop the bounds check of every 8-byte load.
+struct Window<'a> {
+    bytes: &'a [u8; WINDOW],
+}
+
+impl<'a> Window<'a> {
+    #[inline(always)]
+    fn new(w: &'a [u8]) -> Window<'a> {
+        Window {
+            bytes: w.try_into().expect("a window's length"),
+        }
+    }
+
+    /// The LEB128 value at offset `o` and its length, if it takes at most
+    /// eight bytes (longer ones: `None`, for the checked reader).
+    #[inline(always)]
+    fn varint(&self, o: usize) -> Option<(u64, usize)> {
+        let o = o & 63;
+        let w: &[u8; 8] = self.bytes[o..o + 8].try_into().expect("8 bytes");
+        let w = u64::from_le_bytes(*w);
+        if w & 0x80 == 0 {
+            return Some((w & 0x7f, 1));
+        }
+        if w & 0x8000 == 0 {
+            return Some(((w & 0x7f) | ((w >> 1) & 0x3f80), 2));
+        }
+        // The first byte without a continuation bit ends the value.
+        let stops = !w & 0x8080_8080_8080_8080;
+        if stops == 0 {
+            return None;
+        }
+        let len = (stops.trailing_zeros() as usize >> 3) + 1;
+        // Keep the value's bytes, drop their continuation bits, then pack
+        // the 7-bit groups pairwise: 2 × 7, 2 × 14, 2 × 28 bits.
+        let x = w & (stops ^ (stops - 1)) & 0x7f7f_7f7f_7f7f_7f7f;
+        let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+        let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+        let x = (x & 0x0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+        Some((x, len))
+    }
+}
+
 /// A cursor over a block's bytes for [`BlockDecoder::for_each_head`]: the
 /// same checks as the decoder's own reads (a value that does not fit, a
 /// read past the end), with a word at a time where eight bytes are left.
@@ -623,67 +672,122 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// in registers (the fast path of statistics). A corrupt span ends the
     /// block: `f` has then seen every span before it, and the error is
     /// returned. Fields `f` does not read cost only their skipping.
+    ///
+    /// A span that starts at least 72 bytes before the end of the block
+    /// reads its fixed fields from a fixed-size window of the block, without
+    /// a bounds check per field; the last spans of a block take the checked
+    /// reads.
     #[inline(always)]
     pub fn for_each_head(&mut self, mut f: impl FnMut(&SpanHead)) -> Result<(), CorruptBlock> {
-        let mut r = Reader {
-            data: self.data.as_ref(),
-            pos: self.pos,
-        };
+        let data = self.data.as_ref();
+        let mut pos = self.pos;
         let (mut prev_id, mut prev_trace) = (self.prev_id, self.prev_trace);
         let (mut prev_start, mut prev_thread) = (self.prev_start, self.prev_thread);
         let mut remaining = self.remaining;
-        let mut one = || -> Option<(SpanHead, u8)> {
-            let flags = r.byte()?;
-            let id = prev_id.wrapping_add(unzigzag(r.varint()?) as u64);
-            let parent = if flags & F_PARENT != 0 {
-                id.wrapping_sub(unzigzag(r.varint()?) as u64)
-            } else {
-                0
-            };
-            if flags & F_TRACE != 0 {
-                prev_trace = prev_trace.wrapping_add(unzigzag(r.varint()?) as u64);
-            }
-            let path = u32::try_from(r.varint()?).ok()?;
-            prev_start = prev_start.wrapping_add(unzigzag(r.varint()?));
-            let dur_ns = r.varint()?;
-            let child_ns = if flags & F_CHILD != 0 { r.varint()? } else { 0 };
-            if flags & F_THREAD != 0 {
-                prev_thread = u32::try_from(r.varint()?).ok()?;
-            }
-            prev_id = id;
-            r.skip_tail(flags)?;
-            Some((
-                SpanHead {
-                    id,
-                    parent,
-                    trace: prev_trace,
-                    path,
-                    start_ns: prev_start,
-                    dur_ns,
-                    child_ns,
-                    thread: prev_thread,
-                    error: flags & ST_MASK != 0,
-                },
-                flags,
-            ))
-        };
-        let mut res = Ok(());
-        while remaining > 0 {
-            remaining -= 1;
-            match one() {
-                Some((h, _)) => f(&h),
-                None => {
-                    res = Err(CorruptBlock);
-                    break;
+        // One span's fixed fields and flags, each varint read by
+        // `$varint!()` (which leaves the loop on a corrupt value). Written
+        // out rather than returned from a closure: an `Option<SpanHead>`
+        // per span went through the stack.
+        macro_rules! span {
+            ($flags:expr, $varint:ident) => {{
+                let flags: u8 = $flags;
+                let id = prev_id.wrapping_add(unzigzag($varint!()) as u64);
+                let parent = if flags & F_PARENT != 0 {
+                    id.wrapping_sub(unzigzag($varint!()) as u64)
+                } else {
+                    0
+                };
+                if flags & F_TRACE != 0 {
+                    prev_trace = prev_trace.wrapping_add(unzigzag($varint!()) as u64);
                 }
-            }
+                let Ok(path) = u32::try_from($varint!()) else {
+                    break false;
+                };
+                prev_start = prev_start.wrapping_add(unzigzag($varint!()));
+                let dur_ns = $varint!();
+                let child_ns = if flags & F_CHILD != 0 { $varint!() } else { 0 };
+                if flags & F_THREAD != 0 {
+                    let Ok(t) = u32::try_from($varint!()) else {
+                        break false;
+                    };
+                    prev_thread = t;
+                }
+                prev_id = id;
+                (
+                    SpanHead {
+                        id,
+                        parent,
+                        trace: prev_trace,
+                        path,
+                        start_ns: prev_start,
+                        dur_ns,
+                        child_ns,
+                        thread: prev_thread,
+                        error: flags & ST_MASK != 0,
+                    },
+                    flags,
+                )
+            }};
         }
+        let whole = loop {
+            if remaining == 0 {
+                break true;
+            }
+            remaining -= 1;
+            let (head, flags) = if let Some(w) = data.get(pos..pos + WINDOW) {
+                let w = Window::new(w);
+                let mut o = 1;
+                macro_rules! window_varint {
+                    () => {{
+                        let Some((v, len)) = w.varint(o).or_else(|| varint_long(data, pos + o))
+                        else {
+                            break false;
+                        };
+                        o += len;
+                        v
+                    }};
+                }
+                let head = span!(w.bytes[0], window_varint);
+                // The tail is read from `pos`, moved past the fixed fields.
+                pos += o;
+                head
+            } else {
+                macro_rules! checked_varint {
+                    () => {{
+                        let Some((v, len)) = varint_at(data, pos) else {
+                            break false;
+                        };
+                        pos += len;
+                        v
+                    }};
+                }
+                let Some(&flags) = data.get(pos) else {
+                    break false;
+                };
+                pos += 1;
+                span!(flags, checked_varint)
+            };
+            // A custom status (2), a bad one (3) or tags. One call site of
+            // the tail and of `f` for both reads keeps `f` inlined.
+            if flags & (ST_CUSTOM | F_TAGS) != 0 {
+                let mut r = Reader { data, pos };
+                if r.skip_tail(flags).is_none() {
+                    break false;
+                }
+                pos = r.pos;
+            }
+            f(&head);
+        };
         // The block is done either way (a corrupt span ends it).
         self.remaining = 0;
-        self.pos = r.pos;
+        self.pos = pos;
         (self.prev_id, self.prev_trace) = (prev_id, prev_trace);
         (self.prev_start, self.prev_thread) = (prev_start, prev_thread);
-        res
+        if whole {
+            Ok(())
+        } else {
+            Err(CorruptBlock)
+        }
     }
 
     /// Decodes the next span into `s` (reusing its tag vector). Returns
@@ -956,6 +1060,32 @@ mod tests {
                     heads_one_by_one(&bad),
                     "{byte:#x} at {at}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn window_varints_equal_the_byte_by_byte_reader() {
+        // Every length from 1 to 10 bytes, at every offset a load may take,
+        // with the bytes after the value all set or all clear.
+        let mut values: Vec<u64> = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1]).collect();
+        values.extend([u64::MAX, 0x0123_4567_89ab_cdef, 300, 16_383, 16_384]);
+        for v in values {
+            let mut enc = vec![];
+            put_varint(&mut enc, v);
+            for o in 0..=61 {
+                for fill in [0x00, 0xff] {
+                    let mut buf = [fill; WINDOW];
+                    let end = (o + enc.len()).min(WINDOW);
+                    buf[o..end].copy_from_slice(&enc[..end - o]);
+                    let got = Window::new(&buf).varint(o);
+                    if enc.len() <= 8 {
+                        assert_eq!(got, Some((v, enc.len())), "{v:#x} at {o}");
+                        assert_eq!(varint_long(&buf, o), got);
+                    } else {
+                        assert_eq!(got, None, "{v:#x} at {o}: left to the checked reader");
+                    }
+                }
             }
         }
     }

@@ -3,7 +3,9 @@
 //! on the clock between them, as a busy service would), then the example
 //! prints the `ferret-writer` thread's CPU time (from
 //! `/proc/self/task/*/stat`, 10 ms resolution) and how often it woke up
-//! (its voluntary context switches). Linux only.
+//! (its voluntary context switches), and the bytes it wrote (`wchar` of
+//! `/proc/self/task/*/io`: WAL frames and checkpoints, which with SQLite
+//! rewrite whole pages, so they grow with the page size). Linux only.
 //!
 //! ```text
 //! cargo run --release -p ferret --example writer_cost -- [RATE] [SECS]
@@ -44,6 +46,15 @@ fn wakeups(task: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes a task passed to `write`/`pwrite` (its `wchar`).
+fn written(task: &Path) -> u64 {
+    let io = std::fs::read_to_string(task.join("io")).unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let rate: f64 = args
@@ -64,7 +75,7 @@ fn main() {
             })
         })
         .expect("a ferret-writer thread (Linux /proc)");
-    let (cpu0, wake0) = (cpu_secs(&task), wakeups(&task));
+    let (cpu0, wake0, wrote0) = (cpu_secs(&task), wakeups(&task), written(&task));
 
     let t0 = Instant::now();
     let step = Duration::from_secs_f64(8.0 / rate);
@@ -84,6 +95,10 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(&task) - cpu0;
     let woke = wakeups(&task) - wake0;
+    let wrote = written(&task) - wrote0;
+    let page_size: i64 = rusqlite::Connection::open(dir.path().join("writer.db"))
+        .and_then(|c| c.query_row("PRAGMA page_size", [], |r| r.get(0)))
+        .unwrap_or(0);
     profiler.close().expect("close");
 
     println!("span rate            {:.0} spans/s", spans as f64 / wall);
@@ -93,4 +108,9 @@ fn main() {
         cpu * 1e9 / spans as f64
     );
     println!("writer wake-ups      {:.0} per second", woke as f64 / wall);
+    println!(
+        "writer bytes written {:.1} KB/s ({:.1} bytes per span; page size {page_size})",
+        wrote as f64 / wall / 1e3,
+        wrote as f64 / spans as f64
+    );
 }

@@ -792,3 +792,48 @@ fn a_steady_trickle_is_committed_within_the_flush_interval() {
         "only {seen} spans committed after 0.6 s of recording"
     );
 }
+
+/// The SQLite page size of a file.
+fn page_size(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A file the recorder creates gets its page size (a block then spans a
+/// few pages instead of a dozen); a file made with smaller pages, as
+/// recorders before it made them, keeps its own, records and reads.
+#[test]
+fn new_files_take_the_recorder_page_size_and_old_files_keep_theirs() {
+    let _l = lock();
+    let (_d, path) = temp_db();
+    let p = Profiler::builder(&path).run_id("new").open().unwrap();
+    p.install();
+    drop(ferret::span("x"));
+    p.close().unwrap();
+    assert_eq!(page_size(&path), ferret_format::schema::PAGE_SIZE as i64);
+    assert_eq!(read_run(&path, "new").len(), 1);
+
+    let (_d1, old) = temp_db();
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;")
+            .unwrap();
+        c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
+        c.execute(
+            "INSERT INTO ferret_meta VALUES ('format_version', ?1)",
+            [ferret_format::schema::FORMAT_VERSION.to_string()],
+        )
+        .unwrap();
+    }
+    assert_eq!(page_size(&old), 4096);
+    let p = Profiler::builder(&old).run_id("old").open().unwrap();
+    p.install();
+    for _ in 0..10_000 {
+        drop(ferret::span("y"));
+    }
+    p.close().unwrap();
+    assert_eq!(page_size(&old), 4096);
+    assert_eq!(read_run(&old, "old").len(), 10_000);
+}

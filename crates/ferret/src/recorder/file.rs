@@ -2,7 +2,7 @@
 //! files that are not ours, and registering this process's run.
 
 use crate::error::{Error, Result};
-use ferret_format::schema::{FORMAT_VERSION, SCHEMA};
+use ferret_format::schema::{FORMAT_VERSION, PAGE_SIZE, SCHEMA};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 use std::time::Duration;
@@ -83,6 +83,9 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
     if tables > 0 && ours == 0 {
         return Err(Error::ForeignDatabase(path.to_path_buf()));
     }
+    // Only a new, empty file takes it (before its first write, and before
+    // WAL, which fixes the page size); an existing file keeps its own.
+    conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
     enable_wal(&conn).map_err(|e| classify_open_error(path, e))?;
     conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
