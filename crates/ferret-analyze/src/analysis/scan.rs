@@ -84,6 +84,12 @@ pub trait Fold {
         true
     }
 
+    /// True when [`Fold::wants`] may reject spans (default: false, and
+    /// `wants` is not asked).
+    fn filters(&self) -> bool {
+        false
+    }
+
     /// True when the fold wants no more spans (e.g. its output failed):
     /// the scan then stops early.
     fn done(&self) -> bool {
@@ -242,7 +248,7 @@ pub fn scan(
                 Fold::span_self(fold, f.span_id, f.self_ns);
             };
             let mut done = Vec::new();
-            while !fold.done() && spans.next_into_where(&mut rec, |h| fold.wants(h)) {
+            while !fold.done() && spans.next_into(&mut rec) {
                 n += 1;
                 if n & 0xFFFF == 0 {
                     report(n, spans.bytes_read());
@@ -345,7 +351,16 @@ pub(crate) fn feed_native(
             }
         }
     } else {
-        while !fold.done() && spans.next_into_where(&mut rec, |h| fold.wants(h)) {
+        // The filtered read costs ~40 instructions a span more than the
+        // plain one: folds that keep every span take the plain one.
+        let filters = fold.filters();
+        while !fold.done()
+            && if filters {
+                spans.next_into_where(&mut rec, |h| fold.wants(h))
+            } else {
+                spans.next_into(&mut rec)
+            }
+        {
             *n += 1;
             if *n & 0xFFFF == 0 {
                 report(*n, spans.bytes_read());

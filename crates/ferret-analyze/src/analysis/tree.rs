@@ -237,6 +237,10 @@ impl<W: FnMut(&SpanHead) -> bool, F: FnMut(Resolved<'_>)> Fold for Filtered<W, F
         (self.wants)(h)
     }
 
+    fn filters(&self) -> bool {
+        true
+    }
+
     fn span(&mut self, s: Resolved<'_>) {
         (self.each)(s)
     }

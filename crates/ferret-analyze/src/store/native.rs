@@ -458,7 +458,36 @@ impl<'a> NativeSpans<'a> {
 
     #[inline]
     pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
-        self.next_into_where(out, |_| true)
+        let with_tags = self.q.with_tags;
+        loop {
+            if let Some(st) = &mut self.dec_state {
+                let s = &mut self.scratch;
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                let r = st.decoder.next_into(s);
+                if with_tags {
+                    std::mem::swap(&mut s.tags, &mut out.tags);
+                }
+                match r {
+                    Ok(true) => {
+                        let h = &s.head;
+                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
+                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
+                        {
+                            continue;
+                        }
+                        fill(out, s, st, &self.path_names, &self.tids, with_tags);
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(_) => self.skipped += 1,
+                }
+            }
+            if !self.next_block() {
+                return false;
+            }
+        }
     }
 
     /// Like [`next_into`](Self::next_into), but reads only spans whose
@@ -487,24 +516,7 @@ impl<'a> NativeSpans<'a> {
                 }
                 match r {
                     Ok(Some(true)) => {
-                        let h = &s.head;
-                        out.head = *h;
-                        out.name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
-                        out.recorded = Recorded {
-                            duration: true,
-                            path_and_children: true,
-                        };
-                        out.status = std::mem::take(&mut s.status);
-                        if !with_tags {
-                            out.tags.clear();
-                        }
-                        out.pid = st.pid;
-                        if h.thread != st.last_thread {
-                            st.last_thread = h.thread;
-                            st.last_tid =
-                                self.tids.get(&(st.process, h.thread)).copied().unwrap_or(0);
-                        }
-                        out.tid = st.last_tid;
+                        fill(out, s, st, &self.path_names, &self.tids, with_tags);
                         return true;
                     }
                     Ok(Some(false)) => continue,
@@ -517,4 +529,34 @@ impl<'a> NativeSpans<'a> {
             }
         }
     }
+}
+
+/// Fills `out` with the span just decoded into `s` (its tags are in `out`
+/// already when the stream reads tags).
+#[inline(always)]
+fn fill(
+    out: &mut SpanRecord,
+    s: &mut BlockSpan,
+    st: &mut DecoderState,
+    path_names: &[u32],
+    tids: &FxHashMap<(i64, u32), u64>,
+    with_tags: bool,
+) {
+    let h = &s.head;
+    out.head = *h;
+    out.name = path_names.get(h.path as usize).copied().unwrap_or(0);
+    out.recorded = Recorded {
+        duration: true,
+        path_and_children: true,
+    };
+    out.status = std::mem::take(&mut s.status);
+    if !with_tags {
+        out.tags.clear();
+    }
+    out.pid = st.pid;
+    if h.thread != st.last_thread {
+        st.last_thread = h.thread;
+        st.last_tid = tids.get(&(st.process, h.thread)).copied().unwrap_or(0);
+    }
+    out.tid = st.last_tid;
 }
