@@ -162,6 +162,21 @@ const MAX_MISSING: usize = 1 << 20;
 /// Ranking of roots: slower first, then earlier start, then smaller id.
 type Key = (u64, Reverse<i64>, Reverse<u64>);
 
+/// A span's [`Key`] (a span without a duration ranks as 0).
+fn key(s: &SpanRecord) -> Key {
+    (
+        s.duration_ns().unwrap_or(0),
+        Reverse(s.start_ns()),
+        Reverse(s.span_id()),
+    )
+}
+
+/// The [`Key`] of a native span from its fixed fields.
+#[inline]
+fn head_key(h: &SpanHead) -> Key {
+    (h.dur_ns, Reverse(h.start_ns), Reverse(h.id))
+}
+
 #[derive(Clone, Copy)]
 struct Cand {
     key: Key,
@@ -305,11 +320,11 @@ struct RootsFold {
 
 impl RootsFold {
     #[inline]
-    fn root(&mut self, id: u64, parent: Option<u64>, key: Key, trace: u64) {
+    fn root(&mut self, id: u64, is_root: bool, key: Key, trace: u64) {
         if let Some(ids) = &mut self.ids {
             ids.insert(id);
         }
-        if parent.is_none() {
+        if is_root {
             self.top.offer_key(key, trace);
         }
     }
@@ -322,23 +337,17 @@ impl Fold for RootsFold {
 
     #[inline]
     fn head(&mut self, h: &SpanHead, _name: u32) {
-        let key = (h.dur_ns, Reverse(h.start_ns), Reverse(h.id));
-        self.root(h.id, (h.parent != 0).then_some(h.parent), key, h.trace);
+        self.root(h.id, h.parent == 0, head_key(h), h.trace);
     }
 
     fn span(&mut self, r: Resolved<'_>) {
         let s = r.span;
-        let parent = match self.kind {
-            FileKind::Native => s.parent_id(),
+        let is_root = match self.kind {
+            FileKind::Native => s.parent_id().is_none(),
             // Start order: a span whose parent is not open is a root.
-            FileKind::FerretIo => (r.parent_path != 0).then_some(0),
+            FileKind::FerretIo => r.parent_path == 0,
         };
-        let key = (
-            s.duration_ns().unwrap_or(0),
-            Reverse(s.start_ns()),
-            Reverse(s.span_id()),
-        );
-        self.root(s.span_id(), parent, key, s.trace_id());
+        self.root(s.span_id(), is_root, key(s), s.trace_id());
     }
 }
 
@@ -443,19 +452,18 @@ impl Fold for OrphansFold<'_> {
         let end = h
             .start_ns
             .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64);
-        let key = (h.dur_ns, Reverse(h.start_ns), Reverse(h.id));
-        self.orphan(h.parent, (h.start_ns, end), (h.trace, h.path), key);
+        self.orphan(h.parent, (h.start_ns, end), (h.trace, h.path), head_key(h));
     }
 
     fn span(&mut self, r: Resolved<'_>) {
         let s = r.span;
         let Some(p) = s.parent_id() else { return };
-        let key = (
-            s.duration_ns().unwrap_or(0),
-            Reverse(s.start_ns()),
-            Reverse(s.span_id()),
+        self.orphan(
+            p,
+            (s.start_ns(), s.end_ns()),
+            (s.trace_id(), r.path),
+            key(s),
         );
-        self.orphan(p, (s.start_ns(), s.end_ns()), (s.trace_id(), r.path), key);
     }
 }
 
@@ -725,11 +733,7 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
             wants: |h: &SpanHead| root_ids.contains(&h.id) || traces.contains(&h.trace),
             each: |r: Resolved<'_>| {
                 let rec = r.span;
-                let key: Key = (
-                    rec.duration_ns().unwrap_or(0),
-                    Reverse(rec.start_ns()),
-                    Reverse(rec.span_id()),
-                );
+                let key = key(rec);
                 let is_root = root_ids.contains(&rec.span_id())
                     && root_keys.contains(&key)
                     && !root_nodes.contains_key(&key);
