@@ -11,7 +11,8 @@
 //! cargo run --release -p ferret --example writer_cost -- [RATE] [SECS]
 //! ```
 //!
-//! Defaults: 100,000 spans/s for 10 s.
+//! Defaults: 100,000 spans/s for 10 s. `RATE` 0 records nothing: the cost
+//! of an idle recorder (its heartbeats).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -78,17 +79,21 @@ fn main() {
     let (cpu0, wake0, wrote0) = (cpu_secs(&task), wakeups(&task), written(&task));
 
     let t0 = Instant::now();
-    let step = Duration::from_secs_f64(8.0 / rate);
+    let end = t0 + Duration::from_secs_f64(secs);
+    let step = Duration::from_secs_f64(if rate > 0.0 { 8.0 / rate } else { secs });
     let mut due = t0;
     let mut spans = 0u64;
-    while t0.elapsed().as_secs_f64() < secs {
+    if rate <= 0.0 {
+        std::thread::sleep(end - Instant::now());
+    }
+    while rate > 0.0 && Instant::now() < end {
         let _request = ferret::span("request");
         for _ in 0..7 {
             let _step = ferret::span("step");
         }
         spans += 8;
         due += step;
-        while Instant::now() < due {
+        while Instant::now() < due.min(end) {
             std::hint::spin_loop();
         }
     }
@@ -105,12 +110,12 @@ fn main() {
     println!(
         "writer CPU           {cpu:.2} s in {wall:.1} s = {:.2}% of one core ({:.0} ns per span)",
         100.0 * cpu / wall,
-        cpu * 1e9 / spans as f64
+        cpu * 1e9 / spans.max(1) as f64
     );
     println!("writer wake-ups      {:.0} per second", woke as f64 / wall);
     println!(
         "writer bytes written {:.1} KB/s ({:.1} bytes per span; page size {page_size})",
         wrote as f64 / wall / 1e3,
-        wrote as f64 / spans as f64
+        wrote as f64 / spans.max(1) as f64
     );
 }
