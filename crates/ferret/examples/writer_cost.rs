@@ -2,7 +2,7 @@
 //! records traces of 8 spans at `RATE` spans/s for `SECS` seconds (spinning
 //! on the clock between them, as a busy service would), then the example
 //! prints the `ferret-writer` thread's CPU time (from
-//! `/proc/self/task/*/stat`, 10 ms resolution) and how often it woke up
+//! `/proc/self/task/*/schedstat`) and how often it woke up
 //! (its voluntary context switches), and the bytes it wrote (`wchar` of
 //! `/proc/self/task/*/io`: WAL frames and checkpoints, which with SQLite
 //! rewrite whole pages, so they grow with the page size). Linux only.
@@ -26,8 +26,17 @@ fn writer_task() -> Option<std::path::PathBuf> {
     })
 }
 
-/// User + system CPU seconds of a task.
+/// CPU seconds of a task: from `schedstat` (nanoseconds on a CPU), else
+/// from `stat` (user + system, in 10 ms ticks).
 fn cpu_secs(task: &Path) -> f64 {
+    let sched = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+    if let Some(ns) = sched
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        return ns / 1e9;
+    }
     let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
     let Some(close) = stat.rfind(')') else {
         return 0.0;
