@@ -2,7 +2,7 @@
 //! records traces of 8 spans at `RATE` spans/s for `SECS` seconds (spinning
 //! on the clock between them, as a busy service would), then the example
 //! prints the `ferret-writer` thread's CPU time (from
-//! `/proc/self/task/*/stat`, 10 ms resolution) and how often it woke up
+//! `/proc/self/task/*/schedstat`) and how often it woke up
 //! (its voluntary context switches), and the bytes it wrote (`wchar` of
 //! `/proc/self/task/*/io`: WAL frames and checkpoints, which with SQLite
 //! rewrite whole pages, so they grow with the page size). Linux only.
@@ -11,7 +11,8 @@
 //! cargo run --release -p ferret --example writer_cost -- [RATE] [SECS]
 //! ```
 //!
-//! Defaults: 100,000 spans/s for 10 s.
+//! Defaults: 100,000 spans/s for 10 s. `RATE` 0 records nothing: the cost
+//! of an idle recorder (its heartbeats).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,8 +26,17 @@ fn writer_task() -> Option<std::path::PathBuf> {
     })
 }
 
-/// User + system CPU seconds of a task.
+/// CPU seconds of a task: from `schedstat` (nanoseconds on a CPU), else
+/// from `stat` (user + system, in 10 ms ticks).
 fn cpu_secs(task: &Path) -> f64 {
+    let sched = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+    if let Some(ns) = sched
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        return ns / 1e9;
+    }
     let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
     let Some(close) = stat.rfind(')') else {
         return 0.0;
@@ -78,17 +88,21 @@ fn main() {
     let (cpu0, wake0, wrote0) = (cpu_secs(&task), wakeups(&task), written(&task));
 
     let t0 = Instant::now();
-    let step = Duration::from_secs_f64(8.0 / rate);
+    let end = t0 + Duration::from_secs_f64(secs);
+    let step = Duration::from_secs_f64(if rate > 0.0 { 8.0 / rate } else { secs });
     let mut due = t0;
     let mut spans = 0u64;
-    while t0.elapsed().as_secs_f64() < secs {
+    if rate <= 0.0 {
+        std::thread::sleep(end - Instant::now());
+    }
+    while rate > 0.0 && Instant::now() < end {
         let _request = ferret::span("request");
         for _ in 0..7 {
             let _step = ferret::span("step");
         }
         spans += 8;
         due += step;
-        while Instant::now() < due {
+        while Instant::now() < due.min(end) {
             std::hint::spin_loop();
         }
     }
@@ -105,12 +119,12 @@ fn main() {
     println!(
         "writer CPU           {cpu:.2} s in {wall:.1} s = {:.2}% of one core ({:.0} ns per span)",
         100.0 * cpu / wall,
-        cpu * 1e9 / spans as f64
+        cpu * 1e9 / spans.max(1) as f64
     );
     println!("writer wake-ups      {:.0} per second", woke as f64 / wall);
     println!(
         "writer bytes written {:.1} KB/s ({:.1} bytes per span; page size {page_size})",
         wrote as f64 / wall / 1e3,
-        wrote as f64 / spans as f64
+        wrote as f64 / spans.max(1) as f64
     );
 }

@@ -366,3 +366,49 @@ fn deadlock_is_reported() {
     }
     assert!(text.contains("from=\"mover-a\""), "{text}");
 }
+
+/// The process row (`committed_ns`, counters) of `path`'s only process.
+fn process_row(path: &Path) -> (Option<i64>, i64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(
+        "SELECT committed_ns, spans_accepted FROM ferret_processes",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// An idle recorder commits its heartbeats and nothing else: the process
+/// row, rewritten only to move `committed_ns`, stays as it is (each row a
+/// commit changes is a whole page of write traffic), while a commit of
+/// spans still updates it.
+#[test]
+fn idle_heartbeats_leave_the_process_row_alone() {
+    let _l = lock();
+    let (_d, path) = temp_db();
+    let p = Profiler::builder(&path)
+        .heartbeat_interval(Some(Duration::from_millis(20)))
+        .open()
+        .unwrap();
+    p.install();
+    drop(ferret::span("first"));
+    p.flush().unwrap();
+    let before = process_row(&path);
+    assert_eq!(before.1, 1);
+    assert!(before.0.is_some());
+    let beat =
+        |path: &Path| live::heartbeats(&Store::open(path).unwrap(), None).unwrap()[0].beat_ns;
+    let b0 = beat(&path);
+    // Several heartbeats later...
+    eventually("five more heartbeats", || {
+        (beat(&path) >= b0 + 5 * 20_000_000).then_some(())
+    });
+    assert_eq!(process_row(&path), before);
+    // ...and spans still move it.
+    drop(ferret::span("second"));
+    p.flush().unwrap();
+    let after = process_row(&path);
+    assert_eq!(after.1, 2);
+    assert!(after.0 > before.0, "{after:?} vs {before:?}");
+    p.close().unwrap();
+}

@@ -41,6 +41,10 @@ pub(crate) struct Writer {
     persisted: ProcessCounters,
     /// Set by a stop request: the next commit marks the process as ended.
     ending: bool,
+    /// The block being encoded, its buffer reused from block to block
+    /// (a fresh 64 KB buffer per block, and a copy of it to finish it,
+    /// cost page faults and a pass over every block's bytes).
+    enc: BlockEncoder,
 }
 
 /// How long a writer waits for a lock held by another connection before a
@@ -74,6 +78,9 @@ fn busy_handler(attempt: i32) -> bool {
 
 impl Writer {
     pub(crate) fn new(conn: Connection, inner: Arc<Inner>, rx: Receiver<Msg>) -> Writer {
+        // Room for every statement the writer runs (16 by default: it runs
+        // about as many, and an evicted one is parsed again).
+        conn.set_prepared_statement_cache_capacity(32);
         Writer {
             conn,
             inner,
@@ -85,6 +92,7 @@ impl Writer {
             threads_synced: 0,
             persisted: ProcessCounters::default(),
             ending: false,
+            enc: BlockEncoder::new(),
         }
     }
 
@@ -258,7 +266,9 @@ impl Writer {
         counters: ProcessCounters,
         live: &super::live::PendingLive,
     ) -> rusqlite::Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Cached statements: `execute_batch` parsed both statements anew
+        // at every commit (about a quarter of a commit's fixed cost).
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         self.sync_threads()?;
         // No sort: each thread's batch is contiguous and nearly start
         // ordered already; sorting cost more writer time (and queue drops
@@ -266,7 +276,8 @@ impl Writer {
         let mut ins = self.conn.prepare_cached(
             "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut enc = BlockEncoder::new();
+        let enc = &mut self.enc;
+        enc.clear();
         let (mut min_start, mut max_end) = (i64::MAX, i64::MIN);
         let (mut last_local, mut last_db) = (u32::MAX, 0);
         for b in batches {
@@ -293,30 +304,37 @@ impl Writer {
                 min_start = min_start.min(start);
                 max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
                 if enc.len() == BLOCK_SPANS as u64 {
-                    let full = std::mem::take(&mut enc);
-                    insert_block(&mut ins, &self.inner, min_start, max_end, full)?;
+                    insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
+                    enc.clear();
                     (min_start, max_end) = (i64::MAX, i64::MIN);
                 }
             }
         }
         if !enc.is_empty() {
             insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
+            enc.clear();
         }
         drop(ins);
         if self.inner.live.is_some() {
             super::live::store::store(&self.conn, &self.inner, live, self.ending)?;
         }
-        let now_ns = crate::clock::wall_now_ns();
-        rows::store_counters(
-            &self.conn,
-            self.inner.run_db_id,
-            self.inner.proc_db_id,
-            &counters,
-            &self.persisted,
-            now_ns,
-            self.ending.then_some(now_ns),
-        )?;
-        self.conn.execute_batch("COMMIT")?;
+        // A commit of live rows alone (an idle process's heartbeat) leaves
+        // the process's row as it is when its counters did not change:
+        // rewriting it only to move `committed_ns` cost a page (16 KB) of
+        // write traffic per heartbeat.
+        if !batches.is_empty() || counters != self.persisted || self.ending {
+            let now_ns = crate::clock::wall_now_ns();
+            rows::store_counters(
+                &self.conn,
+                self.inner.run_db_id,
+                self.inner.proc_db_id,
+                &counters,
+                &self.persisted,
+                now_ns,
+                self.ending.then_some(now_ns),
+            )?;
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         self.persisted = counters;
         Ok(())
     }
@@ -377,7 +395,7 @@ fn insert_block(
     inner: &Inner,
     min_start: i64,
     max_end: i64,
-    enc: BlockEncoder,
+    enc: &mut BlockEncoder,
 ) -> rusqlite::Result<()> {
     let count = enc.len() as i64;
     ins.execute(rusqlite::params![
@@ -386,7 +404,7 @@ fn insert_block(
         min_start,
         max_end,
         count,
-        enc.finish()
+        enc.block()
     ])?;
     Ok(())
 }
