@@ -219,7 +219,7 @@ impl Open {
     /// `credit_parent`: add its duration to the parent's children time
     /// (false for a child that outlived its parent, or one credited
     /// directly with [`credit`](Self::credit)).
-    pub(super) fn finish(mut self, end: u64, credit_parent: bool) {
+    pub(super) fn finish(&mut self, end: u64, credit_parent: bool) {
         if std::thread::panicking() {
             self.tags.set_error_status();
             if !self.tags.has("error") {

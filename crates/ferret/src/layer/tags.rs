@@ -212,54 +212,111 @@ impl Tags {
         if n == 0 {
             return;
         }
-        put_varint(out, n as u64);
-        let head = self.target.map(|t| ("target", Val::Static(t)));
-        let tail = [
-            busy[0].map(|b| ("busy_ns", Val::from(b))),
-            busy[1].map(|b| ("self_busy_ns", Val::from(b))),
-            detached.then_some(("detached", Val::Bool(true))),
-        ];
-        let all = head
-            .into_iter()
-            .chain(self.iter().copied())
-            .chain(tail.into_iter().flatten());
-        for (k, v) in all {
-            put_str(out, k);
-            match v {
-                Val::Static(_) | Val::Text { .. } => {
-                    out.push(0);
-                    put_str(out, self.str_of(&v).unwrap_or(""));
-                }
-                Val::I64(i) => {
-                    out.push(1);
-                    put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
-                }
-                Val::U64(u) => {
-                    out.push(2);
-                    put_varint(out, u);
-                }
-                Val::F64(f) => {
-                    out.push(3);
-                    out.extend_from_slice(&f.to_le_bytes());
-                }
-                Val::Bool(false) => out.push(4),
-                Val::Bool(true) => out.push(5),
+        // Room for the worst case first, then plain stores: a capacity
+        // check and a call per byte or string cost more than the tags.
+        let text = |v: &Val| self.str_of(v).map_or(0, str::len);
+        let bound = 10
+            + self.target.map_or(0, |t| TARGET.len() + t.len() + 12)
+            + self
+                .iter()
+                .map(|(k, v)| k.len() + text(v) + 12)
+                .sum::<usize>()
+            + BUSY.len()
+            + SELF_BUSY.len()
+            + DETACHED.len()
+            + 3 * 12;
+        let start = out.len();
+        out.resize(start + bound, 0);
+        let mut c = Cur {
+            buf: &mut out[start..],
+            n: 0,
+        };
+        c.varint(n as u64);
+        if let Some(t) = self.target {
+            c.tag(TARGET, Val::Static(t), "");
+        }
+        for &(k, v) in self.iter() {
+            c.tag(k, v, self.str_of(&v).unwrap_or(""));
+        }
+        if let Some(b) = busy[0] {
+            c.tag(BUSY, Val::from(b), "");
+        }
+        if let Some(b) = busy[1] {
+            c.tag(SELF_BUSY, Val::from(b), "");
+        }
+        if detached {
+            c.tag(DETACHED, Val::Bool(true), "");
+        }
+        let end = start + c.n;
+        out.truncate(end);
+    }
+}
+
+const TARGET: &str = "target";
+const BUSY: &str = "busy_ns";
+const SELF_BUSY: &str = "self_busy_ns";
+const DETACHED: &str = "detached";
+
+/// A write cursor over room known to be large enough.
+struct Cur<'a> {
+    buf: &'a mut [u8],
+    n: usize,
+}
+
+impl Cur<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.n] = b;
+        self.n += 1;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline(always)]
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.buf[self.n..self.n + s.len()].copy_from_slice(s.as_bytes());
+        self.n += s.len();
+    }
+
+    /// One tag: key, type byte, value; `text` is the value of a
+    /// [`Val::Text`] (a [`Val::Static`] carries its own).
+    #[inline(always)]
+    fn tag(&mut self, key: &str, v: Val, text: &str) {
+        self.str(key);
+        match v {
+            Val::Static(s) => {
+                self.byte(0);
+                self.str(s);
             }
+            Val::Text { .. } => {
+                self.byte(0);
+                self.str(text);
+            }
+            Val::I64(i) => {
+                self.byte(1);
+                self.varint(((i << 1) ^ (i >> 63)) as u64);
+            }
+            Val::U64(u) => {
+                self.byte(2);
+                self.varint(u);
+            }
+            Val::F64(f) => {
+                self.byte(3);
+                self.buf[self.n..self.n + 8].copy_from_slice(&f.to_le_bytes());
+                self.n += 8;
+            }
+            Val::Bool(false) => self.byte(4),
+            Val::Bool(true) => self.byte(5),
         }
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]
