@@ -200,37 +200,39 @@ impl Tags {
             return None;
         }
         let flags = if self.error { ST_ERROR } else { 0 } | if n > 0 { F_TAGS } else { 0 };
-        Some(Sealed::encoded(|out| {
-            self.encode(n, [busy_ns, self_busy_ns], detached, out);
-            flags
+        let extra = [
+            busy_ns.map(|b| (BUSY, Val::from(b))),
+            self_busy_ns.map(|b| (SELF_BUSY, Val::from(b))),
+            detached.then_some((DETACHED, Val::Bool(true))),
+        ];
+        let len = if n == 0 { 0 } else { self.size(n, &extra) };
+        Some(Sealed::written(flags, len, |buf| {
+            if n > 0 {
+                self.encode(n, &extra, buf);
+            }
         }))
     }
 
-    /// Writes the tags in the block format: varint count, then per tag the
-    /// key, a type byte and the value.
-    fn encode(&self, n: usize, busy: [Option<u64>; 2], detached: bool, out: &mut Vec<u8>) {
-        if n == 0 {
-            return;
+    /// The exact size of the tags' encoding (see [`encode`](Self::encode)).
+    fn size(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3]) -> usize {
+        let mut len = varint_len(n as u64);
+        if let Some(t) = self.target {
+            len += tag_len(TARGET, Val::Static(t), "");
         }
-        // Room for the worst case first, then plain stores: a capacity
-        // check and a call per byte or string cost more than the tags.
-        let text = |v: &Val| self.str_of(v).map_or(0, str::len);
-        let bound = 10
-            + self.target.map_or(0, |t| TARGET.len() + t.len() + 12)
-            + self
-                .iter()
-                .map(|(k, v)| k.len() + text(v) + 12)
-                .sum::<usize>()
-            + BUSY.len()
-            + SELF_BUSY.len()
-            + DETACHED.len()
-            + 3 * 12;
-        let start = out.len();
-        out.resize(start + bound, 0);
-        let mut c = Cur {
-            buf: &mut out[start..],
-            n: 0,
-        };
+        for (k, v) in self.iter() {
+            len += tag_len(k, *v, self.str_of(v).unwrap_or(""));
+        }
+        for (k, v) in extra.iter().flatten() {
+            len += tag_len(k, *v, "");
+        }
+        len
+    }
+
+    /// Writes the tags in the block format into `buf`, of exactly
+    /// [`size`](Self::size) bytes: varint count, then per tag the key, a
+    /// type byte and the value (the target first, `extra` last).
+    fn encode(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3], buf: &mut [u8]) {
+        let mut c = Cur { buf, n: 0 };
         c.varint(n as u64);
         if let Some(t) = self.target {
             c.tag(TARGET, Val::Static(t), "");
@@ -238,18 +240,33 @@ impl Tags {
         for &(k, v) in self.iter() {
             c.tag(k, v, self.str_of(&v).unwrap_or(""));
         }
-        if let Some(b) = busy[0] {
-            c.tag(BUSY, Val::from(b), "");
+        for &(k, v) in extra.iter().flatten() {
+            c.tag(k, v, "");
         }
-        if let Some(b) = busy[1] {
-            c.tag(SELF_BUSY, Val::from(b), "");
-        }
-        if detached {
-            c.tag(DETACHED, Val::Bool(true), "");
-        }
-        let end = start + c.n;
-        out.truncate(end);
+        debug_assert_eq!(c.n, c.buf.len());
     }
+}
+
+/// The length of `v` as a LEB128 varint.
+#[inline]
+fn varint_len(v: u64) -> usize {
+    1 + (63 - (v | 1).leading_zeros() as usize) / 7
+}
+
+/// The encoded length of one tag (see [`Cur::tag`]).
+#[inline]
+fn tag_len(key: &str, v: Val, text: &str) -> usize {
+    let s = |s: &str| varint_len(s.len() as u64) + s.len();
+    s(key)
+        + 1
+        + match v {
+            Val::Static(t) => s(t),
+            Val::Text { .. } => s(text),
+            Val::I64(i) => varint_len(((i << 1) ^ (i >> 63)) as u64),
+            Val::U64(u) => varint_len(u),
+            Val::F64(_) => 8,
+            Val::Bool(_) => 0,
+        }
 }
 
 const TARGET: &str = "target";
