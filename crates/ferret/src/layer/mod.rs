@@ -21,7 +21,7 @@ use crate::clock;
 use crate::recorder::span::{SpanContext, Under};
 use crate::Profiler;
 use open::{Open, Rec};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 use table::Table;
@@ -183,8 +183,63 @@ impl SpanData {
                 me.credit(child.duration_at(w.end));
             }
             child.finish(w.end, false);
+            w.span.recycle();
         }
     }
+
+    /// A box for a new span's state under tracing parent `parent`: a
+    /// spare one from this thread if there is one (its state is large: a
+    /// fresh box costs an allocation and a copy).
+    fn boxed(parent: u64) -> Box<SpanData> {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut b) => {
+                b.parent = parent;
+                b
+            }
+            None => Box::new(SpanData {
+                rec: Rec::Off,
+                parent,
+                entered: 0,
+                since: 0,
+                busy_ns: 0,
+                last_exit: 0,
+                waiting: Vec::new(),
+            }),
+        }
+    }
+
+    /// Clears a finished span's state and keeps its box for this thread's
+    /// next span (up to [`SPARE_MAX`] boxes).
+    fn recycle(mut self: Box<Self>) {
+        self.rec = Rec::Off;
+        self.entered = 0;
+        self.since = 0;
+        self.busy_ns = 0;
+        self.last_exit = 0;
+        self.waiting.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_MAX {
+                    s.push(self);
+                }
+            }
+        });
+    }
+}
+
+/// Spare state boxes a thread keeps at most (about 500 bytes each).
+const SPARE_MAX: usize = 32;
+
+thread_local! {
+    /// This thread's spare state boxes (see [`SpanData::recycle`]). Boxes,
+    /// not the states themselves: they move in and out of the table
+    /// without a copy.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<SpanData>>> = const { RefCell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -337,29 +392,21 @@ where
         let name = meta.name();
         // The state is built in its box: it is large, and every move
         // copies it.
-        let mut data = Box::new(SpanData {
-            rec: Rec::Off,
-            parent: parent.as_ref().map_or(0, Id::into_u64),
-            entered: 0,
-            since: 0,
-            busy_ns: 0,
-            last_exit: 0,
-            waiting: Vec::new(),
-        });
-        data.rec = if attrs.is_root() {
-            Rec::begin(name, Under::Root)
+        let mut data = SpanData::boxed(parent.as_ref().map_or(0, Id::into_u64));
+        if attrs.is_root() {
+            data.rec.begin(name, Under::Root)
         } else if attrs.is_contextual() {
             // The innermost span current on this thread: the current tracing
             // span (pushed by `on_enter`) or a Ferret span opened inside it.
-            Rec::begin(name, Under::Current)
+            data.rec.begin(name, Under::Current)
         } else {
             match parent.as_ref().and_then(|p| self.context_of(p)) {
-                Some(p) => Rec::begin(name, Under::Span(&p)),
-                None => Rec::begin(name, Under::Root),
+                Some(p) => data.rec.begin(name, Under::Span(&p)),
+                None => data.rec.begin(name, Under::Root),
             }
-        };
+        }
         match &mut data.rec {
-            Rec::Off => return,
+            Rec::Off => return data.recycle(),
             Rec::Skipped(_) => {}
             Rec::Open(open) => {
                 if self.target_tag {
@@ -494,8 +541,11 @@ where
                 }
             });
         }
-        if let Some(open) = data.as_mut().and_then(|d| d.open()) {
-            open.finish(end, true);
+        if let Some(mut data) = data {
+            if let Some(open) = data.open() {
+                open.finish(end, true);
+            }
+            data.recycle();
         }
     }
 }
