@@ -14,20 +14,23 @@
 //! ```
 
 mod open;
+mod table;
 mod tags;
 
 use crate::clock;
 use crate::recorder::span::{SpanContext, Under};
 use crate::Profiler;
 use open::{Open, Rec};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::sync::Arc;
+use table::Table;
 use tags::Val;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::LookupSpan;
 
 /// A [`tracing_subscriber::Layer`] that records every `tracing` span as a
 /// Ferret span, into the globally installed [`Profiler`].
@@ -81,10 +84,22 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 /// The layer records into whichever profiler is installed when a span opens;
 /// [`FerretLayer::new`] installs the one it is given. Events other than
 /// `ERROR` ones are not recorded.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FerretLayer {
     target_tag: bool,
     busy_time: bool,
+    /// The open spans' state; a fresh one for each subscriber the layer is
+    /// added to (span ids are only unique within one).
+    open: Arc<Table<Box<SpanData>>>,
+}
+
+impl fmt::Debug for FerretLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FerretLayer")
+            .field("target_tag", &self.target_tag)
+            .field("busy_time", &self.busy_time)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for FerretLayer {
@@ -93,6 +108,7 @@ impl Default for FerretLayer {
         FerretLayer {
             target_tag: true,
             busy_time: true,
+            open: Arc::new(Table::new()),
         }
     }
 }
@@ -120,10 +136,12 @@ impl FerretLayer {
     }
 }
 
-/// Per-span state, kept in the span's extensions (the span's ids first).
+/// Per-span state, kept in the layer's [`Table`] (the span's ids first).
 #[repr(C)]
 struct SpanData {
     rec: Rec,
+    /// The tracing parent's span id (0 = none).
+    parent: u64,
     /// Enters not yet exited (a span may be entered on several threads).
     entered: u32,
     /// When `entered` went from 0 to 1.
@@ -139,7 +157,8 @@ struct SpanData {
 
 /// A child span closed while its parent was idle.
 struct Waiting {
-    span: Box<Open>,
+    /// The child's whole state (kept in its box: no copy).
+    span: Box<SpanData>,
     end: u64,
 }
 
@@ -155,8 +174,8 @@ impl SpanData {
     /// span's life (`cutoff` = None), or, with a cutoff, marks those that
     /// ended after it as detached.
     fn release_waiting(&mut self, cutoff: Option<u64>) {
-        for w in std::mem::take(&mut self.waiting) {
-            let mut child = *w.span;
+        for mut w in std::mem::take(&mut self.waiting) {
+            let Some(child) = w.span.open() else { continue };
             let detached = cutoff.is_some_and(|c| w.end > c);
             if detached {
                 child.detached = true;
@@ -164,8 +183,63 @@ impl SpanData {
                 me.credit(child.duration_at(w.end));
             }
             child.finish(w.end, false);
+            w.span.recycle();
         }
     }
+
+    /// A box for a new span's state under tracing parent `parent`: a
+    /// spare one from this thread if there is one (its state is large: a
+    /// fresh box costs an allocation and a copy).
+    fn boxed(parent: u64) -> Box<SpanData> {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut b) => {
+                b.parent = parent;
+                b
+            }
+            None => Box::new(SpanData {
+                rec: Rec::Off,
+                parent,
+                entered: 0,
+                since: 0,
+                busy_ns: 0,
+                last_exit: 0,
+                waiting: Vec::new(),
+            }),
+        }
+    }
+
+    /// Clears a finished span's state and keeps its box for this thread's
+    /// next span (up to [`SPARE_MAX`] boxes).
+    fn recycle(mut self: Box<Self>) {
+        self.rec = Rec::Off;
+        self.entered = 0;
+        self.since = 0;
+        self.busy_ns = 0;
+        self.last_exit = 0;
+        self.waiting.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_MAX {
+                    s.push(self);
+                }
+            }
+        });
+    }
+}
+
+/// Spare state boxes a thread keeps at most (about 500 bytes each).
+const SPARE_MAX: usize = 32;
+
+thread_local! {
+    /// This thread's spare state boxes (see [`SpanData::recycle`]). Boxes,
+    /// not the states themselves: they move in and out of the table
+    /// without a copy.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<SpanData>>> = const { RefCell::new(Vec::new()) };
 }
 
 thread_local! {
@@ -294,131 +368,134 @@ impl Visit for ErrorText<'_> {
     }
 }
 
-/// The context of `span`'s parent, for a span with an explicit parent.
-fn parent_context<S>(span: &SpanRef<'_, S>) -> Option<SpanContext>
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    let p = span.parent()?;
-    let mut ext = p.extensions_mut();
-    ext.get_mut::<SpanData>()?.rec.context()
+impl FerretLayer {
+    /// The context of span `id` (an explicit parent) for its children.
+    fn context_of(&self, id: &Id) -> Option<SpanContext> {
+        self.open.with(id.into_u64(), |d| d.rec.context()).flatten()
+    }
 }
 
 impl<S> Layer<S> for FerretLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        // Span ids are unique within one subscriber only.
+        self.open = Arc::new(Table::new());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         forget_closed_child();
         let Some(span) = ctx.span(id) else { return };
+        let parent = span.parent().map(|p| p.id());
         let meta = attrs.metadata();
         let name = meta.name();
-        let mut rec = if attrs.is_root() {
-            Rec::begin(name, Under::Root)
+        // The state is built in its box: it is large, and every move
+        // copies it.
+        let mut data = SpanData::boxed(parent.as_ref().map_or(0, Id::into_u64));
+        if attrs.is_root() {
+            data.rec.begin(name, Under::Root)
         } else if attrs.is_contextual() {
             // The innermost span current on this thread: the current tracing
             // span (pushed by `on_enter`) or a Ferret span opened inside it.
-            Rec::begin(name, Under::Current)
+            data.rec.begin(name, Under::Current)
         } else {
-            match parent_context(&span) {
-                Some(p) => Rec::begin(name, Under::Span(&p)),
-                None => Rec::begin(name, Under::Root),
+            match parent.as_ref().and_then(|p| self.context_of(p)) {
+                Some(p) => data.rec.begin(name, Under::Span(&p)),
+                None => data.rec.begin(name, Under::Root),
             }
-        };
-        if let Rec::Open(open) = &mut rec {
-            if self.target_tag {
-                open.tags.set_target(meta.target());
-            }
-            attrs.record(&mut Fields { open });
         }
-        span.extensions_mut().insert(SpanData {
-            rec,
-            entered: 0,
-            since: 0,
-            busy_ns: 0,
-            last_exit: 0,
-            waiting: Vec::new(),
-        });
+        match &mut data.rec {
+            Rec::Off => return data.recycle(),
+            Rec::Skipped(_) => {}
+            Rec::Open(open) => {
+                if self.target_tag {
+                    open.tags.set_target(meta.target());
+                }
+                // Before the span is in the table: no shard is held while
+                // the fields' `Debug` impls run.
+                attrs.record(&mut Fields { open });
+            }
+        }
+        self.open.insert(id.into_u64(), data);
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         forget_closed_child();
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        if let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) {
-            values.record(&mut Fields { open });
-        }
+        self.open.with(id.into_u64(), |data| {
+            if let Some(open) = data.open() {
+                values.record(&mut Fields { open });
+            }
+        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        let Some(span) = ctx.event_span(event) else {
+        let id = if event.is_root() {
             return;
-        };
-        let mut ext = span.extensions_mut();
-        let Some(open) = ext.get_mut::<SpanData>().and_then(SpanData::open) else {
-            return;
-        };
-        open.tags.set_error_status();
-        if !open.tags.has("error") {
-            let mut t = ErrorText { open, took: 0 };
-            event.record(&mut t);
-            if t.took == 0 {
-                t.open.tags.set("error", Val::Static("error event"));
+        } else if let Some(p) = event.parent() {
+            p.clone()
+        } else {
+            match ctx.current_span().id() {
+                Some(id) => id.clone(),
+                None => return,
             }
-        }
+        };
+        self.open.with(id.into_u64(), |data| {
+            let Some(open) = data.open() else { return };
+            open.tags.set_error_status();
+            if !open.tags.has("error") {
+                let mut t = ErrorText { open, took: 0 };
+                event.record(&mut t);
+                if t.took == 0 {
+                    t.open.tags.set("error", Val::Static("error event"));
+                }
+            }
+        });
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         forget_closed_child();
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        let Some(data) = ext.get_mut::<SpanData>() else {
-            return;
-        };
-        let now = clock::now_raw();
-        if !data.rec.push(now) {
-            return;
-        }
-        if data.entered == 0 {
-            // Running again: children that closed meanwhile ended inside it.
-            if !data.waiting.is_empty() {
-                data.release_waiting(None);
+        self.open.with(id.into_u64(), |data| {
+            let now = clock::now_raw();
+            if !data.rec.push(now) {
+                return;
             }
-            data.since = now;
-        }
-        data.entered += 1;
-    }
-
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        forget_closed_child();
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        let Some(data) = ext.get_mut::<SpanData>() else {
-            return;
-        };
-        if matches!(data.rec, Rec::Off) {
-            return;
-        }
-        let now = clock::now_raw();
-        data.rec.pop(now);
-        if data.entered > 0 {
-            data.entered -= 1;
             if data.entered == 0 {
-                data.busy_ns += clock::delta_ns(data.since, now);
-                data.last_exit = now;
+                // Running again: children that closed meanwhile ended inside it.
+                if !data.waiting.is_empty() {
+                    data.release_waiting(None);
+                }
+                data.since = now;
             }
-        }
+            data.entered += 1;
+        });
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        forget_closed_child();
+        self.open.with(id.into_u64(), |data| {
+            let now = clock::now_raw();
+            data.rec.pop(now);
+            if data.entered > 0 {
+                data.entered -= 1;
+                if data.entered == 0 {
+                    data.busy_ns += clock::delta_ns(data.since, now);
+                    data.last_exit = now;
+                }
+            }
+        });
+    }
+
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
         let (closed_child_of, child_closed_at) = CLOSED_CHILD_OF
             .try_with(|c| c.replace((0, 0)))
             .unwrap_or((0, 0));
-        let Some(span) = ctx.span(&id) else { return };
-        let parent = span.parent();
+        let Some(mut data) = self.open.remove(id.into_u64()) else {
+            return;
+        };
         let now = clock::now_raw();
         // Set before returning, whatever happens: the parent's close, if
         // this close ends it, comes next (the time of this close is the
@@ -430,10 +507,7 @@ where
                 let _ = CLOSED_CHILD_OF.try_with(|c| c.set(v));
             }
         }
-        let _mark = Mark(parent.as_ref().map_or(0, |p| p.id().into_u64()), now);
-        let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
-            return;
-        };
+        let _mark = Mark(data.parent, now);
         // Kept alive only by children after its last exit: it ends there.
         let kept_by_children = closed_child_of == id.into_u64()
             && clock::delta_ns(child_closed_at, now) < NESTED_CLOSE_NS
@@ -446,27 +520,32 @@ where
         };
         data.release_waiting(kept_by_children.then_some(end));
         let busy = data.busy_ns;
-        let Rec::Open(mut open) = data.rec else {
-            return;
-        };
-        if self.busy_time {
+        let parent = data.parent;
+        let busy_time = self.busy_time;
+        let Some(open) = data.open() else { return };
+        if busy_time {
             open.busy_ns = Some(busy);
             open.self_busy_ns = Some(open.self_busy(busy));
         }
+        let ferret_parent = open.parent_id();
         // A child closing while its parent is idle waits in the parent.
-        if let Some(p) = &parent {
-            let mut ext = p.extensions_mut();
-            if let Some(pd) = ext.get_mut::<SpanData>() {
-                let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == open.parent_id());
+        let mut data = Some(data);
+        if parent != 0 {
+            self.open.with(parent, |pd| {
+                let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == ferret_parent);
                 if same_parent && pd.entered == 0 {
                     pd.waiting.push(Waiting {
-                        span: Box::new(open),
+                        span: data.take().expect("not taken yet"),
                         end,
                     });
-                    return;
                 }
-            }
+            });
         }
-        open.finish(end, true);
+        if let Some(mut data) = data {
+            if let Some(open) = data.open() {
+                open.finish(end, true);
+            }
+            data.recycle();
+        }
     }
 }

@@ -62,8 +62,10 @@ pub(super) struct Open {
 }
 
 impl Rec {
-    /// Begins a span named `name` under `under`.
-    pub(super) fn begin(name: &'static str, under: Under<'_>) -> Rec {
+    /// Begins a span named `name` under `under`, in place: `self` is
+    /// written once (the state is large, and a returned value would be
+    /// copied on its way).
+    pub(super) fn begin(&mut self, name: &'static str, under: Under<'_>) {
         if let Under::Span(p) = under {
             if p.is_skipped() {
                 let kind = p.trace;
@@ -72,7 +74,8 @@ impl Rec {
                         l.count_skip(kind);
                     }
                 });
-                return Rec::Skipped(kind);
+                *self = Rec::Skipped(kind);
+                return;
             }
         }
         with_local(|l| {
@@ -81,35 +84,36 @@ impl Rec {
                 Under::Root => (Some((0, 0, 0)), None),
                 Under::Current => {
                     if !l.refresh() {
-                        return Rec::Off;
+                        return;
                     }
                     (None, l.capture().and_then(|c| c.shared))
                 }
             };
             match l.begin(&Name::Static(name), explicit) {
-                Decision::Off => Rec::Off,
-                Decision::Skip(kind) => Rec::Skipped(kind),
-                Decision::Record(b) => Rec::Open(Open {
-                    inner: l.inner.clone().expect("begin checked"),
-                    id: b.id,
-                    parent: b.parent,
-                    trace: b.trace,
-                    path: b.path,
-                    thread: l.thread_idx,
-                    start: clock::now_raw(),
-                    child_ns: 0,
-                    shared: None,
-                    more_shared: Vec::new(),
-                    parent_shared: if b.parent == 0 { None } else { parent_shared },
-                    nested_ns: 0,
-                    busy_ns: None,
-                    self_busy_ns: None,
-                    detached: false,
-                    tags: Tags::default(),
-                }),
+                Decision::Off => {}
+                Decision::Skip(kind) => *self = Rec::Skipped(kind),
+                Decision::Record(b) => {
+                    *self = Rec::Open(Open {
+                        inner: l.inner.clone().expect("begin checked"),
+                        id: b.id,
+                        parent: b.parent,
+                        trace: b.trace,
+                        path: b.path,
+                        thread: l.thread_idx,
+                        start: clock::now_raw(),
+                        child_ns: 0,
+                        shared: None,
+                        more_shared: Vec::new(),
+                        parent_shared: if b.parent == 0 { None } else { parent_shared },
+                        nested_ns: 0,
+                        busy_ns: None,
+                        self_busy_ns: None,
+                        detached: false,
+                        tags: Tags::default(),
+                    })
+                }
             }
-        })
-        .unwrap_or(Rec::Off)
+        });
     }
 
     /// This span's context, for children with an explicit parent.
@@ -219,7 +223,7 @@ impl Open {
     /// `credit_parent`: add its duration to the parent's children time
     /// (false for a child that outlived its parent, or one credited
     /// directly with [`credit`](Self::credit)).
-    pub(super) fn finish(mut self, end: u64, credit_parent: bool) {
+    pub(super) fn finish(&mut self, end: u64, credit_parent: bool) {
         if std::thread::panicking() {
             self.tags.set_error_status();
             if !self.tags.has("error") {

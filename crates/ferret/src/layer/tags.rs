@@ -200,66 +200,140 @@ impl Tags {
             return None;
         }
         let flags = if self.error { ST_ERROR } else { 0 } | if n > 0 { F_TAGS } else { 0 };
-        Some(Sealed::encoded(|out| {
-            self.encode(n, [busy_ns, self_busy_ns], detached, out);
-            flags
+        let extra = [
+            busy_ns.map(|b| (BUSY, Val::from(b))),
+            self_busy_ns.map(|b| (SELF_BUSY, Val::from(b))),
+            detached.then_some((DETACHED, Val::Bool(true))),
+        ];
+        let len = if n == 0 { 0 } else { self.size(n, &extra) };
+        Some(Sealed::written(flags, len, |buf| {
+            if n > 0 {
+                self.encode(n, &extra, buf);
+            }
         }))
     }
 
-    /// Writes the tags in the block format: varint count, then per tag the
-    /// key, a type byte and the value.
-    fn encode(&self, n: usize, busy: [Option<u64>; 2], detached: bool, out: &mut Vec<u8>) {
-        if n == 0 {
-            return;
+    /// The exact size of the tags' encoding (see [`encode`](Self::encode)).
+    fn size(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3]) -> usize {
+        let mut len = varint_len(n as u64);
+        if let Some(t) = self.target {
+            len += tag_len(TARGET, Val::Static(t), "");
         }
-        put_varint(out, n as u64);
-        let head = self.target.map(|t| ("target", Val::Static(t)));
-        let tail = [
-            busy[0].map(|b| ("busy_ns", Val::from(b))),
-            busy[1].map(|b| ("self_busy_ns", Val::from(b))),
-            detached.then_some(("detached", Val::Bool(true))),
-        ];
-        let all = head
-            .into_iter()
-            .chain(self.iter().copied())
-            .chain(tail.into_iter().flatten());
-        for (k, v) in all {
-            put_str(out, k);
-            match v {
-                Val::Static(_) | Val::Text { .. } => {
-                    out.push(0);
-                    put_str(out, self.str_of(&v).unwrap_or(""));
-                }
-                Val::I64(i) => {
-                    out.push(1);
-                    put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
-                }
-                Val::U64(u) => {
-                    out.push(2);
-                    put_varint(out, u);
-                }
-                Val::F64(f) => {
-                    out.push(3);
-                    out.extend_from_slice(&f.to_le_bytes());
-                }
-                Val::Bool(false) => out.push(4),
-                Val::Bool(true) => out.push(5),
+        for (k, v) in self.iter() {
+            len += tag_len(k, *v, self.str_of(v).unwrap_or(""));
+        }
+        for (k, v) in extra.iter().flatten() {
+            len += tag_len(k, *v, "");
+        }
+        len
+    }
+
+    /// Writes the tags in the block format into `buf`, of exactly
+    /// [`size`](Self::size) bytes: varint count, then per tag the key, a
+    /// type byte and the value (the target first, `extra` last).
+    fn encode(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3], buf: &mut [u8]) {
+        let mut c = Cur { buf, n: 0 };
+        c.varint(n as u64);
+        if let Some(t) = self.target {
+            c.tag(TARGET, Val::Static(t), "");
+        }
+        for &(k, v) in self.iter() {
+            c.tag(k, v, self.str_of(&v).unwrap_or(""));
+        }
+        for &(k, v) in extra.iter().flatten() {
+            c.tag(k, v, "");
+        }
+        debug_assert_eq!(c.n, c.buf.len());
+    }
+}
+
+/// The length of `v` as a LEB128 varint.
+#[inline]
+fn varint_len(v: u64) -> usize {
+    1 + (63 - (v | 1).leading_zeros() as usize) / 7
+}
+
+/// The encoded length of one tag (see [`Cur::tag`]).
+#[inline]
+fn tag_len(key: &str, v: Val, text: &str) -> usize {
+    let s = |s: &str| varint_len(s.len() as u64) + s.len();
+    s(key)
+        + 1
+        + match v {
+            Val::Static(t) => s(t),
+            Val::Text { .. } => s(text),
+            Val::I64(i) => varint_len(((i << 1) ^ (i >> 63)) as u64),
+            Val::U64(u) => varint_len(u),
+            Val::F64(_) => 8,
+            Val::Bool(_) => 0,
+        }
+}
+
+const TARGET: &str = "target";
+const BUSY: &str = "busy_ns";
+const SELF_BUSY: &str = "self_busy_ns";
+const DETACHED: &str = "detached";
+
+/// A write cursor over room known to be large enough.
+struct Cur<'a> {
+    buf: &'a mut [u8],
+    n: usize,
+}
+
+impl Cur<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.n] = b;
+        self.n += 1;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline(always)]
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.buf[self.n..self.n + s.len()].copy_from_slice(s.as_bytes());
+        self.n += s.len();
+    }
+
+    /// One tag: key, type byte, value; `text` is the value of a
+    /// [`Val::Text`] (a [`Val::Static`] carries its own).
+    #[inline(always)]
+    fn tag(&mut self, key: &str, v: Val, text: &str) {
+        self.str(key);
+        match v {
+            Val::Static(s) => {
+                self.byte(0);
+                self.str(s);
             }
+            Val::Text { .. } => {
+                self.byte(0);
+                self.str(text);
+            }
+            Val::I64(i) => {
+                self.byte(1);
+                self.varint(((i << 1) ^ (i >> 63)) as u64);
+            }
+            Val::U64(u) => {
+                self.byte(2);
+                self.varint(u);
+            }
+            Val::F64(f) => {
+                self.byte(3);
+                self.buf[self.n..self.n + 8].copy_from_slice(&f.to_le_bytes());
+                self.n += 8;
+            }
+            Val::Bool(false) => self.byte(4),
+            Val::Bool(true) => self.byte(5),
         }
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]

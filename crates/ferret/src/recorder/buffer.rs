@@ -67,6 +67,29 @@ impl Sealed {
         })
     }
 
+    /// Boxes a tail of exactly `len` bytes that `write` writes in place:
+    /// into the inline buffer when it fits, else into a heap slice of that
+    /// size (no scratch buffer, no copy).
+    #[cfg(feature = "tracing")]
+    #[inline]
+    pub(crate) fn written(flags: u8, len: usize, write: impl FnOnce(&mut [u8])) -> Box<Sealed> {
+        if len <= SEALED_INLINE {
+            let mut b = Box::new(Sealed::Inline {
+                flags,
+                len: len as u8,
+                buf: [0; SEALED_INLINE],
+            });
+            if let Sealed::Inline { buf, .. } = &mut *b {
+                write(&mut buf[..len]);
+            }
+            b
+        } else {
+            let mut bytes = vec![0; len].into_boxed_slice();
+            write(&mut bytes);
+            Box::new(Sealed::Heap { flags, bytes })
+        }
+    }
+
     /// Boxes the tail that `encode` writes into a thread-local scratch
     /// buffer (returning the flag bits): no allocation but the box itself.
     /// The buffer is taken out of its cell for the call, so a nested call
