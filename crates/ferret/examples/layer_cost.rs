@@ -1,7 +1,7 @@
 //! The cost of one `tracing` span (create with a field, enter, exit,
 //! close) with an empty registry, with the cheapest layer that keeps
 //! per-span state in the registry's extensions (the floor of any layer made
-//! that way), and with `FerretLayer` (default, and without its `target` and
+//! that way; FerretLayer keeps its own table, see docs/DESIGN.md), and with `FerretLayer` (default, and without its `target` and
 //! busy-time tags), as the fastest of many batches: on a shared machine the
 //! minimum is what is left when nothing else interferes, where criterion's
 //! mean moves with the load.

@@ -1,7 +1,7 @@
 //! A recorded tracing span while it is open: ids, start, children's time
-//! and tags, kept in the span's extensions (already one allocation, made
-//! by the registry) rather than in a [`SpanHandle`](crate::SpanHandle) of
-//! its own (a box and a shared counter per span).
+//! and tags, kept inline in the span's boxed state in the layer's table
+//! rather than in a [`SpanHandle`](crate::SpanHandle) of its own (a box
+//! and a shared counter per span).
 
 use super::tags::{Tags, Val};
 use crate::clock;
@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What the layer keeps for a tracing span.
-// Inline on purpose: the state lives in the span's extensions (already a
-// box), and boxing `Open` would add an allocation and a cache miss.
+// Inline on purpose: the state is boxed already, and boxing `Open` too
+// would add an allocation and a cache miss.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Rec {
     /// Not recorded (no profiler installed).
@@ -24,9 +24,9 @@ pub(super) enum Rec {
     /// (`SHED`): it pushes skipped frames so that its descendants are
     /// skipped too.
     Skipped(u64),
-    /// Recorded. Kept inline: the span's extensions are one allocation
-    /// already, and a second box would be a second cache miss on every
-    /// poll of an instrumented future.
+    /// Recorded. Kept inline: the span's state is one box already, and a
+    /// second box would be a second cache miss on every poll of an
+    /// instrumented future.
     Open(Open),
 }
 
