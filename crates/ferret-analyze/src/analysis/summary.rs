@@ -37,17 +37,20 @@ impl Acc {
             self.sketch.add(d);
             return;
         }
-        if self.staged.len() == STAGE {
+        if self.n_staged == STAGE {
             self.flush();
         }
-        self.staged.push(d);
+        // `% STAGE` (a mask) instead of a bounds check: `n_staged < STAGE`.
+        self.staged[self.n_staged % STAGE] = d;
+        self.n_staged += 1;
     }
 
     /// Moves the staged durations into the sketch.
     fn flush(&mut self) {
-        for v in self.staged.drain(..) {
+        for &v in &self.staged[..self.n_staged] {
             self.sketch.add(v);
         }
+        self.n_staged = 0;
     }
 }
 
@@ -62,8 +65,10 @@ struct Acc {
     self_ns: u64,
     errors: u64,
     sketch: LatencySketch,
-    /// Durations not yet in `sketch` (see [`STAGE`]).
-    staged: Vec<u64>,
+    /// Durations not yet in `sketch` (see [`STAGE`]): the first
+    /// `n_staged`, in place (no capacity check per span).
+    staged: [u64; STAGE],
+    n_staged: usize,
 }
 
 impl Acc {
@@ -77,7 +82,8 @@ impl Acc {
             self_ns: 0,
             errors: 0,
             sketch: LatencySketch::new(),
-            staged: Vec::new(),
+            staged: [0; STAGE],
+            n_staged: 0,
         }
     }
 }
