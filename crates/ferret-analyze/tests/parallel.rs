@@ -5,7 +5,7 @@
 
 use ferret_analyze::analysis::{
     call_tree, call_tree_threads, scan, scan_threads, select, slowest_trees, summarize,
-    summarize_threads, Fold, Merge, Query, Resolved, ScanOptions, SortKey, SummaryOptions,
+    summarize_threads, Clock, Fold, Merge, Query, Resolved, ScanOptions, SortKey, SummaryOptions,
     TimeBound, TreeOptions,
 };
 use ferret_analyze::store::Store;
@@ -280,4 +280,33 @@ fn ferret_io_reads_with_one_thread_and_the_same_result() {
     let mut c = Count(0);
     let s = scan_threads(&store, &sel, ScanOptions::default(), 4, &mut c).unwrap();
     assert_eq!((s.threads, c.0), (1, 501));
+}
+
+/// The native fast path (fixed fields only, one loop per block, with or
+/// without a time window to test) gives the summary and call tree of the
+/// record path (which the busy clock takes; spans without busy tags keep
+/// their wall times), with few names and with enough to stage durations.
+#[test]
+fn fast_path_equals_the_record_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for (seed, names) in [(5, 10), (9, 200)] {
+        let store = native(dir.path(), forest(seed, 6000 + names, names), 41);
+        let plain = Query::latest();
+        let records = Query {
+            clock: Clock::Busy,
+            ..Query::latest()
+        };
+        let everything = Query {
+            since: Some(TimeBound::UnixNs(i64::MIN)),
+            until: Some(TimeBound::UnixNs(i64::MAX)),
+            ..Query::latest()
+        };
+        let fast = summarize(&store, &plain, &ALL, None).unwrap();
+        assert_eq!(fast.stats.len(), names);
+        assert_eq!(summarize(&store, &records, &ALL, None).unwrap(), fast);
+        assert_eq!(summarize(&store, &everything, &ALL, None).unwrap(), fast);
+        let tree = call_tree(&store, &plain).unwrap();
+        assert_eq!(call_tree(&store, &records).unwrap(), tree);
+        assert_eq!(call_tree(&store, &everything).unwrap(), tree);
+    }
 }

@@ -80,13 +80,33 @@ struct CallFold {
 }
 
 impl CallFold {
-    #[inline]
+    #[inline(always)]
     fn acc(&mut self, path: u32) -> &mut Acc {
         let i = path as usize;
-        if i >= self.accs.len() {
-            self.accs.resize(i + 1, Acc::default());
+        if i < self.accs.len() {
+            &mut self.accs[i]
+        } else {
+            self.grow(i)
         }
+    }
+
+    /// Makes room for path id `i` (a new path: rare, out of the scan loop).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) -> &mut Acc {
+        self.accs.resize(i + 1, Acc::default());
         &mut self.accs[i]
+    }
+
+    /// Counts a span's head and returns its path's state.
+    #[inline(always)]
+    fn count_head(&mut self, h: &SpanHead) -> &mut Acc {
+        let a = self.acc(h.path);
+        a.count += 1;
+        a.total = a.total.saturating_add(h.dur_ns);
+        a.max = a.max.max(h.dur_ns);
+        a.errors += h.is_error() as u64;
+        a
     }
 }
 
@@ -95,13 +115,18 @@ impl Fold for CallFold {
         true
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, h: &SpanHead, _name: u32) {
-        let a = self.acc(h.path);
-        a.count += 1;
-        a.total = a.total.saturating_add(h.dur_ns);
-        a.max = a.max.max(h.dur_ns);
-        a.errors += h.is_error() as u64;
+        self.count_head(h);
+    }
+
+    /// One lookup of the path's state for the head and the self time.
+    #[inline(always)]
+    fn head_and_self(&mut self, h: &SpanHead, _name: u32) {
+        let a = self.count_head(h);
+        a.self_ns = a
+            .self_ns
+            .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
     }
 
     fn span(&mut self, r: Resolved<'_>) {

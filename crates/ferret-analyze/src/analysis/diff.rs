@@ -695,7 +695,7 @@ impl Fold for DiffFold {
         true
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, h: &SpanHead, name: u32) {
         self.roots += (h.parent == 0) as u64;
         self.slot(name, h.path).record_duration(h.dur_ns);
@@ -710,7 +710,7 @@ impl Fold for DiffFold {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn self_time(&mut self, name: u32, path: u32, self_ns: u64) {
         self.slot(name, path).add_self(self_ns);
     }

@@ -79,29 +79,37 @@ impl LatencySketch {
     }
 
     /// Adds one value.
+    ///
+    /// The loop's case, a value within the counts array, is an index and an
+    /// increment (a count cannot overflow: it counts values added, fewer
+    /// than 2^64); the exact values (an empty array: at most 64 adds per
+    /// sketch) and a value past the array's end go out of line.
     #[inline(always)]
     pub fn add(&mut self, v: u64) {
-        if !self.counts.is_empty() {
-            if let Some(c) = self.counts.get_mut(index(v)) {
-                *c = c.saturating_add(1);
-                return;
-            }
-            self.grow_and_add(v);
-        } else if self.exact.len() < EXACT {
-            self.exact.push(v);
-        } else {
-            self.promote();
-            self.add(v);
+        match self.counts.get_mut(index(v)) {
+            Some(c) => *c += 1,
+            None => self.add_cold(v),
         }
     }
 
-    /// Adds `v` past the end of the counts array.
+    /// Adds `v` while the values are exact, or past the end of the counts
+    /// array.
     #[cold]
     #[inline(never)]
-    fn grow_and_add(&mut self, v: u64) {
+    fn add_cold(&mut self, v: u64) {
+        if self.counts.is_empty() {
+            if self.exact.len() < EXACT {
+                self.exact.push(v);
+                return;
+            }
+            self.promote();
+            if let Some(c) = self.counts.get_mut(index(v)) {
+                *c += 1;
+                return;
+            }
+        }
         self.counts.resize(len_for(v), 0);
-        let c = &mut self.counts[index(v)];
-        *c = c.saturating_add(1);
+        self.counts[index(v)] += 1;
     }
 
     /// Moves the exact values into a fresh histogram.

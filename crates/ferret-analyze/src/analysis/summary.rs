@@ -27,10 +27,9 @@ const STAGE: usize = 32;
 const STAGE_FROM_NAMES: usize = 64;
 
 impl Acc {
-    /// Adds one timed span.
+    /// Adds the duration of one span (counted in `count` by the caller).
     #[inline(always)]
     fn add_timed(&mut self, d: u64, stage: bool) {
-        self.timed += 1;
         self.total = self.total.saturating_add(d);
         self.min = self.min.min(d);
         self.max = self.max.max(d);
@@ -38,45 +37,53 @@ impl Acc {
             self.sketch.add(d);
             return;
         }
-        if self.staged.len() == STAGE {
+        if self.n_staged == STAGE {
             self.flush();
         }
-        self.staged.push(d);
+        // `% STAGE` (a mask) instead of a bounds check: `n_staged < STAGE`.
+        self.staged[self.n_staged % STAGE] = d;
+        self.n_staged += 1;
     }
 
     /// Moves the staged durations into the sketch.
     fn flush(&mut self) {
-        for v in self.staged.drain(..) {
+        for &v in &self.staged[..self.n_staged] {
             self.sketch.add(v);
         }
+        self.n_staged = 0;
     }
 }
 
 struct Acc {
     count: u64,
-    timed: u64,
+    /// Spans without a duration (ferret-io only): the spans with one are
+    /// `count - untimed`, so that a native span costs one count.
+    untimed: u64,
     total: u64,
     min: u64,
     max: u64,
     self_ns: u64,
     errors: u64,
     sketch: LatencySketch,
-    /// Durations not yet in `sketch` (see [`STAGE`]).
-    staged: Vec<u64>,
+    /// Durations not yet in `sketch` (see [`STAGE`]): the first
+    /// `n_staged`, in place (no capacity check per span).
+    staged: [u64; STAGE],
+    n_staged: usize,
 }
 
 impl Acc {
     fn new() -> Acc {
         Acc {
             count: 0,
-            timed: 0,
+            untimed: 0,
             total: 0,
             min: u64::MAX,
             max: 0,
             self_ns: 0,
             errors: 0,
             sketch: LatencySketch::new(),
-            staged: Vec::new(),
+            staged: [0; STAGE],
+            n_staged: 0,
         }
     }
 }
@@ -216,18 +223,46 @@ pub struct SummaryOptions {
 #[derive(Default)]
 struct SummaryFold {
     accs: Vec<Acc>,
+    /// Whether durations are staged: `accs` holds more than
+    /// [`STAGE_FROM_NAMES`] names (set when it grows).
+    stage: bool,
     first: i64,
     last: i64,
 }
 
 impl SummaryFold {
+    fn new() -> SummaryFold {
+        SummaryFold {
+            accs: Vec::new(),
+            stage: false,
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+
     #[inline(always)]
     fn acc(&mut self, name: u32) -> &mut Acc {
+        self.acc_staged(name).0
+    }
+
+    /// The state of `name`, and whether its durations are to be staged.
+    #[inline(always)]
+    fn acc_staged(&mut self, name: u32) -> (&mut Acc, bool) {
         let i = name as usize;
-        if i >= self.accs.len() {
-            self.accs.resize_with(i + 1, Acc::new);
+        if i < self.accs.len() {
+            (&mut self.accs[i], self.stage)
+        } else {
+            self.grow(i)
         }
-        &mut self.accs[i]
+    }
+
+    /// Makes room for name id `i` (a new name: rare, out of the scan loop).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) -> (&mut Acc, bool) {
+        self.accs.resize_with(i + 1, Acc::new);
+        self.stage = self.accs.len() > STAGE_FROM_NAMES;
+        (&mut self.accs[i], self.stage)
     }
 
     /// Counts a span's head (time range, count, errors, duration) and
@@ -240,9 +275,7 @@ impl SummaryFold {
             h.start_ns
                 .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
         );
-        // The length `acc` leaves (it grows to hold `name`).
-        let stage = self.accs.len().max(name as usize + 1) > STAGE_FROM_NAMES;
-        let a = self.acc(name);
+        let (a, stage) = self.acc_staged(name);
         a.count += 1;
         a.errors += h.is_error() as u64;
         a.add_timed(h.dur_ns, stage);
@@ -275,12 +308,12 @@ impl Fold for SummaryFold {
             Some(_) => rec.end_ns(),
             None => rec.start_ns(),
         });
-        let a = self.acc(rec.name);
+        let (a, stage) = self.acc_staged(rec.name);
         a.count += 1;
         a.errors += rec.status.is_error() as u64;
-        if let Some(d) = rec.duration_ns() {
-            let stage = self.accs.len() > STAGE_FROM_NAMES;
-            self.accs[rec.name as usize].add_timed(d, stage);
+        match rec.duration_ns() {
+            Some(d) => a.add_timed(d, stage),
+            None => a.untimed += 1,
         }
     }
 
@@ -293,11 +326,7 @@ impl Fold for SummaryFold {
 
 impl Merge for SummaryFold {
     fn fresh(&self) -> Self {
-        SummaryFold {
-            accs: Vec::new(),
-            first: i64::MAX,
-            last: i64::MIN,
-        }
+        SummaryFold::new()
     }
 
     fn merge(&mut self, other: Self) {
@@ -333,7 +362,7 @@ impl Acc {
         self.flush();
         o.flush();
         self.count += o.count;
-        self.timed += o.timed;
+        self.untimed += o.untimed;
         self.total = self.total.saturating_add(o.total);
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
@@ -351,11 +380,7 @@ pub(crate) fn partial(
     progress: Option<&mut dyn FnMut(u64, u64)>,
 ) -> Result<Partial> {
     let sel = select(store, q)?;
-    let mut fold = SummaryFold {
-        accs: Vec::new(),
-        first: i64::MAX,
-        last: i64::MIN,
-    };
+    let mut fold = SummaryFold::new();
     let scanned = scan_threads(
         store,
         &sel,
@@ -438,7 +463,8 @@ pub(crate) fn finish(parts: Vec<Partial>, opts: &SummaryOptions) -> Summary {
     }
     let mut stats = Vec::new();
     for (name, a) in by_name {
-        if a.timed == 0 {
+        let timed = a.count - a.untimed;
+        if timed == 0 {
             continue;
         }
         if names.as_ref().is_some_and(|g| !g.is_match(&name)) {
@@ -448,7 +474,7 @@ pub(crate) fn finish(parts: Vec<Partial>, opts: &SummaryOptions) -> Summary {
         stats.push(NameSummary {
             count: a.count,
             total_ns: a.total,
-            avg_ns: a.total as f64 / a.timed as f64,
+            avg_ns: a.total as f64 / timed as f64,
             min_ns: a.min,
             max_ns: a.max,
             p50_ns: q(0.50),

@@ -335,7 +335,7 @@ impl Fold for RootsFold {
         self.kind == FileKind::Native
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, h: &SpanHead, _name: u32) {
         self.root(h.id, h.parent == 0, head_key(h), h.trace);
     }
@@ -444,7 +444,7 @@ impl Fold for OrphansFold<'_> {
         true
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, h: &SpanHead, _name: u32) {
         if h.parent == 0 {
             return;

@@ -559,12 +559,15 @@ impl Spans<'_> {
 
     /// Native files only: calls `f` with the fixed fields and name id of
     /// every span of the next block, in a tight loop (faster than
-    /// [`Spans::next_head`]). Returns false at the end of the stream, and
-    /// always for ferret-io files.
-    pub fn block_heads(&mut self, f: impl FnMut(&ferret_format::codec::SpanHead, u32)) -> bool {
+    /// [`Spans::next_head`]). Returns how many spans `f` saw; `None` at the
+    /// end of the stream, and always for ferret-io files.
+    pub fn block_heads(
+        &mut self,
+        f: impl FnMut(&ferret_format::codec::SpanHead, u32),
+    ) -> Option<u64> {
         match &mut self.inner {
             SpansInner::Native(n) => n.block_heads(f),
-            SpansInner::FerretIo(_) => false,
+            SpansInner::FerretIo(_) => None,
         }
     }
 
