@@ -7,12 +7,18 @@
 # benchmark's req/s, which moves by ±8% between rounds even on a quiet
 # machine. Needs `perf` (Debian: linux-perf).
 #
-# usage: bench/service_attribution.sh [MODES] [REQUESTS] [ROUNDS]
+# usage: [EXE=<benchmark binary>] bench/service_attribution.sh [MODES] [REQUESTS] [ROUNDS]
 # e.g.   bench/service_attribution.sh "native layer" 100000 2
+# EXE samples another build of the benchmark (say, one from an older
+# commit) instead of building this checkout's.
 source "$(dirname "$0")/lib.sh"
 modes=${1:-native layer}; n=${2:-100000}; rounds=${3:-1}
-(cd "$ROOT" && cargo build --release -q -p ferret-service-bench)
-exe=$ROOT/target/release/ferret-service-bench
+if [ -n "${EXE:-}" ]; then
+    exe=$EXE
+else
+    (cd "$ROOT" && cargo build --release -q -p ferret-service-bench)
+    exe=$ROOT/target/release/ferret-service-bench
+fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$rounds"); do
