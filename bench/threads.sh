@@ -13,13 +13,13 @@
 # ARGS= adds arguments to every `ferret analyze` (baseline included), e.g.
 # ARGS=--tree for the slowest trees.
 #
-# usage: [BASE=old/ferret] [THREADS="1 2"] [ARGS=...] bench/threads.sh FILE [ROUNDS]
+# usage: [BASE=old/ferret] [THREADS="1 2"] [ARGS=...] [FERRET=new/ferret NO_BUILD=1] bench/threads.sh FILE [ROUNDS]
 # e.g.   BASE=/tmp/ferret-main ARGS=--tree bench/threads.sh /big/demo20m.db 5
 source "$(dirname "$0")/lib.sh"
 file=$1; n=${2:-5}
 THREADS=${THREADS:-1 2}
 ARGS=${ARGS:-}
-build
+[ -n "${NO_BUILD:-}" ] || build
 spans=$("$FERRET" analyze "$file" --format json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["spans"])')
 echo "file: $file ($(du -h "$file" | cut -f1)), $spans spans; $(nproc) cores; ferret analyze $ARGS"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
