@@ -39,6 +39,16 @@ fn poll_once<F: Future>(f: &mut std::pin::Pin<Box<F>>) -> Poll<F::Output> {
     f.as_mut().poll(&mut cx)
 }
 
+/// A profiler on `path` beating every 20 ms, installed.
+fn installed_with_fast_heartbeats(path: &Path) -> Profiler {
+    let p = Profiler::builder(path)
+        .heartbeat_interval(Some(Duration::from_millis(20)))
+        .open()
+        .unwrap();
+    p.install();
+    p
+}
+
 fn inflight(path: &Path) -> Vec<live::InFlightSpan> {
     live::inflight(&Store::open(path).unwrap(), None).unwrap()
 }
@@ -47,11 +57,7 @@ fn inflight(path: &Path) -> Vec<live::InFlightSpan> {
 fn heartbeat_and_open_spans_busy_and_idle() {
     let _l = lock();
     let (_d, path) = temp_db();
-    let p = Profiler::builder(&path)
-        .heartbeat_interval(Some(Duration::from_millis(20)))
-        .open()
-        .unwrap();
-    p.install();
+    let p = installed_with_fast_heartbeats(&path);
     let hold = Arc::new(Barrier::new(2));
     let worker = {
         let hold = hold.clone();
@@ -386,11 +392,7 @@ fn process_row(path: &Path) -> (Option<i64>, i64) {
 fn idle_heartbeats_leave_the_process_row_alone() {
     let _l = lock();
     let (_d, path) = temp_db();
-    let p = Profiler::builder(&path)
-        .heartbeat_interval(Some(Duration::from_millis(20)))
-        .open()
-        .unwrap();
-    p.install();
+    let p = installed_with_fast_heartbeats(&path);
     drop(ferret::span("first"));
     p.flush().unwrap();
     let before = process_row(&path);
