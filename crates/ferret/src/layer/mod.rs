@@ -81,6 +81,16 @@ use tracing_subscriber::registry::LookupSpan;
 ///   their time is not counted in the parent's children time (so the
 ///   parent's self time is not negative either).
 ///
+/// # Tracing inside field values
+///
+/// The layer keeps open spans in a table of its own, and holds a span's
+/// entry while it formats a value recorded later with `Span::record` or
+/// an `ERROR` event's fields, which runs the value's `Debug` impl. Spans
+/// and events that such an impl itself creates are not recorded (the
+/// alternative would be a deadlock). Field values given when a span is
+/// created are formatted before the span is in the table, so tracing
+/// inside them is recorded as usual.
+///
 /// The layer records into whichever profiler is installed when a span opens;
 /// [`FerretLayer::new`] installs the one it is given. Events other than
 /// `ERROR` ones are not recorded.
