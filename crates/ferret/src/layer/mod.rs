@@ -443,17 +443,10 @@ where
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        let id = if event.is_root() {
+        let Some(span) = ctx.event_span(event) else {
             return;
-        } else if let Some(p) = event.parent() {
-            p.clone()
-        } else {
-            match ctx.current_span().id() {
-                Some(id) => id.clone(),
-                None => return,
-            }
         };
-        self.open.with(id.into_u64(), |data| {
+        self.open.with(span.id().into_u64(), |data| {
             let Some(open) = data.open() else { return };
             open.tags.set_error_status();
             if !open.tags.has("error") {
@@ -532,7 +525,9 @@ where
         let busy = data.busy_ns;
         let parent = data.parent;
         let busy_time = self.busy_time;
-        let Some(open) = data.open() else { return };
+        let Some(open) = data.open() else {
+            return data.recycle();
+        };
         if busy_time {
             open.busy_ns = Some(busy);
             open.self_busy_ns = Some(open.self_busy(busy));

@@ -67,22 +67,20 @@ impl Sealed {
         })
     }
 
-    /// Boxes a tail of exactly `len` bytes that `write` writes in place:
-    /// into the inline buffer when it fits, else into a heap slice of that
-    /// size (no scratch buffer, no copy).
+    /// Boxes a tail of exactly `len` bytes that `write` writes: into the
+    /// inline buffer when it fits, else into a heap slice of that size (no
+    /// scratch vector).
     #[cfg(feature = "tracing")]
     #[inline]
     pub(crate) fn written(flags: u8, len: usize, write: impl FnOnce(&mut [u8])) -> Box<Sealed> {
         if len <= SEALED_INLINE {
-            let mut b = Box::new(Sealed::Inline {
+            let mut buf = [0; SEALED_INLINE];
+            write(&mut buf[..len]);
+            Box::new(Sealed::Inline {
                 flags,
                 len: len as u8,
-                buf: [0; SEALED_INLINE],
-            });
-            if let Sealed::Inline { buf, .. } = &mut *b {
-                write(&mut buf[..len]);
-            }
-            b
+                buf,
+            })
         } else {
             let mut bytes = vec![0; len].into_boxed_slice();
             write(&mut bytes);
