@@ -148,6 +148,25 @@ pub struct SpanQuery {
     pub until_ns: Option<i64>,
 }
 
+impl SpanQuery {
+    /// Whether a span starting at `start_ns` is inside the time window (an
+    /// open end keeps every start).
+    #[inline(always)]
+    pub(crate) fn keeps(&self, start_ns: i64) -> bool {
+        !(self.since_ns.is_some_and(|since| start_ns < since)
+            || self.until_ns.is_some_and(|until| start_ns >= until))
+    }
+
+    /// The time window as `since..until`, an open end as `i64::MIN` or
+    /// `i64::MAX` (for SQL bounds and the blocks' pre-filter).
+    pub(crate) fn bounds(&self) -> (i64, i64) {
+        (
+            self.since_ns.unwrap_or(i64::MIN),
+            self.until_ns.unwrap_or(i64::MAX),
+        )
+    }
+}
+
 /// One run of a file, as listed by [`Store::runs`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunInfo {

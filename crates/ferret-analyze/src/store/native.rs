@@ -294,8 +294,7 @@ impl<'a> NativeSpans<'a> {
     /// The smallest and largest block id of the run's blocks that the
     /// query's time bounds may touch; `None` when there are none.
     pub(super) fn block_range(&self) -> Result<Option<(i64, i64)>> {
-        let since = self.q.since_ns.unwrap_or(i64::MIN);
-        let until = self.q.until_ns.unwrap_or(i64::MAX);
+        let (since, until) = self.q.bounds();
         let r: (Option<i64>, Option<i64>) = self.conn.query_row(
             "SELECT min(id), max(id) FROM ferret_blocks
              WHERE run = ?1 AND max_end >= ?2 AND min_start < ?3",
@@ -327,8 +326,7 @@ impl<'a> NativeSpans<'a> {
     }
 
     fn fetch_page(&mut self) -> Result<()> {
-        let since = self.q.since_ns.unwrap_or(i64::MIN);
-        let until = self.q.until_ns.unwrap_or(i64::MAX);
+        let (since, until) = self.q.bounds();
         let mut st = self.conn.prepare_cached(
             "SELECT id, process, data FROM ferret_blocks
              WHERE run = ?1 AND id > ?2 AND id <= ?6 AND max_end >= ?3 AND min_start < ?4
@@ -415,12 +413,11 @@ impl<'a> NativeSpans<'a> {
         if self.dec_state.is_none() && !self.next_block() {
             return None;
         }
-        let (since, until) = (self.q.since_ns, self.q.until_ns);
         let mut seen = 0u64;
         if let Some(mut st) = self.dec_state.take() {
             let names = &self.path_names[..];
             let name = |h: &SpanHead| names.get(h.path as usize).copied().unwrap_or(0);
-            let r = if since.is_none() && until.is_none() {
+            let r = if self.q.since_ns.is_none() && self.q.until_ns.is_none() {
                 st.decoder.for_each_head(
                     #[inline(always)]
                     |h| {
@@ -429,7 +426,7 @@ impl<'a> NativeSpans<'a> {
                     },
                 )
             } else {
-                let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+                let (since, until) = self.q.bounds();
                 st.decoder.for_each_head(
                     #[inline(always)]
                     |h| {
@@ -458,9 +455,7 @@ impl<'a> NativeSpans<'a> {
             if let Some(st) = &mut self.dec_state {
                 match st.decoder.next_head() {
                     Ok(Some(h)) => {
-                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
-                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
-                        {
+                        if !self.q.keeps(h.start_ns) {
                             continue;
                         }
                         let name = self.path_names.get(h.path as usize).copied().unwrap_or(0);
@@ -492,9 +487,7 @@ impl<'a> NativeSpans<'a> {
                 match r {
                     Ok(true) => {
                         let h = &s.head;
-                        if self.q.since_ns.is_some_and(|since| h.start_ns < since)
-                            || self.q.until_ns.is_some_and(|until| h.start_ns >= until)
-                        {
+                        if !self.q.keeps(h.start_ns) {
                             continue;
                         }
                         fill(out, s, st, &self.path_names, &self.tids, with_tags);
@@ -525,12 +518,10 @@ impl<'a> NativeSpans<'a> {
                 if with_tags {
                     std::mem::swap(&mut s.tags, &mut out.tags);
                 }
-                let (since, until) = (self.q.since_ns, self.q.until_ns);
-                let r = st.decoder.next_into_where(s, |h| {
-                    !(since.is_some_and(|since| h.start_ns < since)
-                        || until.is_some_and(|until| h.start_ns >= until))
-                        && keep(h)
-                });
+                let q = &self.q;
+                let r = st
+                    .decoder
+                    .next_into_where(s, |h| q.keeps(h.start_ns) && keep(h));
                 if with_tags {
                     std::mem::swap(&mut s.tags, &mut out.tags);
                 }
