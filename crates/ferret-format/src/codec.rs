@@ -304,15 +304,12 @@ impl BlockEncoder {
     fn put_header(&mut self) -> usize {
         let mut h = [0u8; HEADER_ROOM];
         h[0] = BLOCK_VERSION;
-        let mut n = 1;
-        let mut v = self.count;
-        while v >= 0x80 {
-            h[n] = (v as u8) | 0x80;
-            n += 1;
-            v >>= 7;
-        }
-        h[n] = v as u8;
-        n += 1;
+        // SAFETY: `h` has HEADER_ROOM - 1 = 10 bytes after the version
+        // byte, room for any u64 varint; the end pointer stays within `h`.
+        let n = unsafe {
+            let base = h.as_mut_ptr();
+            put_varint_raw(base.add(1), self.count).offset_from(base) as usize
+        };
         let start = HEADER_ROOM - n;
         self.out[start..HEADER_ROOM].copy_from_slice(&h[..n]);
         start

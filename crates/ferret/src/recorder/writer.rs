@@ -277,6 +277,7 @@ impl Writer {
             "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let enc = &mut self.enc;
+        // Empty unless a failed commit left a block in it.
         enc.clear();
         let (mut min_start, mut max_end) = (i64::MAX, i64::MIN);
         let (mut last_local, mut last_db) = (u32::MAX, 0);
@@ -305,14 +306,12 @@ impl Writer {
                 max_end = max_end.max(start.saturating_add(s.dur_ns as i64));
                 if enc.len() == BLOCK_SPANS as u64 {
                     insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
-                    enc.clear();
                     (min_start, max_end) = (i64::MAX, i64::MIN);
                 }
             }
         }
         if !enc.is_empty() {
             insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
-            enc.clear();
         }
         drop(ins);
         if self.inner.live.is_some() {
@@ -389,7 +388,7 @@ fn prefetch_extras(batch: &[RawSpan], i: usize) {
     let _ = (batch, i);
 }
 
-/// Stores a finished block.
+/// Stores the encoder's block and empties the encoder for the next one.
 fn insert_block(
     ins: &mut rusqlite::CachedStatement<'_>,
     inner: &Inner,
@@ -406,6 +405,7 @@ fn insert_block(
         count,
         enc.block()
     ])?;
+    enc.clear();
     Ok(())
 }
 
