@@ -6,7 +6,7 @@
 use super::tags::{Tags, Val};
 use crate::clock;
 use crate::intern::Name;
-use crate::recorder::buffer::RawSpan;
+use crate::recorder::buffer::{Batch, RawSpan, TailRef, WriteTail};
 use crate::recorder::context::{with_local, Decision, Frame};
 use crate::recorder::shared::Inner;
 use crate::recorder::span::{SpanContext, Under};
@@ -191,6 +191,22 @@ impl Rec {
     }
 }
 
+/// A layer span's tail: its tags, and the ones the layer adds at close.
+struct LayerTail<'a> {
+    tags: &'a Tags,
+    busy_ns: Option<u64>,
+    self_busy_ns: Option<u64>,
+    detached: bool,
+}
+
+impl WriteTail for LayerTail<'_> {
+    #[inline]
+    fn write_tail(&mut self, out: &mut Vec<u8>) {
+        self.tags
+            .write_tail(self.busy_ns, self.self_busy_ns, self.detached, out);
+    }
+}
+
 /// The `self_busy_ns` tag to write: left out when readers can tell it
 /// without it (no children's time at all and self busy = busy, as for
 /// every leaf span), which saves a tag on most spans.
@@ -249,17 +265,19 @@ impl Open {
             child_ns: child,
             path: self.path,
             thread: self.thread,
-            extra: self.tags.seal(
-                self.busy_ns,
-                self_busy_tag(self.busy_ns, self.self_busy_ns, child),
-                self.detached,
-            ),
+            tail: TailRef::default(),
+        };
+        let mut tail = LayerTail {
+            tags: &self.tags,
+            busy_ns: self.busy_ns,
+            self_busy_ns: self_busy_tag(self.busy_ns, self.self_busy_ns, child),
+            detached: self.detached,
         };
         let inner = &self.inner;
         let mut span = Some(span);
-        with_local(|l| l.record(span.take().expect("once"), end, Some(inner)));
+        with_local(|l| l.record(span.take().expect("once"), &mut tail, end, Some(inner)));
         if let Some(span) = span {
-            inner.submit(vec![span]);
+            inner.submit(Batch::one(span, &mut tail));
         }
     }
 }

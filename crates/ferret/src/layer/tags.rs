@@ -4,8 +4,6 @@
 //! into one string per span. At close they are encoded straight into the
 //! block's tail format (see `store::codec`), one allocation for the lot.
 
-use crate::recorder::buffer::Sealed;
-
 /// Status bits and tag flag of a span's flags byte (docs/FORMAT.md).
 const ST_ERROR: u8 = 1;
 const F_TAGS: u8 = 1 << 6;
@@ -56,10 +54,11 @@ impl Text {
         self.heap.as_ref().map_or(self.len, String::len)
     }
 
-    fn get(&self, start: usize, len: usize) -> Option<&str> {
+    /// The bytes of a range written before (whole `str`s: valid UTF-8).
+    fn get(&self, start: usize, len: usize) -> Option<&[u8]> {
         match &self.heap {
-            Some(h) => h.get(start..start + len),
-            None => std::str::from_utf8(self.inline.get(start..start + len)?).ok(),
+            Some(h) => h.as_bytes().get(start..start + len),
+            None => self.inline.get(start..start + len),
         }
     }
 }
@@ -173,23 +172,26 @@ impl Tags {
         self.inline[..self.len].iter().chain(self.spill.iter())
     }
 
-    fn str_of(&self, v: &Val) -> Option<&str> {
+    /// The bytes of a text value (empty for other values).
+    fn text_of(&self, v: &Val) -> &[u8] {
         match *v {
-            Val::Static(s) => Some(s),
-            Val::Text { start, len } => self.text.get(start as usize, len as usize),
-            _ => None,
+            Val::Static(s) => s.as_bytes(),
+            Val::Text { start, len } => self.text.get(start as usize, len as usize).unwrap_or(b""),
+            _ => b"",
         }
     }
 
-    /// The tail as a block stores it (flags, bytes), or `None` for a plain
-    /// ok span without tags: the target, the fields, then `busy_ns`,
-    /// `self_busy_ns` and `detached = true` if given.
-    pub(super) fn seal(
+    /// Appends the tail as a block stores it (the flag byte, then the
+    /// bytes) to `out`, or nothing for a plain ok span without tags: the
+    /// target, the fields, then `busy_ns`, `self_busy_ns` and `detached =
+    /// true` if given.
+    pub(super) fn write_tail(
         &self,
         busy_ns: Option<u64>,
         self_busy_ns: Option<u64>,
         detached: bool,
-    ) -> Option<Box<Sealed>> {
+        out: &mut Vec<u8>,
+    ) {
         let n = self.len
             + self.spill.len()
             + usize::from(self.target.is_some())
@@ -197,141 +199,164 @@ impl Tags {
             + usize::from(self_busy_ns.is_some())
             + usize::from(detached);
         if n == 0 && !self.error {
-            return None;
+            return;
         }
         let flags = if self.error { ST_ERROR } else { 0 } | if n > 0 { F_TAGS } else { 0 };
-        let extra = [
-            busy_ns.map(|b| (BUSY, Val::from(b))),
-            self_busy_ns.map(|b| (SELF_BUSY, Val::from(b))),
-            detached.then_some((DETACHED, Val::Bool(true))),
-        ];
-        let len = if n == 0 { 0 } else { self.size(n, &extra) };
-        Some(Sealed::written(flags, len, |buf| {
-            if n > 0 {
-                self.encode(n, &extra, buf);
-            }
-        }))
-    }
-
-    /// The exact size of the tags' encoding (see [`encode`](Self::encode)).
-    fn size(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3]) -> usize {
-        let mut len = varint_len(n as u64);
+        out.push(flags);
+        if n == 0 {
+            return;
+        }
+        // One pass over room reserved for the longest encoding (a
+        // varint takes at most 10 bytes), written through a raw cursor:
+        // sizing the tags first and writing them with checked stores cost
+        // twice the instructions.
+        let mut room = 10;
         if let Some(t) = self.target {
-            len += tag_len(TARGET, Val::Static(t), "");
+            room += TAGGED + TARGET.len() + t.len();
         }
         for (k, v) in self.iter() {
-            len += tag_len(k, *v, self.str_of(v).unwrap_or(""));
+            room += TAGGED + k.len() + self.text_of(v).len();
         }
-        for (k, v) in extra.iter().flatten() {
-            len += tag_len(k, *v, "");
+        // busy_ns, self_busy_ns, detached: numbers and a bool.
+        room += 3 * TAGGED + BUSY.len() + SELF_BUSY.len() + DETACHED.len();
+        out.reserve(room);
+        // SAFETY: the cursor writes at most `room` bytes (each tag at most
+        // TAGGED bytes besides its key and text), all within the reserved
+        // spare capacity, and every byte up to the new length is written.
+        unsafe {
+            let start = out.as_mut_ptr().add(out.len());
+            let mut c = Cur(start);
+            c.varint(n as u64);
+            if let Some(t) = self.target {
+                c.tag(TARGET, Val::Static(t), t.as_bytes());
+            }
+            for &(k, v) in self.iter() {
+                c.tag(k, v, self.text_of(&v));
+            }
+            if let Some(b) = busy_ns {
+                c.tag(BUSY, Val::from(b), b"");
+            }
+            if let Some(b) = self_busy_ns {
+                c.tag(SELF_BUSY, Val::from(b), b"");
+            }
+            if detached {
+                c.tag(DETACHED, Val::Bool(true), b"");
+            }
+            let written = c.0.offset_from(start) as usize;
+            debug_assert!(written <= room);
+            out.set_len(out.len() + written);
         }
-        len
     }
-
-    /// Writes the tags in the block format into `buf`, of exactly
-    /// [`size`](Self::size) bytes: varint count, then per tag the key, a
-    /// type byte and the value (the target first, `extra` last).
-    fn encode(&self, n: usize, extra: &[Option<(&'static str, Val)>; 3], buf: &mut [u8]) {
-        let mut c = Cur { buf, n: 0 };
-        c.varint(n as u64);
-        if let Some(t) = self.target {
-            c.tag(TARGET, Val::Static(t), "");
-        }
-        for &(k, v) in self.iter() {
-            c.tag(k, v, self.str_of(&v).unwrap_or(""));
-        }
-        for &(k, v) in extra.iter().flatten() {
-            c.tag(k, v, "");
-        }
-        debug_assert_eq!(c.n, c.buf.len());
-    }
 }
 
-/// The length of `v` as a LEB128 varint.
-#[inline]
-fn varint_len(v: u64) -> usize {
-    1 + (63 - (v | 1).leading_zeros() as usize) / 7
-}
-
-/// The encoded length of one tag (see [`Cur::tag`]).
-#[inline]
-fn tag_len(key: &str, v: Val, text: &str) -> usize {
-    let s = |s: &str| varint_len(s.len() as u64) + s.len();
-    s(key)
-        + 1
-        + match v {
-            Val::Static(t) => s(t),
-            Val::Text { .. } => s(text),
-            Val::I64(i) => varint_len(((i << 1) ^ (i >> 63)) as u64),
-            Val::U64(u) => varint_len(u),
-            Val::F64(_) => 8,
-            Val::Bool(_) => 0,
-        }
-}
+/// The most bytes a tag takes besides its key's and its text's: two
+/// length varints, the type byte and a numeric value.
+const TAGGED: usize = 10 + 1 + 10 + 10;
 
 const TARGET: &str = "target";
 const BUSY: &str = "busy_ns";
 const SELF_BUSY: &str = "self_busy_ns";
 const DETACHED: &str = "detached";
 
-/// A write cursor over room known to be large enough.
-struct Cur<'a> {
-    buf: &'a mut [u8],
-    n: usize,
-}
+/// A write cursor over reserved room (see [`Tags::write_tail`]).
+struct Cur(*mut u8);
 
-impl Cur<'_> {
+impl Cur {
+    /// # Safety
+    /// Room for one byte.
     #[inline(always)]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.n] = b;
-        self.n += 1;
-    }
-
-    #[inline(always)]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
+    unsafe fn byte(&mut self, b: u8) {
+        // SAFETY: the caller's.
+        unsafe {
+            self.0.write(b);
+            self.0 = self.0.add(1);
         }
-        self.byte(v as u8);
     }
 
+    /// # Safety
+    /// Room for 10 bytes.
     #[inline(always)]
-    fn str(&mut self, s: &str) {
-        self.varint(s.len() as u64);
-        self.buf[self.n..self.n + s.len()].copy_from_slice(s.as_bytes());
-        self.n += s.len();
+    unsafe fn varint(&mut self, mut v: u64) {
+        // SAFETY: the caller's; a u64 takes at most 10 bytes.
+        unsafe {
+            while v >= 0x80 {
+                self.byte((v as u8) | 0x80);
+                v >>= 7;
+            }
+            self.byte(v as u8);
+        }
+    }
+
+    /// # Safety
+    /// Room for 10 bytes and `s`.
+    #[inline(always)]
+    unsafe fn bytes(&mut self, s: &[u8]) {
+        // SAFETY: the caller's.
+        unsafe {
+            self.varint(s.len() as u64);
+            copy_short(s, self.0);
+            self.0 = self.0.add(s.len());
+        }
     }
 
     /// One tag: key, type byte, value; `text` is the value of a
-    /// [`Val::Text`] (a [`Val::Static`] carries its own).
+    /// [`Val::Static`] or [`Val::Text`].
+    ///
+    /// # Safety
+    /// Room for [`TAGGED`] bytes, the key and `text`.
     #[inline(always)]
-    fn tag(&mut self, key: &str, v: Val, text: &str) {
-        self.str(key);
-        match v {
-            Val::Static(s) => {
-                self.byte(0);
-                self.str(s);
+    unsafe fn tag(&mut self, key: &str, v: Val, text: &[u8]) {
+        // SAFETY: the caller's.
+        unsafe {
+            self.bytes(key.as_bytes());
+            match v {
+                Val::Static(_) | Val::Text { .. } => {
+                    self.byte(0);
+                    self.bytes(text);
+                }
+                Val::I64(i) => {
+                    self.byte(1);
+                    self.varint(((i << 1) ^ (i >> 63)) as u64);
+                }
+                Val::U64(u) => {
+                    self.byte(2);
+                    self.varint(u);
+                }
+                Val::F64(f) => {
+                    self.byte(3);
+                    std::ptr::copy_nonoverlapping(f.to_le_bytes().as_ptr(), self.0, 8);
+                    self.0 = self.0.add(8);
+                }
+                Val::Bool(false) => self.byte(4),
+                Val::Bool(true) => self.byte(5),
             }
-            Val::Text { .. } => {
-                self.byte(0);
-                self.str(text);
-            }
-            Val::I64(i) => {
-                self.byte(1);
-                self.varint(((i << 1) ^ (i >> 63)) as u64);
-            }
-            Val::U64(u) => {
-                self.byte(2);
-                self.varint(u);
-            }
-            Val::F64(f) => {
-                self.byte(3);
-                self.buf[self.n..self.n + 8].copy_from_slice(&f.to_le_bytes());
-                self.n += 8;
-            }
-            Val::Bool(false) => self.byte(4),
-            Val::Bool(true) => self.byte(5),
+        }
+    }
+}
+
+/// Copies `s` to `dst`: short strings (keys, most values) with two
+/// overlapping loads and stores instead of a call to `memcpy`.
+///
+/// # Safety
+/// `dst` valid for `s.len()` bytes, not overlapping `s`.
+#[inline(always)]
+unsafe fn copy_short(s: &[u8], dst: *mut u8) {
+    let (n, src) = (s.len(), s.as_ptr());
+    // SAFETY: every read is within `s` and every write within the
+    // `n` bytes at `dst`.
+    unsafe {
+        if (8..=16).contains(&n) {
+            let a = src.cast::<u64>().read_unaligned();
+            let b = src.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(a);
+            dst.add(n - 8).cast::<u64>().write_unaligned(b);
+        } else if (4..8).contains(&n) {
+            let a = src.cast::<u32>().read_unaligned();
+            let b = src.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(a);
+            dst.add(n - 4).cast::<u32>().write_unaligned(b);
+        } else {
+            std::ptr::copy_nonoverlapping(src, dst, n);
         }
     }
 }
@@ -425,15 +450,39 @@ mod tests {
                     }
                     let mut want = Vec::new();
                     let want_flags = encode_tail(&status, &tags, &mut want);
-                    match t.seal(busy, self_busy, detached) {
-                        None => assert!(!error && tags.is_empty()),
-                        Some(s) => {
-                            let (flags, bytes) = s.tail();
-                            assert_eq!((flags, bytes), (want_flags, &want[..]), "{tags:?}");
+                    // After other bytes: the tail is appended.
+                    let mut out = vec![9, 9];
+                    t.write_tail(busy, self_busy, detached, &mut out);
+                    match &out[2..] {
+                        [] => assert!(!error && tags.is_empty()),
+                        [flags, bytes @ ..] => {
+                            assert_eq!((*flags, bytes), (want_flags, &want[..]), "{tags:?}");
                         }
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn keys_and_texts_of_every_short_length_encode_as_the_codec_does() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+        for n in 0..=40 {
+            let key: &'static str = &text[40 - n..40];
+            let mut t = Tags::default();
+            t.set(key, Val::Static(&text[..n]));
+            t.set_text("t", |w| {
+                let _ = w.write_str(&text[n..]);
+            });
+            let tags = vec![
+                (Cow::Borrowed(key), TagValue::Str(text[..n].into())),
+                (Cow::Borrowed("t"), TagValue::Str(text[n..].into())),
+            ];
+            let mut want = Vec::new();
+            encode_tail(&Status::Ok, &tags, &mut want);
+            let mut out = Vec::new();
+            t.write_tail(None, None, false, &mut out);
+            assert_eq!(&out[1..], &want[..], "length {n}");
         }
     }
 
@@ -450,7 +499,9 @@ mod tests {
             (Cow::Borrowed("uri"), TagValue::Str("\"/b\"".into())),
         ];
         encode_tail(&Status::Ok, &tags, &mut want);
-        assert_eq!(t.seal(None, None, false).unwrap().tail().1, &want[..]);
+        let mut out = Vec::new();
+        t.write_tail(None, None, false, &mut out);
+        assert_eq!(&out[1..], &want[..]);
         assert!(t.has("uri") && !t.has("url"));
     }
 }

@@ -19,104 +19,158 @@ pub(crate) struct Extra {
     pub published: bool,
 }
 
-/// A finished span's status and tags, encoded by the recording thread as a
-/// block stores them, so that the writer copies bytes instead of following
-/// the pointers of [`Extra`] (each a cache miss on the writer's core).
-/// Small tails (most) live inline: one allocation, one pointer to follow.
-#[derive(Debug)]
-pub(crate) enum Sealed {
-    Inline {
-        flags: u8,
-        len: u8,
-        buf: [u8; SEALED_INLINE],
-    },
-    Heap {
-        flags: u8,
-        bytes: Box<[u8]>,
-    },
+/// Something that can write a finished span's status and tags, as a block
+/// stores them, at the end of its batch's [`tails`](Batch::tails): the
+/// flag bits as one byte, then the bytes after the span's fixed fields; or
+/// nothing at all for a plain ok span without tags. Called at most once,
+/// on the recording thread, so that the writer copies bytes instead of
+/// following pointers (each a cache miss on the writer's core).
+pub(crate) trait WriteTail {
+    /// Appends the tail to `out`, or nothing.
+    fn write_tail(&mut self, out: &mut Vec<u8>);
 }
 
-/// Tail bytes kept inline (the box then takes 64 bytes).
-const SEALED_INLINE: usize = 54;
+/// No status, no tags.
+#[cfg(test)]
+pub(crate) struct NoTail;
 
-impl Sealed {
-    /// Encodes `extra` (a status other than ok, and tags).
-    pub(crate) fn seal(extra: &Extra) -> Box<Sealed> {
-        let mut bytes = Vec::with_capacity(SEALED_INLINE);
-        let flags = ferret_format::codec::encode_tail(&extra.status, &extra.tags, &mut bytes);
-        Sealed::boxed(flags, bytes)
-    }
+#[cfg(test)]
+impl WriteTail for NoTail {
+    #[inline(always)]
+    fn write_tail(&mut self, _out: &mut Vec<u8>) {}
+}
 
-    /// Boxes an encoded tail: inline when it fits, else on the heap (a
-    /// `Vec` moves there without a copy; a borrowed slice is copied).
-    pub(crate) fn boxed<B: AsRef<[u8]> + Into<Box<[u8]>>>(flags: u8, bytes: B) -> Box<Sealed> {
-        let b = bytes.as_ref();
-        Box::new(if b.len() <= SEALED_INLINE {
-            let mut buf = [0; SEALED_INLINE];
-            buf[..b.len()].copy_from_slice(b);
-            Sealed::Inline {
-                flags,
-                len: b.len() as u8,
-                buf,
-            }
+impl WriteTail for Extra {
+    fn write_tail(&mut self, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.push(0);
+        let flags = ferret_format::codec::encode_tail(&self.status, &self.tags, out);
+        if flags == 0 && out.len() == at + 1 {
+            out.truncate(at);
         } else {
-            Sealed::Heap {
-                flags,
-                bytes: bytes.into(),
-            }
-        })
+            out[at] = flags;
+        }
     }
+}
 
-    /// Boxes a tail of exactly `len` bytes that `write` writes: into the
-    /// inline buffer when it fits, else into a heap slice of that size (no
-    /// scratch vector).
-    #[cfg(feature = "tracing")]
+impl WriteTail for Option<Box<Extra>> {
     #[inline]
-    pub(crate) fn written(flags: u8, len: usize, write: impl FnOnce(&mut [u8])) -> Box<Sealed> {
-        if len <= SEALED_INLINE {
-            let mut buf = [0; SEALED_INLINE];
-            write(&mut buf[..len]);
-            Box::new(Sealed::Inline {
-                flags,
-                len: len as u8,
-                buf,
-            })
-        } else {
-            let mut bytes = vec![0; len].into_boxed_slice();
-            write(&mut bytes);
-            Box::new(Sealed::Heap { flags, bytes })
+    fn write_tail(&mut self, out: &mut Vec<u8>) {
+        if let Some(e) = self {
+            e.write_tail(out);
+        }
+    }
+}
+
+/// Where a span's tail lies in its batch's [`tails`](Batch::tails): the
+/// flag byte at `off`, `len` bytes in all (0: no tail).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TailRef {
+    off: u32,
+    len: u32,
+}
+
+/// Tail bytes after which a thread hands its buffer over even if it holds
+/// fewer spans than a batch (so that huge tags do not grow it without
+/// bound); also what a recycled batch keeps of a larger tail buffer.
+pub(crate) const TAILS_HANDOVER: usize = 256 << 10;
+
+/// Finished spans on their way to the writer, with their tails' bytes
+/// (one buffer for all: no allocation per span).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub spans: Vec<RawSpan>,
+    /// The tails of the spans that have one, in the order they came (see
+    /// [`WriteTail`]).
+    pub tails: Vec<u8>,
+}
+
+impl Batch {
+    /// An empty batch with room for `n` spans.
+    pub(crate) fn with_capacity(n: usize) -> Batch {
+        Batch {
+            spans: Vec::with_capacity(n),
+            tails: Vec::new(),
         }
     }
 
-    /// Boxes the tail that `encode` writes into a thread-local scratch
-    /// buffer (returning the flag bits): no allocation but the box itself.
-    /// The buffer is taken out of its cell for the call, so a nested call
-    /// (or one during thread teardown) finds none and uses a fresh one.
-    pub(crate) fn encoded(encode: impl FnOnce(&mut Vec<u8>) -> u8) -> Box<Sealed> {
-        thread_local! {
-            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-        }
-        let mut out = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
-        out.clear();
-        let flags = encode(&mut out);
-        let sealed = Sealed::boxed(flags, out.as_slice());
-        let _ = SCRATCH.try_with(|s| s.set(out));
-        sealed
+    /// A batch of one span.
+    pub(crate) fn one(span: RawSpan, tail: &mut impl WriteTail) -> Batch {
+        let mut b = Batch::with_capacity(1);
+        b.push(span, tail);
+        b
     }
 
-    /// The flag bits and the bytes, for [`BlockEncoder::push_encoded`](ferret_format::codec::BlockEncoder).
+    /// Spans held.
     #[inline]
-    pub(crate) fn tail(&self) -> (u8, &[u8]) {
-        match self {
-            Sealed::Inline { flags, len, buf } => (*flags, &buf[..*len as usize]),
-            Sealed::Heap { flags, bytes } => (*flags, bytes),
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when it holds no span.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Empties it, keeping its room (spans are plain data: no drop per span).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.spans.clear();
+        self.tails.clear();
+    }
+
+    /// Adds `span` with the tail `tail` writes (its `tail` field is set here).
+    #[inline]
+    pub(crate) fn push(&mut self, mut span: RawSpan, tail: &mut impl WriteTail) {
+        let off = self.tails.len();
+        tail.write_tail(&mut self.tails);
+        let len = self.tails.len() - off;
+        span.tail = match (u32::try_from(off), u32::try_from(len)) {
+            _ if len == 0 => TailRef::default(),
+            (Ok(off), Ok(len)) => TailRef { off, len },
+            // Past 4 GB of tails (never, with TAILS_HANDOVER): recorded
+            // without its tags rather than with another span's.
+            _ => {
+                self.tails.truncate(off);
+                TailRef::default()
+            }
+        };
+        self.spans.push(span);
+    }
+
+    /// The flag bits and tail bytes of `span`, one of this batch's spans.
+    #[inline]
+    pub(crate) fn tail(&self, span: &RawSpan) -> (u8, &[u8]) {
+        let TailRef { off, len } = span.tail;
+        match self.tails.get(off as usize..off as usize + len as usize) {
+            Some([flags, bytes @ ..]) => (*flags, bytes),
+            _ => (0, &[]),
+        }
+    }
+
+    /// Moves every span of `from` (and its tail) to the end of this batch.
+    pub(crate) fn append(&mut self, from: &mut Batch) {
+        let base = self.tails.len();
+        self.tails.append(&mut from.tails);
+        let start = self.spans.len();
+        self.spans.append(&mut from.spans);
+        if base != 0 {
+            for s in &mut self.spans[start..] {
+                if s.tail.len != 0 {
+                    // Past 4 GB (never in practice: both buffers are
+                    // bounded by TAILS_HANDOVER): without its tags.
+                    s.tail = u32::try_from(base + s.tail.off as usize)
+                        .map_or(TailRef::default(), |off| TailRef { off, ..s.tail });
+                }
+            }
         }
     }
 }
 
 /// One finished span as the hot path records it: ids, raw clock ticks, a
 /// local path id. The writer turns it into the stored form.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RawSpan {
     pub id: u64,
     pub parent: u64,
@@ -130,8 +184,8 @@ pub(crate) struct RawSpan {
     pub path: u32,
     /// Local thread index.
     pub thread: u32,
-    /// Status and tags, if not plain ok without tags.
-    pub extra: Option<Box<Sealed>>,
+    /// Its status and tags in its batch, if not plain ok without tags.
+    pub tail: TailRef,
 }
 
 /// A thread's buffer of finished spans.
@@ -152,7 +206,7 @@ pub(crate) struct ThreadBuf {
     drain: AtomicBool,
     /// Whether this buffer uses the asymmetric lock.
     asym: bool,
-    spans: UnsafeCell<Vec<RawSpan>>,
+    spans: UnsafeCell<Batch>,
     /// Raw ticks after which the buffer is handed over even if not full.
     deadline: UnsafeCell<u64>,
     /// Spans this thread skipped by sampling (written by the owning thread only).
@@ -180,7 +234,7 @@ impl ThreadBuf {
             busy: AtomicBool::new(false),
             drain: AtomicBool::new(false),
             asym,
-            spans: UnsafeCell::new(Vec::new()),
+            spans: UnsafeCell::new(Batch::default()),
             deadline: UnsafeCell::new(deadline),
             skipped: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -189,7 +243,7 @@ impl ThreadBuf {
 
     /// Runs `f` with the buffer held. Only the owning thread calls this.
     #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Vec<RawSpan>, &mut u64) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Batch, &mut u64) -> R) -> R {
         if self.asym {
             self.busy.store(true, Ordering::Relaxed);
             // With the drainer's membarrier, a full fence between the store
@@ -247,7 +301,7 @@ impl ThreadBuf {
     /// their owners, which use `with`). The spans are moved into new
     /// vectors sized to fit; each owner keeps its buffer's allocation, so
     /// that a periodic drain does not make busy threads allocate again.
-    pub(crate) fn drain_all(bufs: &[Arc<ThreadBuf>]) -> Vec<Vec<RawSpan>> {
+    pub(crate) fn drain_all(bufs: &[Arc<ThreadBuf>]) -> Vec<Batch> {
         let _d = DRAINERS.lock().unwrap_or_else(|e| e.into_inner());
         let mut asym = false;
         for b in bufs.iter().filter(|b| b.asym) {
@@ -308,15 +362,18 @@ impl ThreadBuf {
 
     /// Takes everything buffered (owning thread only).
     #[cfg(test)]
-    pub(crate) fn take(&self) -> Vec<RawSpan> {
+    pub(crate) fn take(&self) -> Batch {
         self.with(|v, _| std::mem::take(v))
     }
 }
 
-/// Moves the spans out of `v` into a vector of their size, leaving `v`
+/// Moves the spans out of `v` into a batch of their size, leaving `v`
 /// empty with its capacity.
-fn take_spans(v: &mut Vec<RawSpan>) -> Vec<RawSpan> {
-    let mut out = Vec::with_capacity(v.len());
+fn take_spans(v: &mut Batch) -> Batch {
+    let mut out = Batch {
+        spans: Vec::with_capacity(v.spans.len()),
+        tails: Vec::with_capacity(v.tails.len()),
+    };
     out.append(v);
     out
 }
@@ -386,27 +443,6 @@ mod membarrier {
     pub(crate) use imp::{available, barrier};
 }
 
-/// Empties a batch. Unlike `clear`, it does not call the drop of each
-/// span's `extra` when none has one (the common case).
-pub(crate) fn empty(v: &mut Vec<RawSpan>) {
-    if !empty_if_untagged(v) {
-        v.clear();
-    }
-}
-
-/// Empties a batch whose spans own nothing (no `extra`) without a drop
-/// call per span; returns false, leaving the batch as it is, otherwise.
-pub(crate) fn empty_if_untagged(v: &mut Vec<RawSpan>) -> bool {
-    if v.iter().all(|s| s.extra.is_none()) {
-        // SAFETY: 0 is within capacity, and the spans own nothing (forgetting
-        // them would be safe anyway).
-        unsafe { v.set_len(0) };
-        true
-    } else {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +458,7 @@ mod tests {
             child_ns: 0,
             path: 0,
             thread: 0,
-            extra: None,
+            tail: TailRef::default(),
         }
     }
 
@@ -438,12 +474,12 @@ mod tests {
                 let mut own = Vec::new();
                 for i in 0..N {
                     let full = buf.with(|v, _| {
-                        v.push(raw(i));
+                        v.push(raw(i), &mut NoTail);
                         (v.len() >= 512).then(|| std::mem::take(v))
                     });
-                    own.extend(full.into_iter().flatten().map(|s| s.id));
+                    own.extend(full.into_iter().flat_map(|b| b.spans).map(|s| s.id));
                 }
-                own.extend(buf.take().into_iter().map(|s| s.id));
+                own.extend(buf.take().spans.into_iter().map(|s| s.id));
                 done.store(true, Ordering::Release);
                 own
             })
@@ -451,13 +487,62 @@ mod tests {
         let mut drained = Vec::new();
         while !done.load(Ordering::Acquire) {
             for v in ThreadBuf::drain_all(std::slice::from_ref(&buf)) {
-                drained.extend(v.into_iter().map(|s| s.id));
+                drained.extend(v.spans.into_iter().map(|s| s.id));
             }
         }
         let mut all = owner.join().unwrap();
         all.extend(drained);
         all.sort_unstable();
         assert_eq!(all, (0..N).collect::<Vec<_>>());
+    }
+
+    /// Writes `bytes` as a tail (flag byte first), or nothing when empty.
+    struct Bytes(&'static [u8]);
+
+    impl WriteTail for Bytes {
+        fn write_tail(&mut self, out: &mut Vec<u8>) {
+            out.extend_from_slice(self.0);
+        }
+    }
+
+    #[test]
+    fn each_span_keeps_its_own_tail_through_pushes_and_appends() {
+        let tails: [&'static [u8]; 4] = [b"", b"\x40abc", b"\x01", b"\x42xy"];
+        let mut a = Batch::default();
+        let mut b = Batch::default();
+        for i in 0..40u64 {
+            let t = tails[i as usize % 4];
+            let into = if i < 25 { &mut a } else { &mut b };
+            into.push(raw(i), &mut Bytes(t));
+        }
+        // Appending rebases the second batch's tails after the first's.
+        a.append(&mut b);
+        assert!(b.is_empty() && b.tails.is_empty());
+        assert_eq!(a.len(), 40);
+        for (i, s) in a.spans.iter().enumerate() {
+            assert_eq!(s.id, i as u64);
+            let t = tails[i % 4];
+            let want = match t {
+                [] => (0, &[][..]),
+                [f, rest @ ..] => (*f, rest),
+            };
+            assert_eq!(a.tail(s), want, "span {i}");
+        }
+        a.clear();
+        assert!(a.is_empty() && a.tails.is_empty());
+    }
+
+    #[test]
+    fn extra_without_status_or_tags_writes_no_tail() {
+        let mut out = vec![7];
+        Extra::default().write_tail(&mut out);
+        assert_eq!(out, [7]);
+        let mut e = Extra {
+            status: Status::Error,
+            ..Extra::default()
+        };
+        e.write_tail(&mut out);
+        assert_eq!(out, [7, 1], "the flag byte alone: error, no tags");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the thread's span buffer, its id range and its path cache; and the global
 //! "installed profiler" slot the hot path checks.
 
-use super::buffer::{Extra, RawSpan, Sealed, ThreadBuf};
+use super::buffer::{Batch, Extra, RawSpan, TailRef, ThreadBuf, WriteTail, TAILS_HANDOVER};
 use super::live::stack::{LiveStack, Pushed, ENTERED, SKIPPED};
 use super::shared::Inner;
 use crate::clock;
@@ -259,7 +259,10 @@ impl Local {
             // lived for one span must not leave a whole batch allocation in
             // the queue (100,000 short threads took 287 MB that way).
             let (spans, whole) = buf.with(|v, _| {
-                let mut out = Vec::with_capacity(v.len());
+                let mut out = Batch {
+                    spans: Vec::with_capacity(v.len()),
+                    tails: Vec::with_capacity(v.tails.len()),
+                };
                 out.append(v);
                 (out, std::mem::take(v))
             });
@@ -429,7 +432,7 @@ impl Local {
         parent: u64,
         start: u64,
         end: u64,
-        extra: Option<Box<Extra>>,
+        mut extra: Option<Box<Extra>>,
     ) {
         // The common case: the span's frame is on top and has no shared
         // accumulator; read it in place rather than moving it out.
@@ -470,8 +473,9 @@ impl Local {
                 child_ns: child,
                 path,
                 thread,
-                extra: extra.map(|e| Sealed::seal(&e)),
+                tail: TailRef::default(),
             },
+            &mut extra,
             end,
             None,
         );
@@ -480,23 +484,29 @@ impl Local {
     /// Hands a finished span to this thread's buffer (or straight to `inner`
     /// when the span belongs to another profiler than this thread's).
     #[inline]
-    pub(crate) fn record(&mut self, span: RawSpan, end_raw: u64, owner: Option<&Arc<Inner>>) {
+    pub(crate) fn record(
+        &mut self,
+        span: RawSpan,
+        tail: &mut impl WriteTail,
+        end_raw: u64,
+        owner: Option<&Arc<Inner>>,
+    ) {
         let (inner, buf) = match (&self.inner, &self.buf) {
             (Some(i), Some(b)) if owner.is_none_or(|o| Arc::ptr_eq(o, i)) => (i, b),
             _ => {
                 if let Some(o) = owner {
-                    o.submit(vec![span]);
+                    o.submit(Batch::one(span, tail));
                 }
                 return;
             }
         };
         let batch = inner.batch_size;
         let full = buf.with(|v, deadline| {
-            if v.capacity() == 0 {
+            if v.spans.capacity() == 0 {
                 first_buffer(inner, v);
             }
-            v.push(span);
-            v.len() >= batch || end_raw >= *deadline
+            v.push(span, tail);
+            v.len() >= batch || v.tails.len() >= TAILS_HANDOVER || end_raw >= *deadline
         });
         if full {
             hand_over(inner, buf, end_raw);
@@ -527,10 +537,10 @@ impl Local {
 /// buffers of threads that ended).
 #[cold]
 #[inline(never)]
-fn first_buffer(inner: &Inner, v: &mut Vec<RawSpan>) {
+fn first_buffer(inner: &Inner, v: &mut Batch) {
     *v = inner.fresh_batch();
-    if v.capacity() < inner.batch_size {
-        v.reserve_exact(inner.batch_size);
+    if v.spans.capacity() < inner.batch_size {
+        v.spans.reserve_exact(inner.batch_size);
     }
 }
 
@@ -553,7 +563,7 @@ fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
         inner.note_queue_pressure();
         if inner.queue_full() {
             inner.count_dropped(v.len());
-            super::buffer::empty(v);
+            v.clear();
             return None;
         }
         let mut batch = inner.fresh_batch();
@@ -567,16 +577,25 @@ fn hand_over(inner: &Inner, buf: &ThreadBuf, end_raw: u64) {
     }
 }
 
-/// Moves every span of `from` to the end of `to`, writing `to` with
-/// non-temporal stores (then a store fence, so that the spans are visible
-/// to whichever thread receives `to` through a channel).
-fn move_streaming(from: &mut Vec<RawSpan>, to: &mut Vec<RawSpan>) {
+/// Moves every span of `from` to `to`, an empty batch, writing `to`'s
+/// spans with non-temporal stores (then a store fence, so that the spans
+/// are visible to whichever thread receives `to` through a channel). The
+/// tails' bytes are copied as they are: `to` is empty, so the spans'
+/// offsets into them stay right.
+fn move_streaming(from: &mut Batch, to: &mut Batch) {
+    if !to.is_empty() || !to.tails.is_empty() {
+        to.append(from);
+        return;
+    }
+    to.tails.extend_from_slice(&from.tails);
+    from.tails.clear();
+    let (from, to) = (&mut from.spans, &mut to.spans);
     let n = from.len();
     to.reserve(n);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `to` has room for `n` more spans; each span is copied word by
-    // word (RawSpan is 8 words of plain data and a box pointer) and then
-    // owned by `to` alone: `from` is emptied without dropping anything.
+    // word (RawSpan is 8 words of plain data) and then owned by `to`
+    // alone: `from` is emptied without dropping anything.
     unsafe {
         use std::arch::x86_64::{_mm_sfence, _mm_stream_si64};
         const WORDS: usize = std::mem::size_of::<RawSpan>() / 8;

@@ -2,7 +2,7 @@
 //! and its writer thread: the queue to the writer, the registered thread
 //! buffers, the counters.
 
-use super::buffer::{empty, empty_if_untagged, RawSpan, ThreadBuf};
+use super::buffer::{Batch, ThreadBuf, TAILS_HANDOVER};
 use super::sampler;
 use crate::clock::{self, Anchor};
 use crate::error::{Error, Result};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// What goes to the writer thread.
 pub(crate) enum Msg {
     /// Spans to persist.
-    Batch(Vec<RawSpan>),
+    Batch(Batch),
     /// Commit what you have, then answer.
     Flush(Sender<()>),
     /// Commit what you have, answer, and stop.
@@ -74,7 +74,7 @@ pub(crate) struct Inner {
     pub(crate) wake_batches: usize,
     /// Emptied batches the writer hands back, so that recording threads do
     /// not allocate (and fault in) a fresh batch each time.
-    pub recycled: (Sender<Vec<RawSpan>>, Receiver<Vec<RawSpan>>),
+    pub recycled: (Sender<Batch>, Receiver<Batch>),
     pub(crate) bufs: Mutex<Vec<Arc<ThreadBuf>>>,
     /// Spans skipped by threads whose buffers were retired.
     pub(crate) retired_skips: AtomicU64,
@@ -122,7 +122,7 @@ impl Inner {
     /// Takes the spans buffered by every recording thread (writer side: a
     /// thread that went idle, or records slowly, must not hold its spans
     /// back past the flush interval).
-    pub(crate) fn drain_threads(&self) -> Vec<Vec<RawSpan>> {
+    pub(crate) fn drain_threads(&self) -> Vec<Batch> {
         let bufs: Vec<Arc<ThreadBuf>> = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = ThreadBuf::drain_all(&bufs);
         out.retain(|v| !v.is_empty());
@@ -142,14 +142,14 @@ impl Inner {
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn submit(&self, spans: Vec<RawSpan>) {
+    pub(crate) fn submit(&self, spans: Batch) {
         self.submit_or_return(spans);
     }
 
     /// Like [`submit`](Self::submit), but a dropped batch comes back,
     /// emptied, for reuse: under overload, that spares an allocation (and
     /// its page faults) and a free per batch.
-    pub(crate) fn submit_or_return(&self, spans: Vec<RawSpan>) -> Option<Vec<RawSpan>> {
+    pub(crate) fn submit_or_return(&self, spans: Batch) -> Option<Batch> {
         let n = spans.len() as u64;
         match self.tx.try_send(Msg::Batch(spans)) {
             Ok(()) => {
@@ -163,7 +163,7 @@ impl Inner {
                 self.counters.dropped_queue.fetch_add(n, Ordering::Relaxed);
                 match m {
                     Msg::Batch(mut v) => {
-                        empty(&mut v);
+                        v.clear();
                         Some(v)
                     }
                     _ => None,
@@ -173,28 +173,23 @@ impl Inner {
     }
 
     /// An empty batch with room for `batch_size` spans, recycled if possible.
-    /// Recycled batches are cleared here, on the recording thread: their
-    /// tags were allocated by recording threads, and freeing them there is
-    /// much cheaper for the allocator than freeing them all on the writer
-    /// (measured: 2.5 M → 4.2 M tagged spans/s persisted by the demo).
-    pub(crate) fn fresh_batch(&self) -> Vec<RawSpan> {
-        match self.recycled.1.try_recv() {
-            Ok(mut v) => {
-                v.clear();
-                v
-            }
-            Err(_) => Vec::with_capacity(self.batch_size),
-        }
+    pub(crate) fn fresh_batch(&self) -> Batch {
+        self.recycled
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(self.batch_size))
     }
 
-    /// Returns a persisted batch for reuse (dropped if the pool is full).
-    /// A batch with tags is left uncleared, for `fresh_batch`; one without
-    /// is emptied here, where it is still in cache: clearing it on the
-    /// recording thread cost a cold pass calling the drop of every span's
-    /// (empty) `extra`, about 2 ns per span.
-    pub(crate) fn recycle(&self, mut v: Vec<RawSpan>) {
-        if v.capacity() == self.batch_size {
-            empty_if_untagged(&mut v);
+    /// Returns a persisted batch for reuse (dropped if the pool is full),
+    /// emptied (spans and tails are plain bytes: nothing to free per
+    /// span). A tail buffer that some huge tags grew keeps only
+    /// [`TAILS_HANDOVER`] bytes of room.
+    pub(crate) fn recycle(&self, mut v: Batch) {
+        if v.spans.capacity() == self.batch_size {
+            v.clear();
+            if v.tails.capacity() > 2 * TAILS_HANDOVER {
+                v.tails.shrink_to(TAILS_HANDOVER);
+            }
             let _ = self.recycled.0.try_send(v);
         }
     }
@@ -208,7 +203,7 @@ impl Inner {
 
     /// Hands a batch to the writer, waiting for room until `deadline`
     /// (used by `flush`).
-    pub(crate) fn submit_waiting(&self, spans: Vec<RawSpan>, deadline: Instant) {
+    pub(crate) fn submit_waiting(&self, spans: Batch, deadline: Instant) {
         let n = spans.len() as u64;
         if self.tx.is_full() {
             self.wake_writer();

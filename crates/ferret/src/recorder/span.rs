@@ -1,6 +1,6 @@
 //! The span API: RAII guards, closures, manual handles and contexts.
 
-use super::buffer::{Extra, RawSpan, Sealed};
+use super::buffer::{Batch, Extra, RawSpan, TailRef, WriteTail};
 use super::context::{with_local, Decision, Frame, ACTIVE};
 use super::shared::Inner;
 use crate::clock;
@@ -11,37 +11,42 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The span's encoded tail: its tags and status, plus the busy tags
+/// A finished span's tail: its tags and status, plus the busy tags
 /// (`self_busy_ns` only when readers cannot tell it from the rest: some
 /// children's time, or self busy below busy).
-fn seal_tail(
+struct SpanTail {
     extra: Option<Box<Extra>>,
     busy: Option<(u64, u64)>,
     child_ns: u64,
-) -> Option<Box<Sealed>> {
-    let Some((b, sb)) = busy else {
-        return extra.map(|e| Sealed::seal(&e));
-    };
-    let with_self = child_ns > 0 || sb != b;
-    match extra {
-        Some(mut e) => {
-            e.tags.push((Cow::Borrowed("busy_ns"), TagValue::U64(b)));
-            if with_self {
-                e.tags
-                    .push((Cow::Borrowed("self_busy_ns"), TagValue::U64(sb)));
+}
+
+impl WriteTail for SpanTail {
+    fn write_tail(&mut self, out: &mut Vec<u8>) {
+        let Some((b, sb)) = self.busy else {
+            return self.extra.write_tail(out);
+        };
+        let with_self = self.child_ns > 0 || sb != b;
+        match &mut self.extra {
+            Some(e) => {
+                e.tags.push((Cow::Borrowed("busy_ns"), TagValue::U64(b)));
+                if with_self {
+                    e.tags
+                        .push((Cow::Borrowed("self_busy_ns"), TagValue::U64(sb)));
+                }
+                e.write_tail(out);
             }
-            Some(Sealed::seal(&e))
-        }
-        None => {
-            // No tag vector: the tags go straight into an inline tail.
-            let all = [
-                ("busy_ns", TagValue::U64(b)),
-                ("self_busy_ns", TagValue::U64(sb)),
-            ];
-            let tags = &all[..if with_self { 2 } else { 1 }];
-            Some(Sealed::encoded(|out| {
-                ferret_format::codec::encode_tail(&Status::Ok, tags, out)
-            }))
+            None => {
+                // No tag vector: the tags are encoded from the stack.
+                let all = [
+                    ("busy_ns", TagValue::U64(b)),
+                    ("self_busy_ns", TagValue::U64(sb)),
+                ];
+                let tags = &all[..if with_self { 2 } else { 1 }];
+                let at = out.len();
+                out.push(0);
+                let flags = ferret_format::codec::encode_tail(&Status::Ok, tags, out);
+                out[at] = flags;
+            }
         }
     }
 }
@@ -590,13 +595,18 @@ impl SpanHandle {
             child_ns,
             path: s.path,
             thread: s.thread,
-            extra: seal_tail(s.extra.take(), s.busy, child_ns),
+            tail: TailRef::default(),
+        };
+        let mut tail = SpanTail {
+            extra: s.extra.take(),
+            busy: s.busy,
+            child_ns,
         };
         let inner = s.inner.clone();
         let mut span = Some(span);
-        with_local(|l| l.record(span.take().expect("once"), end, Some(&inner)));
+        with_local(|l| l.record(span.take().expect("once"), &mut tail, end, Some(&inner)));
         if let Some(span) = span {
-            inner.submit(vec![span]);
+            inner.submit(Batch::one(span, &mut tail));
         }
     }
 }

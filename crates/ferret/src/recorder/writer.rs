@@ -8,7 +8,7 @@
 //! commits whatever it holds, so no span waits for a full batch or for a
 //! later span of its thread.
 
-use super::buffer::{RawSpan, Sealed};
+use super::buffer::{Batch, RawSpan};
 use super::rows::{self, ProcessCounters};
 use super::shared::{Inner, Msg};
 use crate::intern;
@@ -30,7 +30,7 @@ pub(crate) struct Writer {
     conn: Connection,
     inner: Arc<Inner>,
     rx: Receiver<Msg>,
-    pending: Vec<Vec<RawSpan>>,
+    pending: Vec<Batch>,
     pending_spans: usize,
     /// Local name id -> database id (0 = not yet known).
     names: Vec<i64>,
@@ -262,7 +262,7 @@ impl Writer {
 
     fn write(
         &mut self,
-        batches: &[Vec<RawSpan>],
+        batches: &[Batch],
         counters: ProcessCounters,
         live: &super::live::PendingLive,
     ) -> rusqlite::Result<()> {
@@ -282,14 +282,14 @@ impl Writer {
         let (mut min_start, mut max_end) = (i64::MAX, i64::MIN);
         let (mut last_local, mut last_db) = (u32::MAX, 0);
         for b in batches {
-            for (i, s) in b.iter().enumerate() {
-                prefetch_extras(b, i);
+            for (i, s) in b.spans.iter().enumerate() {
+                prefetch_spans(&b.spans, i);
                 if s.path != last_local {
                     last_db = db_path(&self.conn, &mut self.names, &mut self.paths, s.path)?;
                     last_local = s.path;
                 }
                 let start = self.inner.anchor.wall_ns(s.start);
-                let tail = s.extra.as_ref().map_or((0, &[][..]), |e| e.tail());
+                let tail = b.tail(s);
                 let head = SpanHead {
                     id: s.id,
                     parent: s.parent,
@@ -365,11 +365,10 @@ impl Writer {
     }
 }
 
-/// Spans arrive from other cores, and a span's encoded status and tags sit
-/// behind a pointer: a dependent cache miss when the writer gets to it.
-/// Fetching spans and their tails ahead overlaps those misses.
+/// Spans arrive from other cores: fetching them ahead overlaps the cache
+/// misses. (Their tails lie in one buffer, read in order.)
 #[inline(always)]
-fn prefetch_extras(batch: &[RawSpan], i: usize) {
+fn prefetch_spans(batch: &[RawSpan], i: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -379,9 +378,6 @@ fn prefetch_extras(batch: &[RawSpan], i: usize) {
         };
         if let Some(s) = batch.get(i + 16) {
             fetch(std::ptr::from_ref(s).cast());
-        }
-        if let Some(Some(e)) = batch.get(i + 8).map(|s| &s.extra) {
-            fetch(std::ptr::from_ref::<Sealed>(e).cast());
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
