@@ -246,11 +246,27 @@ fn demo_shapes_record_exactly_the_requested_spans() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains("persisted"), "{text}");
+        // "spans:      N produced, P persisted, S shed (...), D dropped (...), ..."
+        let line = text.lines().find(|l| l.starts_with("spans:")).unwrap();
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let (made, persisted, shed, dropped) = (nums[0], nums[1], nums[2], nums[3]);
+        assert_eq!(made.to_string(), n, "{text}");
         let v = json(&ferret(&[
             "analyze", db, "--format", "json", "--limit", "0",
         ]));
-        assert_eq!(v["spans"].to_string(), n, "{shape}");
+        // Every span the demo reports persisted is in the file.
+        assert_eq!(v["spans"].as_u64(), Some(persisted), "{shape}: {text}");
+        if shed + dropped > 0 {
+            // A heavily loaded machine: the recorder shed or dropped
+            // spans by design (and said so); the exact counts below
+            // assume none was.
+            eprintln!("{shape}: {shed} shed, {dropped} dropped under load");
+            continue;
+        }
+        assert_eq!(persisted.to_string(), n, "{shape}: {text}");
         let stats = v["stats"].as_array().unwrap();
         let count = |name: &str| {
             stats
