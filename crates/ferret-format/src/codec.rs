@@ -370,13 +370,16 @@ fn varint_long(data: &[u8], mut pos: usize) -> Option<(u64, usize)> {
     }
 }
 
-/// Bytes a span's fixed fields read at most from its window: the flags and
-/// seven varints, the last read as an 8-byte word at most `1 + 6 × 10`
-/// bytes in (each varint takes at most ten).
-const WINDOW: usize = 72;
+/// Bytes of a block a span's window holds: load offsets are masked to
+/// `0..128`, and each load takes 8 bytes. A span's fixed fields are its
+/// flags and eight varints (at most ten bytes each, five for the path and
+/// the thread): the last starts at most `1 + 6 × 10 + 5 = 66` bytes in.
+/// (A mask to `0..64` was one bit short: a span whose earlier fields were
+/// long enough read its thread from the wrong bytes.)
+const WINDOW: usize = 128 + 8;
 
 /// The [`WINDOW`] bytes of a block from a span's start. Load offsets are
-/// masked to `0..64` (a no-op: a span's varints start at most 61 bytes in),
+/// masked to `0..128` (a no-op: a span's varints start at most 66 bytes in),
 /// which lets the compiler drop the bounds check of every 8-byte load.
 struct Window<'a> {
     bytes: &'a [u8; WINDOW],
@@ -394,7 +397,7 @@ impl<'a> Window<'a> {
     /// eight bytes (longer ones: `None`, for the checked reader).
     #[inline(always)]
     fn varint(&self, o: usize) -> Option<(u64, usize)> {
-        let o = o & 63;
+        let o = o & 127;
         let w: &[u8; 8] = self.bytes[o..o + 8].try_into().expect("8 bytes");
         let w = u64::from_le_bytes(*w);
         if w & 0x80 == 0 {
@@ -722,7 +725,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     /// block: `f` has then seen every span before it, and the error is
     /// returned. Fields `f` does not read cost only their skipping.
     ///
-    /// A span that starts at least 72 bytes before the end of the block
+    /// A span that starts at least 136 bytes before the end of the block
     /// reads its fixed fields from a fixed-size window of the block, without
     /// a bounds check per field; the last spans of a block take the checked
     /// reads.
@@ -1138,6 +1141,38 @@ mod tests {
         }
     }
 
+    /// A span whose thread index starts more than 63 bytes in (long id,
+    /// parent, trace, start and duration varints) reads it from its window.
+    #[test]
+    fn a_thread_far_into_a_long_span_reads_right() {
+        let mut spans: Vec<BlockSpan> = (1..40).map(sample).collect();
+        for (i, s) in spans.iter_mut().enumerate() {
+            // Deltas of 2^63 (ten bytes each) and ±2^62 for the start; id
+            // deltas of eight bytes: the thread of an odd span starts 64
+            // bytes in.
+            let odd = i as u64 % 2;
+            s.head.id = (i as u64) << 50;
+            s.head.parent = s.head.id ^ (1 << 63);
+            s.head.trace = 1 | (odd << 63);
+            s.head.path = u32::MAX;
+            s.head.start_ns = (odd as i64) << 62;
+            s.head.dur_ns = u64::MAX;
+            s.head.child_ns = u64::MAX - 1;
+            s.head.thread = if odd == 0 { 7 } else { u32::MAX - i as u32 };
+        }
+        let data = encode(&spans);
+        let (heads, err) = heads_in_one_loop(&data);
+        assert!(!err);
+        let want: Vec<SpanHead> = spans
+            .iter()
+            .map(|s| SpanHead {
+                error: s.status.is_error(),
+                ..s.head
+            })
+            .collect();
+        assert_eq!(heads, want);
+    }
+
     #[test]
     fn window_varints_equal_the_byte_by_byte_reader() {
         // Every length from 1 to 10 bytes, at every offset a load may take,
@@ -1147,7 +1182,7 @@ mod tests {
         for v in values {
             let mut enc = vec![];
             put_varint(&mut enc, v);
-            for o in 0..=61 {
+            for o in 0..=66 {
                 for fill in [0x00, 0xff] {
                     let mut buf = [fill; WINDOW];
                     let end = (o + enc.len()).min(WINDOW);
