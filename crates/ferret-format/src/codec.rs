@@ -723,12 +723,24 @@ fn word_varint(w: u64) -> Option<(u64, usize)> {
 }
 
 /// The LEB128 value at `data[pos..]` and its length, with one 8-byte load
-/// for values of up to eight bytes where eight bytes are left; `None`
-/// when it runs past the end or does not fit in 64 bits.
+/// for values of up to eight bytes where eight bytes are left (`limit` is
+/// `data.len() - 8`, or `None` for a block shorter than that); `None`
+/// when it runs past the end or does not fit in 64 bits. One- to
+/// three-byte values (most of a column's) take no loop and no bit count.
 #[inline(always)]
-fn varint_word_at(data: &[u8], pos: usize) -> Option<(u64, usize)> {
-    if let Some(w) = data.get(pos..pos.wrapping_add(8)) {
-        let w = u64::from_le_bytes(w.try_into().ok()?);
+fn varint_word_at(data: &[u8], pos: usize, limit: Option<usize>) -> Option<(u64, usize)> {
+    if limit.is_some_and(|l| pos <= l) {
+        // SAFETY: `pos + 8 <= data.len()`.
+        let w = u64::from_le(unsafe { data.as_ptr().add(pos).cast::<u64>().read_unaligned() });
+        if w & 0x80 == 0 {
+            return Some((w & 0x7f, 1));
+        }
+        if w & 0x8000 == 0 {
+            return Some(((w & 0x7f) | ((w >> 1) & 0x3f80), 2));
+        }
+        if w & 0x80_0000 == 0 {
+            return Some(((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000), 3));
+        }
         if let Some(r) = word_varint(w) {
             return Some(r);
         }
@@ -826,8 +838,9 @@ fn read_dense<T>(
     out.clear();
     out.reserve(n);
     let mut pos = at;
+    let limit = data.len().checked_sub(8);
     for slot in &mut out.spare_capacity_mut()[..n] {
-        let (v, len) = varint_word_at(data, pos)?;
+        let (v, len) = varint_word_at(data, pos, limit)?;
         pos += len;
         slot.write(conv(v)?);
     }
@@ -854,10 +867,11 @@ fn read_sparse<T>(
     out.clear();
     out.reserve(flags.len());
     let mut pos = at;
+    let limit = data.len().checked_sub(8);
     let slots = &mut out.spare_capacity_mut()[..flags.len()];
     for (i, (slot, &f)) in slots.iter_mut().zip(flags).enumerate() {
         let v = if f & bit != 0 {
-            let (v, len) = varint_word_at(data, pos)?;
+            let (v, len) = varint_word_at(data, pos, limit)?;
             pos += len;
             Some(v)
         } else {
@@ -1177,20 +1191,27 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         self.remaining -= 1;
         let flags = self.data.as_ref()[sec.flags + i];
         let c = &self.cols;
-        Ok(Some((
+        debug_assert!([c.id.len(), c.parent.len(), c.trace.len(), c.path.len()]
+            .iter()
+            .chain(&[c.start.len(), c.dur.len(), c.child.len(), c.thread.len()])
+            .all(|&l| l == sec.count));
+        // SAFETY: `i < sec.count`, and `decode_v2(Ready::Full)` left
+        // `sec.count` values in every array (eight bounds checks a span
+        // were a sixth of a busy-clock analysis's decode).
+        let head = unsafe {
             SpanHead {
-                id: c.id[i],
-                parent: c.parent[i],
-                trace: c.trace[i],
-                path: c.path[i],
-                start_ns: c.start[i],
-                dur_ns: c.dur[i],
-                child_ns: c.child[i],
-                thread: c.thread[i],
+                id: *c.id.get_unchecked(i),
+                parent: *c.parent.get_unchecked(i),
+                trace: *c.trace.get_unchecked(i),
+                path: *c.path.get_unchecked(i),
+                start_ns: *c.start.get_unchecked(i),
+                dur_ns: *c.dur.get_unchecked(i),
+                child_ns: *c.child.get_unchecked(i),
+                thread: *c.thread.get_unchecked(i),
                 error: flags & ST_MASK != 0,
-            },
-            flags,
-        )))
+            }
+        };
+        Ok(Some((head, flags)))
     }
 
     /// Decodes the head columns of a version-2 block that `want` names
