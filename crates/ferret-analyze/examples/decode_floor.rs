@@ -4,7 +4,10 @@
 //! start, duration, children's total, status: a columnar block then
 //! decodes only their columns).
 //!
-//! usage: cargo run --release -p ferret-analyze --example decode_floor -- FILE [MAX_MB]
+//! usage: cargo run --release -p ferret-analyze --example decode_floor -- FILE [MAX_MB] [all|summary]
+//!
+//! (both passes by default; one of them for instruction counts under
+//! `valgrind --tool=cachegrind`)
 
 use ferret_format::codec::{BlockDecoder, Columns, HeadFields};
 use rusqlite::{Connection, OpenFlags};
@@ -13,8 +16,11 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: decode_floor FILE [MAX_MB]")?;
+    let path = args
+        .next()
+        .ok_or("usage: decode_floor FILE [MAX_MB] [all|summary]")?;
     let max_mb: usize = args.next().map_or(Ok(300), |s| s.parse())?;
+    let only = args.next();
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut st = conn.prepare("SELECT data FROM ferret_blocks ORDER BY id")?;
     let mut rows = st.query([])?;
@@ -34,6 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         | HeadFields::CHILDREN
         | HeadFields::ERROR;
     for (what, fields) in [("all fields", HeadFields::ALL), ("summary fields", summary)] {
+        if only.as_deref().is_some_and(|o| !what.starts_with(o)) {
+            continue;
+        }
         let mut best = f64::MAX;
         let mut n = 0u64;
         let mut cols = Columns::default();
