@@ -723,13 +723,15 @@ fn word_varint(w: u64) -> Option<(u64, usize)> {
 }
 
 /// The LEB128 value at `data[pos..]` and its length, with one 8-byte load
-/// for values of up to eight bytes where eight bytes are left (`limit` is
-/// `data.len() - 8`, or `None` for a block shorter than that); `None`
-/// when it runs past the end or does not fit in 64 bits. One- to
-/// three-byte values (most of a column's) take no loop and no bit count.
+/// for values of up to eight bytes where eight bytes are left (`fast_end`
+/// is `data.len().saturating_sub(7)`: `pos < fast_end` means `pos + 8 <=
+/// data.len()`); `None` when it runs past the end or does not fit in 64
+/// bits. One- to three-byte values (most of a column's) take no loop and
+/// no bit count.
 #[inline(always)]
-fn varint_word_at(data: &[u8], pos: usize, limit: Option<usize>) -> Option<(u64, usize)> {
-    if limit.is_some_and(|l| pos <= l) {
+fn varint_word_at(data: &[u8], pos: usize, fast_end: usize) -> Option<(u64, usize)> {
+    debug_assert_eq!(fast_end, data.len().saturating_sub(7));
+    if pos < fast_end {
         // SAFETY: `pos + 8 <= data.len()`.
         let w = u64::from_le(unsafe { data.as_ptr().add(pos).cast::<u64>().read_unaligned() });
         if w & 0x80 == 0 {
@@ -838,9 +840,9 @@ fn read_dense<T>(
     out.clear();
     out.reserve(n);
     let mut pos = at;
-    let limit = data.len().checked_sub(8);
+    let fast_end = data.len().saturating_sub(7);
     for slot in &mut out.spare_capacity_mut()[..n] {
-        let (v, len) = varint_word_at(data, pos, limit)?;
+        let (v, len) = varint_word_at(data, pos, fast_end)?;
         pos += len;
         slot.write(conv(v)?);
     }
@@ -867,11 +869,11 @@ fn read_sparse<T>(
     out.clear();
     out.reserve(flags.len());
     let mut pos = at;
-    let limit = data.len().checked_sub(8);
+    let fast_end = data.len().saturating_sub(7);
     let slots = &mut out.spare_capacity_mut()[..flags.len()];
     for (i, (slot, &f)) in slots.iter_mut().zip(flags).enumerate() {
         let v = if f & bit != 0 {
-            let (v, len) = varint_word_at(data, pos, limit)?;
+            let (v, len) = varint_word_at(data, pos, fast_end)?;
             pos += len;
             Some(v)
         } else {
