@@ -3,8 +3,12 @@
 
 /// Version of the native format written by this crate. Version 2 added
 /// per-process counters and the clean-close mark (`ferret_processes`) and
-/// the `shed` counter; readers accept 1 and 2, writers upgrade 1 to 2.
-pub const FORMAT_VERSION: i64 = 2;
+/// the `shed` counter; version 3 the columnar span blocks (block version 2,
+/// see [`crate::codec`]: a reader of version 2 would take every such block
+/// for a damaged one). Readers accept 1 to 3 (a file of any version may
+/// hold row-wise blocks of version 1); a recorder opening an older file
+/// upgrades it to 3 before it writes.
+pub const FORMAT_VERSION: i64 = 3;
 
 /// SQLite page size of a file the recorder creates (bytes; SQLite's
 /// default is 4096). A block of ~50 KB then spans 3–4 pages instead of 13,

@@ -320,6 +320,82 @@ fn clean_close_marks_the_run_complete_and_format_1_files_upgrade() {
     assert_eq!(v, ferret_format::schema::FORMAT_VERSION.to_string());
 }
 
+/// A file of format 2 (row-wise blocks only) still reads; a recorder
+/// upgrades it to 3 without touching its processes (one may still be
+/// recording with an older Ferret), and its columnar blocks read next to
+/// the old ones.
+#[test]
+fn format_2_files_upgrade_to_columnar_blocks() {
+    use ferret_format::codec::{BlockEncoderV1, SpanHead};
+    use ferret_format::{Status, TagValue};
+    let _l = lock();
+    let (_d, path) = temp_db();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO ferret_meta VALUES ('format_version', '2');
+             INSERT INTO ferret_runs (id, run_key, started_ns, spans_accepted)
+                 VALUES (1, 'old', 1000, 3);
+             INSERT INTO ferret_processes (id, run, pid, started_ns, spans_accepted)
+                 VALUES (1, 1, 42, 1000, 3);
+             INSERT INTO ferret_names (id, name) VALUES (1, 'old.span');
+             INSERT INTO ferret_paths (id, parent, name) VALUES (1, 0, 1);",
+        )
+        .unwrap();
+        let mut enc = BlockEncoderV1::new();
+        for i in 0..3u64 {
+            let head = SpanHead {
+                id: 10 + i,
+                trace: 10 + i,
+                path: 1,
+                start_ns: 2000 + i as i64,
+                dur_ns: 5,
+                ..Default::default()
+            };
+            enc.push(&head, &Status::Ok, &[] as &[(String, TagValue)]);
+        }
+        c.execute(
+            "INSERT INTO ferret_blocks (run, process, min_start, max_end, count, data)
+             VALUES (1, 1, 2000, 2007, 3, ?1)",
+            [enc.finish()],
+        )
+        .unwrap();
+    }
+    assert_eq!(committed(&path, "old"), HashSet::from([10, 11, 12]));
+    let p = Profiler::builder(&path).run_id("new").open().unwrap();
+    p.install();
+    drop(ferret::span("y"));
+    p.close().unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let meta = |k: &str| -> String {
+        c.query_row("SELECT value FROM ferret_meta WHERE key = ?1", [k], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(meta("format_version"), "3");
+    assert_eq!(meta("upgraded_from"), "2");
+    let ended: Option<i64> = c
+        .query_row(
+            "SELECT ended_ns FROM ferret_processes WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ended, None, "the old process keeps its state");
+    let versions: Vec<u8> = c
+        .prepare("SELECT data FROM ferret_blocks ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok(r.get::<_, Vec<u8>>(0)?[0]))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(committed(&path, "old"), HashSet::from([10, 11, 12]));
+    assert_eq!(committed(&path, "new").len(), 1);
+}
+
 /// The DDL of format 1, as released.
 const FORMAT_1_SCHEMA: &str = "
 CREATE TABLE ferret_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

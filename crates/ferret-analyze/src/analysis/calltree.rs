@@ -11,7 +11,7 @@ use super::query::{select, Query};
 use super::scan::{Fold, Resolved, ScanOptions};
 use crate::error::Result;
 use crate::store::Store;
-use ferret_format::codec::SpanHead;
+use ferret_format::codec::{HeadFields, SpanHead};
 
 /// One call path. Times in ns.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -113,6 +113,10 @@ impl CallFold {
 impl Fold for CallFold {
     fn heads_only(&self) -> bool {
         true
+    }
+
+    fn head_fields(&self) -> HeadFields {
+        HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN | HeadFields::ERROR
     }
 
     #[inline(always)]

@@ -26,7 +26,7 @@ use super::stats::{
 };
 use crate::error::{Error, Result};
 use crate::store::{FileKind, Store};
-use ferret_format::codec::SpanHead;
+use ferret_format::codec::{HeadFields, SpanHead};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -693,6 +693,10 @@ impl DiffFold {
 impl Fold for DiffFold {
     fn heads_only(&self) -> bool {
         true
+    }
+
+    fn head_fields(&self) -> HeadFields {
+        HeadFields::PARENT | HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN
     }
 
     #[inline(always)]

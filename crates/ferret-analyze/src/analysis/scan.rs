@@ -21,7 +21,7 @@ use super::query::{Clock, Selection};
 use super::resolve::PathResolver;
 use crate::error::Result;
 use crate::store::{FileKind, SpanRecord, Spans, Store};
-use ferret_format::codec::SpanHead;
+use ferret_format::codec::{HeadFields, SpanHead};
 use ferret_format::TagValue;
 
 /// A span as a [`Fold`] sees it.
@@ -44,6 +44,15 @@ pub trait Fold {
     /// fast path). ferret-io spans always go to [`Fold::span`].
     fn heads_only(&self) -> bool {
         false
+    }
+
+    /// The fixed fields [`Fold::head`] and [`Fold::head_and_self`] read
+    /// (default: all). On the fast path, a columnar block decodes only
+    /// their columns, and the other fields of the [`SpanHead`] the fold
+    /// gets may be 0: a fold must not read a field it did not name here.
+    /// (The call path is always there: the scan reads it for the name.)
+    fn head_fields(&self) -> HeadFields {
+        HeadFields::ALL
     }
 
     /// Native fast path: a span's fixed fields and name id.
@@ -339,10 +348,12 @@ pub(crate) fn feed_native(
     let mut rec = SpanRecord::default();
     if fold.heads_only() && busy.is_none() {
         let mut next_report = *n + (1 << 16);
+        let fields = fold.head_fields();
         while !fold.done() {
             // Counted by the block, not by the span. The fold is inlined
             // in both loops of `block_heads` (with and without a window).
             let Some(k) = spans.block_heads(
+                fields,
                 #[inline(always)]
                 |h, name| fold.head_and_self(h, name),
             ) else {

@@ -8,7 +8,7 @@ use super::scan::{Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
 use crate::error::Result;
 use crate::store::{FileKind, RunInfo, Store};
-use ferret_format::codec::SpanHead;
+use ferret_format::codec::{HeadFields, SpanHead};
 use serde::Serialize;
 
 /// Durations staged per name before they go into its sketch.
@@ -286,6 +286,15 @@ impl SummaryFold {
 impl Fold for SummaryFold {
     fn heads_only(&self) -> bool {
         true
+    }
+
+    /// The first start and last end need the starts.
+    fn head_fields(&self) -> HeadFields {
+        HeadFields::PATH
+            | HeadFields::START
+            | HeadFields::DURATION
+            | HeadFields::CHILDREN
+            | HeadFields::ERROR
     }
 
     #[inline(always)]

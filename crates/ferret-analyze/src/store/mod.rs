@@ -580,12 +580,17 @@ impl Spans<'_> {
     /// every span of the next block, in a tight loop (faster than
     /// [`Spans::next_head`]). Returns how many spans `f` saw; `None` at the
     /// end of the stream, and always for ferret-io files.
+    ///
+    /// `fields` are the fields `f` reads: in a columnar block (block
+    /// version 2) only their columns are decoded, and the others may come
+    /// out as 0 (see [`ferret_format::codec::BlockDecoder::for_each_head_of`]).
     pub fn block_heads(
         &mut self,
+        fields: ferret_format::codec::HeadFields,
         f: impl FnMut(&ferret_format::codec::SpanHead, u32),
     ) -> Option<u64> {
         match &mut self.inner {
-            SpansInner::Native(n) => n.block_heads(f),
+            SpansInner::Native(n) => n.block_heads(fields, f),
             SpansInner::FerretIo(_) => None,
         }
     }

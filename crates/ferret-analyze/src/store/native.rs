@@ -4,7 +4,7 @@
 
 use super::{Recorded, RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
-use ferret_format::codec::{BlockDecoder, BlockSpan, SpanHead};
+use ferret_format::codec::{BlockDecoder, BlockSpan, Columns, HeadFields, SpanHead};
 use rusqlite::{Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 
@@ -203,6 +203,8 @@ pub(super) struct NativeSpans<'a> {
     dec_state: Option<DecoderState>,
     /// Block buffers to reuse (saves an allocation and page faults per block).
     spare: Vec<Vec<u8>>,
+    /// The decoder's arrays, between blocks (see [`BlockDecoder::with_columns`]).
+    spare_cols: Columns,
     scratch: BlockSpan,
     pub skipped: u64,
     pub bytes_read: u64,
@@ -276,6 +278,7 @@ impl<'a> NativeSpans<'a> {
             exhausted: false,
             dec_state: None,
             spare: Vec::new(),
+            spare_cols: Columns::default(),
             scratch: BlockSpan::default(),
             skipped: 0,
             bytes_read: 0,
@@ -311,9 +314,7 @@ impl<'a> NativeSpans<'a> {
     /// start of that range, whatever was read before).
     pub(super) fn restrict_blocks(&mut self, lo: i64, hi: i64) {
         if let Some(st) = self.dec_state.take() {
-            if self.spare.len() < PAGE_BLOCKS as usize {
-                self.spare.push(st.decoder.into_data());
-            }
+            self.recycle(st);
         }
         for (_, _, buf) in std::mem::take(&mut self.page) {
             if self.spare.len() < PAGE_BLOCKS as usize {
@@ -323,6 +324,15 @@ impl<'a> NativeSpans<'a> {
         self.last_block = lo.saturating_sub(1);
         self.block_hi = hi;
         self.exhausted = false;
+    }
+
+    /// Keeps a finished block's buffer and its decoder's arrays for reuse.
+    fn recycle(&mut self, st: DecoderState) {
+        let (data, cols) = st.decoder.into_parts();
+        self.spare_cols = cols;
+        if self.spare.len() < PAGE_BLOCKS as usize {
+            self.spare.push(data);
+        }
     }
 
     fn fetch_page(&mut self) -> Result<()> {
@@ -367,9 +377,7 @@ impl<'a> NativeSpans<'a> {
     /// Moves to the next block; false at the end.
     fn next_block(&mut self) -> bool {
         if let Some(st) = self.dec_state.take() {
-            if self.spare.len() < PAGE_BLOCKS as usize {
-                self.spare.push(st.decoder.into_data());
-            }
+            self.recycle(st);
         }
         loop {
             let Some((_id, process, data)) = self.page.next() else {
@@ -384,7 +392,8 @@ impl<'a> NativeSpans<'a> {
                 continue;
             };
             self.bytes_read += data.len() as u64;
-            match BlockDecoder::new(data, self.q.with_tags) {
+            let cols = std::mem::take(&mut self.spare_cols);
+            match BlockDecoder::with_columns(data, self.q.with_tags, cols) {
                 Ok(d) => {
                     self.dec_state = Some(DecoderState {
                         decoder: d,
@@ -405,11 +414,19 @@ impl<'a> NativeSpans<'a> {
     /// with the decoder in locals. Returns how many spans `f` saw, `None`
     /// at the end of the stream.
     ///
+    /// `fields` are the fields `f` reads (see
+    /// [`BlockDecoder::for_each_head_of`]: the others may be 0); the path
+    /// and, with a time window, the start are read whatever it says.
+    ///
     /// Without a time window the loop does not test each span's start (an
     /// open bound keeps every span, as in [`NativeSpans::next_head`]). `f`
     /// is inlined in both loops when it can be (a fold's `head` marked
     /// `#[inline(always)]`): a call per span costs more than the window.
-    pub(super) fn block_heads(&mut self, mut f: impl FnMut(&SpanHead, u32)) -> Option<u64> {
+    pub(super) fn block_heads(
+        &mut self,
+        fields: HeadFields,
+        mut f: impl FnMut(&SpanHead, u32),
+    ) -> Option<u64> {
         if self.dec_state.is_none() && !self.next_block() {
             return None;
         }
@@ -418,7 +435,8 @@ impl<'a> NativeSpans<'a> {
             let names = &self.path_names[..];
             let name = |h: &SpanHead| names.get(h.path as usize).copied().unwrap_or(0);
             let r = if self.q.since_ns.is_none() && self.q.until_ns.is_none() {
-                st.decoder.for_each_head(
+                st.decoder.for_each_head_of(
+                    fields | HeadFields::PATH,
                     #[inline(always)]
                     |h| {
                         seen += 1;
@@ -427,7 +445,8 @@ impl<'a> NativeSpans<'a> {
                 )
             } else {
                 let (since, until) = self.q.bounds();
-                st.decoder.for_each_head(
+                st.decoder.for_each_head_of(
+                    fields | HeadFields::PATH | HeadFields::START,
                     #[inline(always)]
                     |h| {
                         if h.start_ns < since || h.start_ns >= until {

@@ -18,7 +18,7 @@
 
 use super::{FileKind, OpenOptions, SpanRecord, Store};
 use crate::error::{Error, Result};
-use ferret_format::codec::BlockDecoder;
+use ferret_format::codec::{BlockDecoder, Columns};
 use rusqlite::OptionalExtension;
 use rustc_hash::FxHashMap;
 use std::path::Path;
@@ -304,6 +304,8 @@ impl Tail {
     fn read_native(&mut self, limit: u64, f: &mut dyn FnMut(&TailSpan)) -> Result<TailRead> {
         let mut out = TailRead::default();
         let mut data = Vec::new();
+        // The decoder's arrays, from block to block.
+        let mut cols = Columns::default();
         loop {
             let mut page: Vec<(i64, Vec<u8>)> = Vec::with_capacity(PAGE_BLOCKS as usize);
             {
@@ -328,7 +330,8 @@ impl Tail {
             }
             let full = page.len() as i64 == PAGE_BLOCKS;
             for (_, buf) in page {
-                let Ok(mut dec) = BlockDecoder::new(buf, false) else {
+                let Ok(mut dec) = BlockDecoder::with_columns(buf, false, std::mem::take(&mut cols))
+                else {
                     self.skipped += 1;
                     continue;
                 };
@@ -356,7 +359,7 @@ impl Tail {
                         }
                     }
                 }
-                data = dec.into_data();
+                (data, cols) = dec.into_parts();
             }
             if !full {
                 return Ok(out);

@@ -94,12 +94,34 @@ const ADDED: &[(&str, &str, &str)] = &[
     ("ferret_processes", "ended_ns", "INTEGER"),
 ];
 
-/// Brings a format-1 file to format 2 (inside the caller's transaction):
-/// adds the per-process counters and the clean-close mark. Processes that
-/// wrote the file before keep `ended_ns` NULL and zero counters: their
-/// state is unknown, which readers learn from `ferret_meta`'s
-/// `upgraded_from` (their runs' totals are intact).
+/// Brings a file of format 1 or 2 to the current format (inside the
+/// caller's transaction). From 1: adds the per-process counters and the
+/// clean-close mark; processes that wrote the file before are marked as
+/// ended at their start, with zero counters: their state is unknown,
+/// which readers learn from `ferret_meta`'s `upgraded_from` (their runs'
+/// totals are intact). From 2: only the version changes (format 3 adds
+/// the columnar blocks, which this recorder then writes next to the old
+/// row-wise ones); the processes keep their state, since a process still
+/// recording with an older Ferret goes on writing row-wise blocks, which
+/// read as before. `upgraded_from` keeps the first version a recorder
+/// upgraded the file from.
 pub(crate) fn upgrade(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    if from < 2 {
+        upgrade_from_1(conn)?;
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO ferret_meta (key, value) VALUES ('upgraded_from', ?1)",
+        [from.to_string()],
+    )?;
+    conn.execute(
+        "UPDATE ferret_meta SET value = ?1 WHERE key = 'format_version'",
+        [ferret_format::schema::FORMAT_VERSION.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Format 1 to 2: see [`upgrade`].
+fn upgrade_from_1(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, decl) in ADDED {
         let has: bool = conn.query_row(
             "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
@@ -116,14 +138,6 @@ pub(crate) fn upgrade(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE ferret_processes SET ended_ns = started_ns WHERE ended_ns IS NULL",
         [],
-    )?;
-    conn.execute(
-        "INSERT OR REPLACE INTO ferret_meta (key, value) VALUES ('upgraded_from', ?1)",
-        [from.to_string()],
-    )?;
-    conn.execute(
-        "UPDATE ferret_meta SET value = ?1 WHERE key = 'format_version'",
-        [ferret_format::schema::FORMAT_VERSION.to_string()],
     )?;
     Ok(())
 }
