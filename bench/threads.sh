@@ -17,10 +17,15 @@
 # --threads 1 --no-analyze` (~2.4 GB; one recording thread keeps the writer
 # from shedding on a busy 2-core machine).
 #
+# BASE_FILE= makes the baseline read another file: the same spans in the
+# block encoding it knows (an older Ferret refuses files with columnar
+# blocks; `cargo run --release -p ferret-analyze --example reencode -- SRC
+# DST 1` writes the row-wise copy).
+#
 # ARGS= adds arguments to every `ferret analyze` (baseline included), e.g.
 # ARGS=--tree for the slowest trees.
 #
-# usage: [BASE=old/ferret] [THREADS="1 2"] [ARGS=...] [FERRET=new/ferret NO_BUILD=1] bench/threads.sh FILE [ROUNDS]
+# usage: [BASE=old/ferret [BASE_FILE=same-spans.db]] [THREADS="1 2"] [ARGS=...] [FERRET=new/ferret NO_BUILD=1] bench/threads.sh FILE [ROUNDS]
 # e.g.   BASE=/tmp/ferret-main ARGS=--tree bench/threads.sh /big/demo20m.db 5
 source "$(dirname "$0")/lib.sh"
 file=$1; n=${2:-5}
@@ -32,10 +37,10 @@ spans=$("$FERRET" analyze "$file" --format json --limit 1 | python3 -c 'import j
 echo "file: $file ($(du -h "$file" | cut -f1)), $spans spans; $(nproc) cores; ferret analyze $ARGS"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 res=$(mktemp)
-cat "$file" >/dev/null # warm the page cache
+cat "$file" ${BASE_FILE:-} >/dev/null # warm the page cache
 for _ in $(seq "$n"); do
     if [ -n "${BASE:-}" ]; then
-        echo "base|$( { /usr/bin/time -f '%e %M %U %S' taskset -c 0 "$BASE" analyze "$file" $ARGS >/dev/null; } 2>&1 | tail -1)" >>"$res"
+        echo "base|$( { /usr/bin/time -f '%e %M %U %S' taskset -c 0 "$BASE" analyze "${BASE_FILE:-$file}" $ARGS >/dev/null; } 2>&1 | tail -1)" >>"$res"
     fi
     for t in $THREADS; do
         cpus=0-$((t - 1))
