@@ -431,6 +431,47 @@ fn panics_mark_spans_as_errors() {
     assert_eq!(one(&v, "measured").r.parent_id(), Some(root.r.span_id()));
 }
 
+/// Spans whose tags fill a thread's buffer before its spans do: the
+/// buffer is handed over at its tail bytes' bound, several times, and
+/// every span keeps its own tags (offsets into its batch's tail buffer).
+#[test]
+fn big_tags_hand_buffers_over_and_each_span_keeps_its_own() {
+    let _l = lock();
+    let (_d, path) = temp_db();
+    let p = Profiler::builder(&path).run_id("big-tags").open().unwrap();
+    p.install();
+    // 300 spans × ~20 KB of tags: ~6 MB, far past one buffer's tail bound
+    // (the default batch of 1,024 spans is never reached).
+    let text = |i: usize| format!("{i}:").repeat(20_000 / 4);
+    for i in 0..300 {
+        let mut g = ferret::span("big").with_tag("n", i as i64);
+        if i % 3 != 2 {
+            g.tag("text", text(i));
+        }
+    }
+    let stats = p.close().unwrap();
+    assert_eq!(stats.dropped_queue, 0);
+    let v = read_run(&path, "big-tags");
+    assert_eq!(v.len(), 300);
+    let mut seen = HashSet::new();
+    for s in &v {
+        let TagValue::I64(n) = s.r.tags[0].1 else {
+            panic!("{:?}", s.r.tags)
+        };
+        let i = n as usize;
+        assert!(seen.insert(i));
+        if i % 3 == 2 {
+            assert_eq!(s.r.tags.len(), 1, "span {i}");
+        } else {
+            assert_eq!(
+                s.r.tags[1],
+                ("text".into(), TagValue::Str(text(i))),
+                "span {i}"
+            );
+        }
+    }
+}
+
 #[test]
 fn tags_round_trip() {
     let _l = lock();
