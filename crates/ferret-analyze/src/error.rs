@@ -21,8 +21,8 @@ pub enum Error {
     NotSqlite(PathBuf),
     /// SQLite, but neither a ferret nor a ferret-io trace file.
     NoSpanTables(PathBuf),
-    /// The file was written by a newer ferret (format version).
-    UnsupportedVersion(i64),
+    /// The file was written by a newer ferret (the file, its format version).
+    UnsupportedVersion(PathBuf, i64),
     /// The file holds no runs.
     NoRuns,
     /// The run asked for is not in the file; `known` lists a few that are.
@@ -68,9 +68,10 @@ impl fmt::Display for Error {
                 "{}: an SQLite database, but not a ferret or ferret-io trace file (no span tables)",
                 p.display()
             ),
-            Error::UnsupportedVersion(v) => write!(
+            Error::UnsupportedVersion(p, v) => write!(
                 f,
-                "trace format version {v} is newer than this ferret understands; upgrade ferret"
+                "{}: trace format version {v} is newer than this ferret understands; upgrade ferret",
+                p.display()
             ),
             Error::NoRuns => write!(f, "no runs in this file"),
             Error::UnknownRun { run, known } => {

@@ -313,13 +313,23 @@ fn bad_inputs_exit_2_with_a_clear_message() {
         .unwrap()
         .execute_batch(ferret_format::schema::SCHEMA)
         .unwrap();
+    let newer = dir.path().join("newer.db");
+    let c = rusqlite::Connection::open(&newer).unwrap();
+    c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
+        [(ferret_format::schema::FORMAT_VERSION + 1).to_string()],
+    )
+    .unwrap();
+    drop(c);
     let missing = dir.path().join("missing.db");
-    let cases: [(&PathBuf, &str); 5] = [
+    let cases: [(&PathBuf, &str); 6] = [
         (&missing, "no such file"),
         (&garbage, "not an SQLite database"),
         (&empty, "empty file"),
         (&other, "not a ferret or ferret-io trace file"),
         (&no_runs, "no runs"),
+        (&newer, "is newer than this ferret understands"),
     ];
     for cmd in ["analyze", "runs"] {
         for (path, msg) in &cases {
@@ -327,6 +337,11 @@ fn bad_inputs_exit_2_with_a_clear_message() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{cmd} {path:?}: {err}");
             assert!(err.contains(msg), "{cmd} {path:?}: {err}");
+            if *path != &no_runs {
+                // The message names the file.
+                let name = path.file_name().unwrap().to_str().unwrap();
+                assert!(err.contains(name), "{cmd} {path:?}: {err}");
+            }
             assert!(!err.contains("panicked"), "{err}");
         }
     }

@@ -19,8 +19,8 @@ pub enum Error {
     /// An SQLite database of some other program: the recorder will not add
     /// its tables to it.
     ForeignDatabase(PathBuf),
-    /// The file was written by a newer ferret (format version).
-    UnsupportedVersion(i64),
+    /// The file was written by a newer ferret (the file, its format version).
+    UnsupportedVersion(PathBuf, i64),
     /// A bad argument (e.g. an invalid option value).
     Invalid(String),
     /// The background writer thread failed or did not finish in time: what
@@ -63,9 +63,10 @@ impl fmt::Display for Error {
                  record into a new file instead",
                 p.display()
             ),
-            Error::UnsupportedVersion(v) => write!(
+            Error::UnsupportedVersion(p, v) => write!(
                 f,
-                "trace format version {v} is newer than this ferret understands; upgrade ferret"
+                "{}: trace format version {v} is newer than this ferret understands; upgrade ferret",
+                p.display()
             ),
             Error::Invalid(m) => f.write_str(m),
             Error::WriterFailed(m) => write!(f, "the writer thread failed: {m}"),

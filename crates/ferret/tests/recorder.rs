@@ -723,6 +723,27 @@ fn bad_paths_are_errors_not_panics() {
         );
     }
 
+    // A file of a newer format version is refused, naming the file.
+    let newer = dir.path().join("newer.db");
+    {
+        let c = rusqlite::Connection::open(&newer).unwrap();
+        c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
+        c.execute(
+            "INSERT INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
+            [(ferret_format::schema::FORMAT_VERSION + 1).to_string()],
+        )
+        .unwrap();
+    }
+    let Err(err) = Profiler::open(&newer) else {
+        panic!("a newer file is refused")
+    };
+    assert!(matches!(err, Error::UnsupportedVersion(_, _)), "{err:?}");
+    assert!(err.to_string().contains("newer.db"), "{err}");
+    assert!(matches!(
+        Store::open(&newer),
+        Err(ferret_analyze::Error::UnsupportedVersion(_, _))
+    ));
+
     // Another program's database is refused and left as it was.
     let foreign = dir.path().join("app.db");
     {

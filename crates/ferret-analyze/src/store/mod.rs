@@ -375,7 +375,7 @@ impl Store {
                 .optional()?;
             let v: i64 = v.and_then(|v| v.parse().ok()).unwrap_or(1);
             if v > ferret_format::schema::FORMAT_VERSION {
-                return Err(Error::UnsupportedVersion(v));
+                return Err(Error::UnsupportedVersion(path.to_path_buf(), v));
             }
             FileKind::Native
         } else if has("beaver_logs")? {

@@ -107,7 +107,7 @@ pub(crate) fn open_for_write(path: &Path) -> Result<Connection> {
         )?;
         let v: i64 = v.parse().unwrap_or(i64::MAX);
         if v > FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion(v));
+            return Err(Error::UnsupportedVersion(path.to_path_buf(), v));
         }
         if v < FORMAT_VERSION {
             crate::recorder::rows::upgrade(&conn, v)?;
