@@ -314,14 +314,7 @@ fn bad_inputs_exit_2_with_a_clear_message() {
         .execute_batch(ferret_format::schema::SCHEMA)
         .unwrap();
     let newer = dir.path().join("newer.db");
-    let c = rusqlite::Connection::open(&newer).unwrap();
-    c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
-    c.execute(
-        "INSERT OR REPLACE INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
-        [(ferret_format::schema::FORMAT_VERSION + 1).to_string()],
-    )
-    .unwrap();
-    drop(c);
+    ferret_testkit::newer_version_file(&newer);
     let missing = dir.path().join("missing.db");
     let cases: [(&PathBuf, &str); 6] = [
         (&missing, "no such file"),

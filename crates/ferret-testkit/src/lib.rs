@@ -6,6 +6,8 @@
 //! - [`FerretIoFile`] writes a ferret-io (BeaverDB) file from raw JSON rows,
 //!   malformed ones included; [`fio_row`] makes a well-formed row.
 //! - [`serial`] serializes tests that install the process-wide profiler.
+//! - [`newer_version_file`] writes a native file of a format version newer
+//!   than this Ferret knows.
 //!
 //! It is a crate of its own rather than a feature of `ferret-analyze`:
 //! a crate cannot enable its own features for its integration tests, and a
@@ -270,6 +272,19 @@ pub fn fio_row(
         "tags": {}, "status": status,
     })
     .to_string()
+}
+
+/// Writes at `path` an empty native file (the schema, no runs) whose
+/// format version is one newer than this Ferret's: readers and recorders
+/// must refuse it.
+pub fn newer_version_file(path: &Path) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
+        [(FORMAT_VERSION + 1).to_string()],
+    )
+    .unwrap();
 }
 
 /// Serializes the tests of one test binary that install the process-wide

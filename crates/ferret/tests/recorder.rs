@@ -725,15 +725,7 @@ fn bad_paths_are_errors_not_panics() {
 
     // A file of a newer format version is refused, naming the file.
     let newer = dir.path().join("newer.db");
-    {
-        let c = rusqlite::Connection::open(&newer).unwrap();
-        c.execute_batch(ferret_format::schema::SCHEMA).unwrap();
-        c.execute(
-            "INSERT INTO ferret_meta (key, value) VALUES ('format_version', ?1)",
-            [(ferret_format::schema::FORMAT_VERSION + 1).to_string()],
-        )
-        .unwrap();
-    }
+    ferret_testkit::newer_version_file(&newer);
     let Err(err) = Profiler::open(&newer) else {
         panic!("a newer file is refused")
     };
