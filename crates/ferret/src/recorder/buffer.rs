@@ -40,16 +40,27 @@ impl WriteTail for NoTail {
     fn write_tail(&mut self, _out: &mut Vec<u8>) {}
 }
 
+/// Appends the tail of `status` and `tags` to `out` as [`WriteTail`]
+/// lays it out (the flag byte, then the bytes), or nothing for a plain ok
+/// span without tags.
+pub(crate) fn append_tail(
+    status: &Status,
+    tags: &[(impl AsRef<str>, TagValue)],
+    out: &mut Vec<u8>,
+) {
+    let at = out.len();
+    out.push(0);
+    let flags = ferret_format::codec::encode_tail(status, tags, out);
+    if flags == 0 && out.len() == at + 1 {
+        out.truncate(at);
+    } else {
+        out[at] = flags;
+    }
+}
+
 impl WriteTail for Extra {
     fn write_tail(&mut self, out: &mut Vec<u8>) {
-        let at = out.len();
-        out.push(0);
-        let flags = ferret_format::codec::encode_tail(&self.status, &self.tags, out);
-        if flags == 0 && out.len() == at + 1 {
-            out.truncate(at);
-        } else {
-            out[at] = flags;
-        }
+        append_tail(&self.status, &self.tags, out);
     }
 }
 
@@ -150,6 +161,17 @@ impl Batch {
             Some([flags, bytes @ ..]) => (*flags, bytes),
             _ => (0, &[]),
         }
+    }
+
+    /// Moves the spans (and tails) out into a batch of their size, leaving
+    /// this one empty with its capacity.
+    pub(crate) fn take_exact(&mut self) -> Batch {
+        let mut out = Batch {
+            spans: Vec::with_capacity(self.spans.len()),
+            tails: Vec::with_capacity(self.tails.len()),
+        };
+        out.append(self);
+        out
     }
 
     /// Moves every span of `from` (and its tail) to the end of this batch.
@@ -325,12 +347,12 @@ impl ThreadBuf {
                 }
                 // SAFETY: the owner is outside `with` and stays out until
                 // `drain` is cleared.
-                out.push(take_spans(unsafe { &mut *b.spans.get() }));
+                out.push(unsafe { &mut *b.spans.get() }.take_exact());
                 b.drain.store(false, Ordering::Release);
             } else {
                 b.lock();
                 // SAFETY: the lock is held.
-                out.push(take_spans(unsafe { &mut *b.spans.get() }));
+                out.push(unsafe { &mut *b.spans.get() }.take_exact());
                 b.busy.store(false, Ordering::Release);
             }
         }
@@ -368,17 +390,6 @@ impl ThreadBuf {
     pub(crate) fn take(&self) -> Batch {
         self.with(|v, _| std::mem::take(v))
     }
-}
-
-/// Moves the spans out of `v` into a batch of their size, leaving `v`
-/// empty with its capacity.
-fn take_spans(v: &mut Batch) -> Batch {
-    let mut out = Batch {
-        spans: Vec::with_capacity(v.spans.len()),
-        tails: Vec::with_capacity(v.tails.len()),
-    };
-    out.append(v);
-    out
 }
 
 /// Spins a little, then yields: the other side may be descheduled.

@@ -1,6 +1,6 @@
 //! The span API: RAII guards, closures, manual handles and contexts.
 
-use super::buffer::{Batch, Extra, RawSpan, TailRef, WriteTail};
+use super::buffer::{append_tail, Batch, Extra, RawSpan, TailRef, WriteTail};
 use super::context::{with_local, Decision, Frame, ACTIVE};
 use super::shared::Inner;
 use crate::clock;
@@ -41,11 +41,7 @@ impl WriteTail for SpanTail {
                     ("busy_ns", TagValue::U64(b)),
                     ("self_busy_ns", TagValue::U64(sb)),
                 ];
-                let tags = &all[..if with_self { 2 } else { 1 }];
-                let at = out.len();
-                out.push(0);
-                let flags = ferret_format::codec::encode_tail(&Status::Ok, tags, out);
-                out[at] = flags;
+                append_tail(&Status::Ok, &all[..if with_self { 2 } else { 1 }], out);
             }
         }
     }
