@@ -351,6 +351,43 @@ fn nothing_recorded_without_profiler() {
     assert!(ferret::current().is_none());
 }
 
+/// A span records into the profiler installed when it opened, even when
+/// another is installed before it closes (on this thread and on another).
+#[test]
+fn a_span_records_into_the_profiler_installed_when_it_opened() {
+    let _l = lock();
+    init_global();
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    let a = ferret::Profiler::builder(&pa).run_id("a").open().unwrap();
+    a.install();
+    let here = tracing::info_span!("opened_under_a", k = 1);
+    let elsewhere = tracing::info_span!("opened_under_a_closed_elsewhere");
+    let b = ferret::Profiler::builder(&pb).run_id("b").open().unwrap();
+    b.install();
+    tracing::info_span!("opened_under_b").in_scope(|| {});
+    here.in_scope(|| {});
+    drop(here);
+    std::thread::spawn(move || drop(elsewhere)).join().unwrap();
+    b.close().unwrap();
+    a.close().unwrap();
+    let (va, vb) = (read_back(&pa, "a"), read_back(&pb, "b"));
+    let names = |v: &[Rec]| {
+        let mut n: Vec<String> = v.iter().map(|r| r.name.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&va),
+        ["opened_under_a", "opened_under_a_closed_elsewhere"]
+    );
+    assert_eq!(names(&vb), ["opened_under_b"]);
+    assert_eq!(
+        find(&va, "opened_under_a").tag("k"),
+        Some(&TagValue::I64(1))
+    );
+}
+
 /// A request handler, instrumented like an axum handler under tower-http's
 /// `TraceLayer`: it waits on its database, spawns a background task that
 /// outlives it, and a short one that finishes while it still waits.

@@ -7,7 +7,8 @@ use super::tags::{Tags, Val};
 use crate::clock;
 use crate::intern::Name;
 use crate::recorder::buffer::{Batch, RawSpan, TailRef, WriteTail};
-use crate::recorder::context::{with_local, Decision, Frame};
+use crate::recorder::context::{installed, with_local, Decision, Frame};
+#[cfg(doc)]
 use crate::recorder::shared::Inner;
 use crate::recorder::span::{SpanContext, Under};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +45,10 @@ pub(super) struct Open {
     child_ns: u64,
     parent: u64,
     start: u64,
-    inner: Arc<Inner>,
+    /// Its profiler's [`Inner::serial`]: a number, not a reference, so that
+    /// spans beginning and ending on several threads do not all count
+    /// references on one shared line.
+    profiler: u64,
     /// Further counters, when frames on several threads each made one.
     more_shared: Vec<Arc<AtomicU64>>,
     /// The parent's counter, when the parent is another span.
@@ -94,7 +98,7 @@ impl Rec {
                 Decision::Skip(kind) => *self = Rec::Skipped(kind),
                 Decision::Record(b) => {
                     *self = Rec::Open(Open {
-                        inner: l.inner.clone().expect("begin checked"),
+                        profiler: l.serial(),
                         id: b.id,
                         parent: b.parent,
                         trace: b.trace,
@@ -273,11 +277,19 @@ impl Open {
             self_busy_ns: self_busy_tag(self.busy_ns, self.self_busy_ns, child),
             detached: self.detached,
         };
-        let inner = &self.inner;
+        let profiler = self.profiler;
         let mut span = Some(span);
-        with_local(|l| l.record(span.take().expect("once"), &mut tail, end, Some(inner)));
+        with_local(|l| {
+            if l.refresh() && l.serial() == profiler {
+                l.record(span.take().expect("once"), &mut tail, end, None);
+            }
+        });
+        // Its profiler is not this thread's (any more): another was
+        // installed since the span began, or the thread is ending.
         if let Some(span) = span {
-            inner.submit(Batch::one(span, &mut tail));
+            if let Some(inner) = installed(profiler) {
+                inner.submit(Batch::one(span, &mut tail));
+            }
         }
     }
 }

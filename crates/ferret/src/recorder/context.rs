@@ -9,7 +9,7 @@ use crate::clock;
 use crate::intern::{Name, PathCache};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// True while a profiler is installed: the one check a disabled span pays.
 pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -21,7 +21,28 @@ fn global() -> std::sync::MutexGuard<'static, Option<Arc<Inner>>> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Every profiler installed so far that is still alive: where a span that
+/// names its profiler by [`Inner::serial`] finds it.
+static INSTALLED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+/// The profiler with serial `serial`, if it was installed and is alive.
+/// For spans that finish where their profiler is not the thread's (it was
+/// replaced meanwhile): a lock and a scan, off the hot path.
+pub(crate) fn installed(serial: u64) -> Option<Arc<Inner>> {
+    let list = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    list.iter()
+        .filter_map(Weak::upgrade)
+        .find(|i| i.serial == serial)
+}
+
 pub(crate) fn install(inner: Arc<Inner>) -> Option<Arc<Inner>> {
+    {
+        let mut list = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        if !list.iter().any(|w| w.as_ptr() == Arc::as_ptr(&inner)) {
+            list.push(Arc::downgrade(&inner));
+        }
+    }
     let mut g = global();
     let old = g.replace(inner);
     GEN.fetch_add(1, Ordering::AcqRel);
@@ -265,6 +286,12 @@ impl Local {
             inner.recycle(whole);
             inner.unregister_buf(&buf);
         }
+    }
+
+    /// The attached profiler's [`Inner::serial`] (0: none).
+    #[inline]
+    pub(crate) fn serial(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.serial)
     }
 
     /// A new span id (a profiler must be attached).

@@ -41,6 +41,10 @@ pub(crate) struct Inner {
     pub run_key: String,
     pub run_db_id: i64,
     pub proc_db_id: i64,
+    /// A number no other profiler of this process has: spans that keep no
+    /// reference to their profiler (FerretLayer's) name it by this, see
+    /// [`context::installed`](super::context::installed).
+    pub serial: u64,
     /// High bits of every span id of this process: `process row id << 40`.
     pub id_base: u64,
     pub next_id: AtomicU64,

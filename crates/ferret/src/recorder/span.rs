@@ -598,9 +598,9 @@ impl SpanHandle {
             busy: s.busy,
             child_ns,
         };
-        let inner = s.inner.clone();
+        let inner = &s.inner;
         let mut span = Some(span);
-        with_local(|l| l.record(span.take().expect("once"), &mut tail, end, Some(&inner)));
+        with_local(|l| l.record(span.take().expect("once"), &mut tail, end, Some(inner)));
         if let Some(span) = span {
             inner.submit(Batch::one(span, &mut tail));
         }
