@@ -521,7 +521,9 @@ where
         } else {
             now
         };
-        data.release_waiting(kept_by_children.then_some(end));
+        if !data.waiting.is_empty() {
+            data.release_waiting(kept_by_children.then_some(end));
+        }
         let busy = data.busy_ns;
         let parent = data.parent;
         let busy_time = self.busy_time;

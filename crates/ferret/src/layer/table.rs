@@ -4,9 +4,10 @@
 //! `tracing-subscriber`'s extensions would also hold per-span state, but
 //! each access costs a slab lookup with a reference count, a lock, and a
 //! type-keyed map lookup; the state is boxed on insert and copied in and
-//! out. Here every callback costs one hash of the id and one uncontended
-//! lock of one of [`SHARDS`] shards, and the state stays in place while the
-//! span is open.
+//! out. Here every callback costs one uncontended lock of one of
+//! [`SHARDS`] shards and an index into its vector by the id's slot
+//! address (a hash map lookup only for ids that do not fit there), and the
+//! state stays in place while the span is open.
 //!
 //! Spans made on one thread go to one shard (see [`shard_of`]): each thread
 //! then mostly locks shards no other thread touches, and the shards' cache
@@ -45,9 +46,80 @@ fn shard_of(id: u64) -> usize {
     (thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
+/// Slot addresses below this are kept in a shard's vector.
+const DENSE_MAX: usize = 1 << 16;
+
+/// The slot address of a registry id (its low 38 bits): small and dense,
+/// since a thread's slab reuses freed slots first.
+fn addr_of(id: u64) -> usize {
+    (id.wrapping_sub(1) & ((1 << THREAD_SHIFT) - 1)) as usize
+}
+
+/// One shard's spans: by slot address in a vector (an index and a compare,
+/// where a hash map hashed and probed), and in a map for the ids whose
+/// slot holds another id (threads that share the shard) or whose address
+/// is too large (other id schemes). Each id is in one place at most.
+struct ShardMap<T> {
+    dense: Vec<Option<(u64, T)>>,
+    overflow: FxHashMap<u64, T>,
+}
+
+impl<T> ShardMap<T> {
+    fn insert(&mut self, id: u64, v: T) {
+        let a = addr_of(id);
+        if a < DENSE_MAX {
+            if a >= self.dense.len() {
+                let len = (a + 1).next_power_of_two().clamp(64, DENSE_MAX);
+                self.dense.resize_with(len, || None);
+            }
+            match &mut self.dense[a] {
+                Some((other, _)) if *other != id => {}
+                slot => {
+                    *slot = Some((id, v));
+                    if !self.overflow.is_empty() {
+                        self.overflow.remove(&id);
+                    }
+                    return;
+                }
+            }
+        }
+        self.overflow.insert(id, v);
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        if let Some(Some((other, v))) = self.dense.get_mut(addr_of(id)) {
+            if *other == id {
+                return Some(v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get_mut(&id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<T> {
+        if let Some(slot) = self.dense.get_mut(addr_of(id)) {
+            if matches!(slot, Some((other, _)) if *other == id) {
+                return slot.take().map(|(_, v)| v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.remove(&id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.dense.iter().flatten().count() + self.overflow.len()
+    }
+}
+
 /// One shard, on its own cache line.
 #[repr(align(64))]
-struct Shard<T>(Mutex<FxHashMap<u64, T>>);
+struct Shard<T>(Mutex<ShardMap<T>>);
 
 thread_local! {
     /// Whether this thread holds a shard of some table.
@@ -60,7 +132,7 @@ pub(super) struct Table<T> {
 }
 
 /// A held shard; it clears the thread's mark when dropped.
-struct Held<'a, T>(MutexGuard<'a, FxHashMap<u64, T>>);
+struct Held<'a, T>(MutexGuard<'a, ShardMap<T>>);
 
 impl<T> Drop for Held<'_, T> {
     fn drop(&mut self) {
@@ -73,7 +145,12 @@ impl<T> Table<T> {
     pub(super) fn new() -> Self {
         Table {
             shards: (0..SHARDS)
-                .map(|_| Shard(Mutex::new(FxHashMap::default())))
+                .map(|_| {
+                    Shard(Mutex::new(ShardMap {
+                        dense: Vec::new(),
+                        overflow: FxHashMap::default(),
+                    }))
+                })
                 .collect(),
         }
     }
@@ -108,12 +185,12 @@ impl<T> Table<T> {
     #[inline]
     pub(super) fn with<R>(&self, id: u64, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         let mut s = self.shard(id)?;
-        s.0.get_mut(&id).map(f)
+        s.0.get_mut(id).map(f)
     }
 
     /// Takes the state of span `id` out of the table.
     pub(super) fn remove(&self, id: u64) -> Option<T> {
-        self.shard(id)?.0.remove(&id)
+        self.shard(id)?.0.remove(id)
     }
 
     /// How many spans the table holds.
@@ -142,6 +219,54 @@ mod tests {
         assert_eq!(t.remove(7 << 20 | 7), None);
         assert_eq!(t.with(7 << 20 | 7, |v| *v), None);
         assert_eq!(t.len(), 999);
+    }
+
+    /// The shard map against a hash map, under inserts, replacements,
+    /// lookups and removals of ids that share slot addresses (two threads
+    /// on one shard, several generations of a slot), ids with addresses
+    /// beyond the vector, and small sequential ids.
+    #[test]
+    fn shard_map_matches_a_hash_map() {
+        let mut m = ShardMap {
+            dense: Vec::new(),
+            overflow: FxHashMap::default(),
+        };
+        let mut model = std::collections::HashMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..200_000u64 {
+            let r = next();
+            let addr = match r % 4 {
+                0 => r >> 8 & 0xF,
+                1 => r >> 8 & 0x3FF,
+                2 => DENSE_MAX as u64 - 2 + (r >> 8 & 3),
+                _ => r >> 8 & ((1 << THREAD_SHIFT) - 1),
+            };
+            let id = ((r >> 40 & 3) << 51 | (r >> 44 & 1) << THREAD_SHIFT | addr) + 1;
+            match next() % 5 {
+                0 | 1 => {
+                    m.insert(id, step);
+                    model.insert(id, step);
+                }
+                2 => assert_eq!(m.remove(id), model.remove(&id), "remove {id:x}"),
+                _ => assert_eq!(
+                    m.get_mut(id).copied(),
+                    model.get(&id).copied(),
+                    "get {id:x}"
+                ),
+            }
+        }
+        assert_eq!(m.len(), model.len());
+        for (id, v) in model {
+            assert_eq!(m.remove(id), Some(v));
+        }
+        assert_eq!(m.len(), 0);
+        assert!(m.dense.len() <= DENSE_MAX);
     }
 
     /// Registry ids made on one thread share a shard, whatever their slot
