@@ -46,7 +46,10 @@ fn shard_of(id: u64) -> usize {
     (thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
-/// Slot addresses below this are kept in a shard's vector.
+/// Slot addresses below this are kept in a shard's vector. An entry takes
+/// 16 bytes, and a vector grows to the highest address its threads have
+/// used (a thread's slab reuses freed slots first, so that is about the
+/// most spans it had open at once): 1 MB per shard at most.
 const DENSE_MAX: usize = 1 << 16;
 
 /// The slot address of a registry id (its low 38 bits): small and dense,
