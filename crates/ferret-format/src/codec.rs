@@ -1032,6 +1032,72 @@ pub struct Columns {
     thread: Vec<u32>,
 }
 
+/// The narrow head fields of a block's spans, one array per field, all of
+/// the same length (see [`BlockDecoder::head_columns`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadColumns<'a> {
+    flags: &'a [u8],
+    /// [`SpanHead::path`] of each span.
+    pub path: &'a [u32],
+    /// [`SpanHead::start_ns`] of each span (0 unless asked for).
+    pub start: &'a [i64],
+    /// [`SpanHead::dur_ns`] of each span.
+    pub dur: &'a [u64],
+    /// [`SpanHead::child_ns`] of each span.
+    pub child: &'a [u64],
+}
+
+impl HeadColumns<'_> {
+    /// Spans.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// True without spans.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// [`SpanHead::error`] of span `i`.
+    #[inline(always)]
+    pub fn is_error(&self, i: usize) -> bool {
+        self.flags[i] & ST_MASK != 0
+    }
+
+    /// The statuses' bytes, one per span: [`SpanHead::error`] of span `i`
+    /// is [`HeadColumns::error_of`] of byte `i`.
+    #[inline(always)]
+    pub fn status_bytes(&self) -> &[u8] {
+        self.flags
+    }
+
+    /// [`SpanHead::error`] of a span whose status byte is `b` (see
+    /// [`HeadColumns::status_bytes`]).
+    #[inline(always)]
+    pub fn error_of(b: u8) -> bool {
+        b & ST_MASK != 0
+    }
+
+    /// Span `i` as [`BlockDecoder::for_each_head_of`] gives it (id,
+    /// parent, trace and thread 0).
+    #[inline(always)]
+    pub fn head(&self, i: usize) -> SpanHead {
+        SpanHead {
+            id: 0,
+            parent: 0,
+            trace: 0,
+            path: self.path[i],
+            start_ns: self.start[i],
+            dur_ns: self.dur[i],
+            child_ns: self.child[i],
+            thread: 0,
+            error: self.flags[i] & ST_MASK != 0,
+        }
+    }
+}
+
 /// Which arrays of [`Columns`] hold the current block's values.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Ready {
@@ -1517,6 +1583,53 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
             }
         }
         Ok(())
+    }
+
+    /// The narrow head columns of the spans left in a version-2 block, for a
+    /// reader that folds them a column at a time rather than span by span:
+    /// what [`for_each_head_of`](Self::for_each_head_of) would call its
+    /// `f` with, as arrays. `Ok(None)` (and nothing read) for a version-1
+    /// block, or when `fields` names the id, parent, trace or thread (the
+    /// caller then takes [`for_each_head_of`](Self::for_each_head_of)).
+    /// The starts are 0 unless `fields` names them. Damage is as in
+    /// [`for_each_head_of`](Self::for_each_head_of): a damaged column
+    /// gives the error and no span. Either way the block is done after
+    /// the call.
+    #[inline]
+    pub fn head_columns(
+        &mut self,
+        fields: HeadFields,
+    ) -> Result<Option<HeadColumns<'_>>, CorruptBlock> {
+        let Some(sec) = self.v2 else {
+            return Ok(None);
+        };
+        if fields.intersects(FULL_ONLY) {
+            return Ok(None);
+        }
+        let want = if fields.contains(HeadFields::START) {
+            Ready::Narrow
+        } else {
+            Ready::NoStart
+        };
+        let have = self.cols.ready;
+        let enough = match want {
+            Ready::Narrow => have == Ready::Full || have == Ready::Narrow,
+            _ => have != Ready::No,
+        };
+        if !enough {
+            self.decode_v2(want)?;
+        }
+        let (i0, n) = (self.next, sec.count);
+        self.next = n;
+        self.remaining = 0;
+        let c = &self.cols;
+        Ok(Some(HeadColumns {
+            flags: &self.data.as_ref()[sec.flags + i0..sec.flags + n],
+            path: &c.path[i0..n],
+            start: &c.start[i0..n],
+            dur: &c.dur[i0..n],
+            child: &c.child[i0..n],
+        }))
     }
 
     /// [`for_each_head`](Self::for_each_head) of a version-1 block: the
@@ -2236,6 +2349,67 @@ mod tests {
             let per = data.len() as f64 / spans.len() as f64;
             assert!(per < 20.0, "v{v}: {per} bytes per span");
         }
+    }
+
+    /// The columns of [`BlockDecoder::head_columns`] against the spans of
+    /// [`BlockDecoder::for_each_head_of`]: whole blocks, after spans read
+    /// one by one, damaged columns, and the reads it leaves to the loop.
+    #[test]
+    fn head_columns_equal_for_each_head_of() {
+        let spans = varied();
+        let data = encode(&spans);
+        let narrow = HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN;
+        for fields in [narrow | HeadFields::ERROR, narrow | HeadFields::START] {
+            for skip in [0, 1, 7, spans.len() - 1, spans.len()] {
+                let mut a = BlockDecoder::new(&data[..], false).unwrap();
+                let mut b = BlockDecoder::new(&data[..], false).unwrap();
+                for _ in 0..skip {
+                    assert_eq!(a.next_head().unwrap(), b.next_head().unwrap());
+                }
+                // The fields `head_columns` does not give (0 there) may
+                // come out of `for_each_head_of` after `next_head`.
+                let mut want = vec![];
+                a.for_each_head_of(fields, |h| {
+                    want.push(SpanHead {
+                        id: 0,
+                        parent: 0,
+                        trace: 0,
+                        thread: 0,
+                        ..*h
+                    })
+                })
+                .unwrap();
+                let c = b.head_columns(fields).unwrap().unwrap();
+                assert_eq!(c.len(), spans.len() - skip);
+                assert_eq!(c.is_empty(), skip == spans.len());
+                let got: Vec<SpanHead> = (0..c.len()).map(|i| c.head(i)).collect();
+                for (i, &st) in c.status_bytes().iter().enumerate() {
+                    assert_eq!(HeadColumns::error_of(st), c.is_error(i));
+                    assert_eq!(c.is_error(i), got[i].error);
+                }
+                assert!(got == want, "{fields:?} after {skip}");
+                assert_eq!(b.remaining(), 0);
+                assert!(b.next_head().unwrap().is_none());
+            }
+        }
+        // Wide fields, and row-wise blocks: left to `for_each_head_of`,
+        // with nothing read.
+        let mut d = BlockDecoder::new(&data[..], false).unwrap();
+        assert!(d.head_columns(HeadFields::ALL).unwrap().is_none());
+        assert!(d.head_columns(HeadFields::THREAD).unwrap().is_none());
+        assert_eq!(d.remaining(), spans.len() as u64);
+        let v1 = encode_v1(&spans);
+        let mut d = BlockDecoder::new(&v1[..], false).unwrap();
+        assert!(d.head_columns(narrow).unwrap().is_none());
+        assert_eq!(d.remaining(), spans.len() as u64);
+        // A damaged column: the error, no spans, the block done.
+        let sec = sections(&data);
+        let mut bad = data.clone();
+        bad[sec.col[C_DUR + 1] - 1] |= 0x80;
+        let mut d = BlockDecoder::new(&bad[..], false).unwrap();
+        assert!(d.head_columns(narrow).is_err());
+        assert_eq!(d.remaining(), 0);
+        assert!(d.next_head().unwrap().is_none());
     }
 
     /// Values whose encodings take every length, mostly the short ones

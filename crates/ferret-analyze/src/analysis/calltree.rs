@@ -11,7 +11,7 @@ use super::query::{select, Query};
 use super::scan::{Fold, Resolved, ScanOptions};
 use crate::error::Result;
 use crate::store::Store;
-use ferret_format::codec::{HeadFields, SpanHead};
+use ferret_format::codec::{HeadColumns, HeadFields, SpanHead};
 
 /// One call path. Times in ns.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -131,6 +131,38 @@ impl Fold for CallFold {
         a.self_ns = a
             .self_ns
             .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
+    }
+
+    /// Span by span with the states in a local (the stores into a state
+    /// do not make the loop load them again), until a path without a
+    /// state yet.
+    #[inline(always)]
+    fn head_columns(&mut self, c: &HeadColumns<'_>, _names: &[u32]) {
+        let status = c.status_bytes();
+        let n = status.len();
+        // One length for all (no bounds check per span).
+        let (path, dur, child) = (&c.path[..n], &c.dur[..n], &c.child[..n]);
+        let mut i = 0;
+        while i < n {
+            let accs = &mut self.accs[..];
+            while i < n {
+                let Some(a) = accs.get_mut(path[i] as usize) else {
+                    break;
+                };
+                let d = dur[i];
+                a.count += 1;
+                a.total = a.total.saturating_add(d);
+                a.max = a.max.max(d);
+                if HeadColumns::error_of(status[i]) {
+                    a.errors += 1;
+                }
+                a.self_ns = a.self_ns.saturating_add(d.saturating_sub(child[i]));
+                i += 1;
+            }
+            if i < n {
+                self.grow(path[i] as usize);
+            }
+        }
     }
 
     fn span(&mut self, r: Resolved<'_>) {
