@@ -286,7 +286,10 @@ impl SummaryFold {
 /// Counts spans `i..` of `c` (count, errors, duration, self time) into
 /// their names' states, up to the first whose name has no state yet;
 /// returns where it stopped (`c.len()` after the last).
-#[inline(always)]
+///
+/// Not inlined: a call per block, and the loop gets registers of its own
+/// (inlined into the scan, it kept its slices' pointers on the stack).
+#[inline(never)]
 fn count_spans<const STAGE: bool>(
     accs: &mut [Acc],
     c: &HeadColumns<'_>,
