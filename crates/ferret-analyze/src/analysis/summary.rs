@@ -31,8 +31,14 @@ impl Acc {
     #[inline(always)]
     fn add_timed(&mut self, d: u64, stage: bool) {
         self.total = self.total.saturating_add(d);
-        self.min = self.min.min(d);
-        self.max = self.max.max(d);
+        // Branches, not selects: a new extreme is rare once a name has a
+        // few spans, and the common case then stores nothing.
+        if d < self.min {
+            self.min = d;
+        }
+        if d > self.max {
+            self.max = d;
+        }
         if !stage {
             self.sketch.add(d);
             return;
