@@ -824,11 +824,24 @@ impl Reader<'_> {
     }
 }
 
+/// The continuation bits of eight bytes of a column.
+const TOP_BITS: u64 = 0x8080_8080_8080_8080;
+/// [`TOP_BITS`] of eight bytes that are four 2-byte values.
+const PAIR_BITS: u64 = 0x0080_0080_0080_0080;
+
 /// Reads `out.len() = n` values from the varints of `data[at..end]`,
 /// which they must fill exactly, each through `conv` (`None`: corrupt).
 /// Values are read with 8-byte loads that may look past `end` (into the
 /// next section): a value that runs past it leaves the cursor past `end`,
 /// which the final check catches.
+///
+/// Runs of short values go eight bytes at a time: eight bytes within the
+/// section without a continuation bit are eight 1-byte values (a path
+/// column), and eight bytes with one on every other byte are four 2-byte
+/// values (most durations and start deltas). What they decode, and where
+/// the cursor ends, is what the value-by-value reads give: a word that is
+/// neither, or one that would reach past `end` or past the `n`th value,
+/// takes the one-value read.
 #[inline(always)]
 fn read_dense<T>(
     data: &[u8],
@@ -841,10 +854,40 @@ fn read_dense<T>(
     out.reserve(n);
     let mut pos = at;
     let fast_end = data.len().saturating_sub(7);
-    for slot in &mut out.spare_capacity_mut()[..n] {
+    // `end <= data.len()` (the sections fit in the block), so a word at
+    // `pos < word_end` lies within the section.
+    debug_assert!(end <= data.len());
+    let word_end = end.saturating_sub(7);
+    let slots = &mut out.spare_capacity_mut()[..n];
+    let mut i = 0;
+    while i < n {
+        if pos < word_end {
+            // SAFETY: `pos + 8 <= end <= data.len()`.
+            let w = u64::from_le(unsafe { data.as_ptr().add(pos).cast::<u64>().read_unaligned() });
+            let top = w & TOP_BITS;
+            if top == PAIR_BITS && n - i >= 4 {
+                // The four values at once, one per 16-bit lane.
+                let v = (w & 0x007f_007f_007f_007f) | ((w >> 1) & 0x3f80_3f80_3f80_3f80);
+                for (k, slot) in slots[i..i + 4].iter_mut().enumerate() {
+                    slot.write(conv((v >> (16 * k)) as u16 as u64)?);
+                }
+                i += 4;
+                pos += 8;
+                continue;
+            }
+            if top == 0 && n - i >= 8 {
+                for (k, slot) in slots[i..i + 8].iter_mut().enumerate() {
+                    slot.write(conv((w >> (8 * k)) & 0x7f)?);
+                }
+                i += 8;
+                pos += 8;
+                continue;
+            }
+        }
         let (v, len) = varint_word_at(data, pos, fast_end)?;
         pos += len;
-        slot.write(conv(v)?);
+        slots[i].write(conv(v)?);
+        i += 1;
     }
     if pos != end {
         return None;
@@ -987,6 +1030,72 @@ pub struct Columns {
     dur: Vec<u64>,
     child: Vec<u64>,
     thread: Vec<u32>,
+}
+
+/// The narrow head fields of a block's spans, one array per field, all of
+/// the same length (see [`BlockDecoder::head_columns`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadColumns<'a> {
+    flags: &'a [u8],
+    /// [`SpanHead::path`] of each span.
+    pub path: &'a [u32],
+    /// [`SpanHead::start_ns`] of each span (0 unless asked for).
+    pub start: &'a [i64],
+    /// [`SpanHead::dur_ns`] of each span.
+    pub dur: &'a [u64],
+    /// [`SpanHead::child_ns`] of each span.
+    pub child: &'a [u64],
+}
+
+impl HeadColumns<'_> {
+    /// Spans.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// True without spans.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// [`SpanHead::error`] of span `i`.
+    #[inline(always)]
+    pub fn is_error(&self, i: usize) -> bool {
+        self.flags[i] & ST_MASK != 0
+    }
+
+    /// The statuses' bytes, one per span: [`SpanHead::error`] of span `i`
+    /// is [`HeadColumns::error_of`] of byte `i`.
+    #[inline(always)]
+    pub fn status_bytes(&self) -> &[u8] {
+        self.flags
+    }
+
+    /// [`SpanHead::error`] of a span whose status byte is `b` (see
+    /// [`HeadColumns::status_bytes`]).
+    #[inline(always)]
+    pub fn error_of(b: u8) -> bool {
+        b & ST_MASK != 0
+    }
+
+    /// Span `i` as [`BlockDecoder::for_each_head_of`] gives it (id,
+    /// parent, trace and thread 0).
+    #[inline(always)]
+    pub fn head(&self, i: usize) -> SpanHead {
+        SpanHead {
+            id: 0,
+            parent: 0,
+            trace: 0,
+            path: self.path[i],
+            start_ns: self.start[i],
+            dur_ns: self.dur[i],
+            child_ns: self.child[i],
+            thread: 0,
+            error: self.flags[i] & ST_MASK != 0,
+        }
+    }
 }
 
 /// Which arrays of [`Columns`] hold the current block's values.
@@ -1474,6 +1583,53 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
             }
         }
         Ok(())
+    }
+
+    /// The narrow head columns of the spans left in a version-2 block, for a
+    /// reader that folds them a column at a time rather than span by span:
+    /// what [`for_each_head_of`](Self::for_each_head_of) would call its
+    /// `f` with, as arrays. `Ok(None)` (and nothing read) for a version-1
+    /// block, or when `fields` names the id, parent, trace or thread (the
+    /// caller then takes [`for_each_head_of`](Self::for_each_head_of)).
+    /// The starts are 0 unless `fields` names them. Damage is as in
+    /// [`for_each_head_of`](Self::for_each_head_of): a damaged column
+    /// gives the error and no span. Either way the block is done after
+    /// the call.
+    #[inline]
+    pub fn head_columns(
+        &mut self,
+        fields: HeadFields,
+    ) -> Result<Option<HeadColumns<'_>>, CorruptBlock> {
+        let Some(sec) = self.v2 else {
+            return Ok(None);
+        };
+        if fields.intersects(FULL_ONLY) {
+            return Ok(None);
+        }
+        let want = if fields.contains(HeadFields::START) {
+            Ready::Narrow
+        } else {
+            Ready::NoStart
+        };
+        let have = self.cols.ready;
+        let enough = match want {
+            Ready::Narrow => have == Ready::Full || have == Ready::Narrow,
+            _ => have != Ready::No,
+        };
+        if !enough {
+            self.decode_v2(want)?;
+        }
+        let (i0, n) = (self.next, sec.count);
+        self.next = n;
+        self.remaining = 0;
+        let c = &self.cols;
+        Ok(Some(HeadColumns {
+            flags: &self.data.as_ref()[sec.flags + i0..sec.flags + n],
+            path: &c.path[i0..n],
+            start: &c.start[i0..n],
+            dur: &c.dur[i0..n],
+            child: &c.child[i0..n],
+        }))
     }
 
     /// [`for_each_head`](Self::for_each_head) of a version-1 block: the
@@ -2192,6 +2348,140 @@ mod tests {
         for (v, data) in both(&spans) {
             let per = data.len() as f64 / spans.len() as f64;
             assert!(per < 20.0, "v{v}: {per} bytes per span");
+        }
+    }
+
+    /// The columns of [`BlockDecoder::head_columns`] against the spans of
+    /// [`BlockDecoder::for_each_head_of`]: whole blocks, after spans read
+    /// one by one, damaged columns, and the reads it leaves to the loop.
+    #[test]
+    fn head_columns_equal_for_each_head_of() {
+        let spans = varied();
+        let data = encode(&spans);
+        let narrow = HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN;
+        for fields in [narrow | HeadFields::ERROR, narrow | HeadFields::START] {
+            for skip in [0, 1, 7, spans.len() - 1, spans.len()] {
+                let mut a = BlockDecoder::new(&data[..], false).unwrap();
+                let mut b = BlockDecoder::new(&data[..], false).unwrap();
+                for _ in 0..skip {
+                    assert_eq!(a.next_head().unwrap(), b.next_head().unwrap());
+                }
+                // The fields `head_columns` does not give (0 there) may
+                // come out of `for_each_head_of` after `next_head`.
+                let mut want = vec![];
+                a.for_each_head_of(fields, |h| {
+                    want.push(SpanHead {
+                        id: 0,
+                        parent: 0,
+                        trace: 0,
+                        thread: 0,
+                        ..*h
+                    })
+                })
+                .unwrap();
+                let c = b.head_columns(fields).unwrap().unwrap();
+                assert_eq!(c.len(), spans.len() - skip);
+                assert_eq!(c.is_empty(), skip == spans.len());
+                let got: Vec<SpanHead> = (0..c.len()).map(|i| c.head(i)).collect();
+                for (i, &st) in c.status_bytes().iter().enumerate() {
+                    assert_eq!(HeadColumns::error_of(st), c.is_error(i));
+                    assert_eq!(c.is_error(i), got[i].error);
+                }
+                assert!(got == want, "{fields:?} after {skip}");
+                assert_eq!(b.remaining(), 0);
+                assert!(b.next_head().unwrap().is_none());
+            }
+        }
+        // Wide fields, and row-wise blocks: left to `for_each_head_of`,
+        // with nothing read.
+        let mut d = BlockDecoder::new(&data[..], false).unwrap();
+        assert!(d.head_columns(HeadFields::ALL).unwrap().is_none());
+        assert!(d.head_columns(HeadFields::THREAD).unwrap().is_none());
+        assert_eq!(d.remaining(), spans.len() as u64);
+        let v1 = encode_v1(&spans);
+        let mut d = BlockDecoder::new(&v1[..], false).unwrap();
+        assert!(d.head_columns(narrow).unwrap().is_none());
+        assert_eq!(d.remaining(), spans.len() as u64);
+        // A damaged column: the error, no spans, the block done.
+        let sec = sections(&data);
+        let mut bad = data.clone();
+        bad[sec.col[C_DUR + 1] - 1] |= 0x80;
+        let mut d = BlockDecoder::new(&bad[..], false).unwrap();
+        assert!(d.head_columns(narrow).is_err());
+        assert_eq!(d.remaining(), 0);
+        assert!(d.next_head().unwrap().is_none());
+    }
+
+    /// Values whose encodings take every length, mostly the short ones
+    /// `read_dense` reads eight bytes at a time.
+    fn column_value() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => 0u64..128,
+            4 => 128u64..16_384,
+            1 => 16_384u64..(1 << 21),
+            1 => any::<u64>(),
+        ]
+    }
+
+    /// `n` values from `data[at..end]` read one by one with the checked
+    /// byte-by-byte reader: what `read_dense` must give.
+    fn dense_by_value(data: &[u8], at: usize, end: usize, n: usize) -> Option<Vec<u64>> {
+        let mut pos = at;
+        let mut out = vec![];
+        for _ in 0..n {
+            let (v, len) = varint_long(data, pos)?;
+            pos += len;
+            out.push(v);
+        }
+        (pos == end).then_some(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// `read_dense`, eight bytes at a time where it can, against the
+        /// value-by-value reader: any mix of lengths at any offset, a
+        /// section end moved, the wrong count, damaged bytes, and the
+        /// next section's bytes after the column.
+        #[test]
+        fn read_dense_equals_the_value_by_value_reader(
+            values in proptest::collection::vec(column_value(), 0..48),
+            pad in 0usize..9,
+            next in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            hits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..3,
+            ),
+            moved in -2i64..=2,
+        ) {
+            let mut data = vec![0xffu8; pad];
+            for &v in &values {
+                put_varint(&mut data, v);
+            }
+            let end = data.len();
+            data.extend(&next);
+            for (at, byte) in hits {
+                if !data.is_empty() {
+                    let at = at.index(data.len());
+                    data[at] = byte;
+                }
+            }
+            let end = (end as i64 + moved).clamp(pad as i64, data.len() as i64) as usize;
+            for n in [values.len(), values.len().saturating_sub(1), values.len() + 1] {
+                let want = dense_by_value(&data, pad, end, n);
+                let mut out = vec![7u64];
+                let got = read_dense(&data, (pad, end), n, &mut out, Some).map(|()| out);
+                proptest::prop_assert_eq!(&got, &want);
+                // With a conversion that can fail, as for paths.
+                let want32 = want.and_then(|v| {
+                    v.into_iter().map(|x| u32::try_from(x).ok()).collect::<Option<Vec<u32>>>()
+                });
+                let mut out = vec![];
+                let got32 = read_dense(&data, (pad, end), n, &mut out, |v| u32::try_from(v).ok())
+                    .map(|()| out);
+                proptest::prop_assert_eq!(got32, want32);
+            }
         }
     }
 }

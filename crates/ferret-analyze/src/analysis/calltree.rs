@@ -11,7 +11,7 @@ use super::query::{select, Query};
 use super::scan::{Fold, Resolved, ScanOptions};
 use crate::error::Result;
 use crate::store::Store;
-use ferret_format::codec::{HeadFields, SpanHead};
+use ferret_format::codec::{HeadColumns, HeadFields, SpanHead};
 
 /// One call path. Times in ns.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -110,6 +110,36 @@ impl CallFold {
     }
 }
 
+/// Counts spans `i..` of `c` into their paths' states, up to the first
+/// whose path has no state yet; returns where it stopped (`c.len()` after
+/// the last). Not inlined: a call per block, and the loop gets registers
+/// of its own.
+#[inline(never)]
+fn count_paths(accs: &mut [Acc], c: &HeadColumns<'_>, mut i: usize) -> usize {
+    let status = c.status_bytes();
+    let n = status.len();
+    // One length for all (no bounds check per span).
+    let (path, dur, child) = (&c.path[..n], &c.dur[..n], &c.child[..n]);
+    while i < n {
+        let Some(a) = accs.get_mut(path[i] as usize) else {
+            break;
+        };
+        let d = dur[i];
+        a.count += 1;
+        a.total = a.total.saturating_add(d);
+        // A branch, not a select: a new longest span is rare.
+        if d > a.max {
+            a.max = d;
+        }
+        if HeadColumns::error_of(status[i]) {
+            a.errors += 1;
+        }
+        a.self_ns = a.self_ns.saturating_add(d.saturating_sub(child[i]));
+        i += 1;
+    }
+    i
+}
+
 impl Fold for CallFold {
     fn heads_only(&self) -> bool {
         true
@@ -131,6 +161,20 @@ impl Fold for CallFold {
         a.self_ns = a
             .self_ns
             .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
+    }
+
+    /// Span by span with the states in a local (the stores into a state
+    /// do not make the loop load them again), until a path without a
+    /// state yet.
+    #[inline(always)]
+    fn head_columns(&mut self, c: &HeadColumns<'_>, _names: &[u32]) {
+        let mut i = 0;
+        while i < c.len() {
+            i = count_paths(&mut self.accs, c, i);
+            if i < c.len() {
+                self.grow(c.path[i] as usize);
+            }
+        }
     }
 
     fn span(&mut self, r: Resolved<'_>) {

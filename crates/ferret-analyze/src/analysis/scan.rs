@@ -20,8 +20,8 @@
 use super::query::{Clock, Selection};
 use super::resolve::PathResolver;
 use crate::error::Result;
-use crate::store::{FileKind, SpanRecord, Spans, Store};
-use ferret_format::codec::{HeadFields, SpanHead};
+use crate::store::{FileKind, HeadSink, SpanRecord, Spans, Store};
+use ferret_format::codec::{HeadColumns, HeadFields, SpanHead};
 use ferret_format::TagValue;
 
 /// A span as a [`Fold`] sees it.
@@ -65,6 +65,35 @@ pub trait Fold {
     fn head_and_self(&mut self, head: &SpanHead, name: u32) {
         self.head(head, name);
         self.self_time(name, head.path, head.dur_ns.saturating_sub(head.child_ns));
+    }
+
+    /// Native fast path, a columnar block read without a time window:
+    /// [`Fold::head_and_self`] of each of its spans in turn (span `i` is
+    /// `c.head(i)`, its name id `names[path]`, 0 past the end), which a
+    /// fold may do a column at a time. Default: span by span.
+    #[inline(always)]
+    fn head_columns(&mut self, c: &HeadColumns<'_>, names: &[u32]) {
+        let spans = c
+            .status_bytes()
+            .iter()
+            .zip(c.path)
+            .zip(c.start)
+            .zip(c.dur)
+            .zip(c.child);
+        for ((((&st, &path), &start_ns), &dur_ns), &child_ns) in spans {
+            let h = SpanHead {
+                id: 0,
+                parent: 0,
+                trace: 0,
+                path,
+                start_ns,
+                dur_ns,
+                child_ns,
+                thread: 0,
+                error: HeadColumns::error_of(st),
+            };
+            self.head_and_self(&h, names.get(path as usize).copied().unwrap_or(0));
+        }
     }
 
     /// Every span, in file order, with its call path.
@@ -352,11 +381,7 @@ pub(crate) fn feed_native(
         while !fold.done() {
             // Counted by the block, not by the span. The fold is inlined
             // in both loops of `block_heads` (with and without a window).
-            let Some(k) = spans.block_heads(
-                fields,
-                #[inline(always)]
-                |h, name| fold.head_and_self(h, name),
-            ) else {
+            let Some(k) = spans.block_heads(fields, &mut FoldSink(fold)) else {
                 break;
             };
             *n += k;
@@ -398,6 +423,21 @@ pub(crate) fn feed_native(
             }
             fold.span_self(rec.span_id(), self_ns);
         }
+    }
+}
+
+/// A [`Fold`] as the sink of [`Spans::block_heads`].
+struct FoldSink<'a, F>(&'a mut F);
+
+impl<F: Fold> HeadSink for FoldSink<'_, F> {
+    #[inline(always)]
+    fn head(&mut self, h: &SpanHead, name: u32) {
+        self.0.head_and_self(h, name);
+    }
+
+    #[inline(always)]
+    fn columns(&mut self, c: &HeadColumns<'_>, names: &[u32]) {
+        self.0.head_columns(c, names);
     }
 }
 

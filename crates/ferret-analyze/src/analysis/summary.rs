@@ -8,7 +8,7 @@ use super::scan::{Fold, Resolved, ScanOptions};
 use super::sketch::LatencySketch;
 use crate::error::Result;
 use crate::store::{FileKind, RunInfo, Store};
-use ferret_format::codec::{HeadFields, SpanHead};
+use ferret_format::codec::{HeadColumns, HeadFields, SpanHead};
 use serde::Serialize;
 
 /// Durations staged per name before they go into its sketch.
@@ -31,8 +31,14 @@ impl Acc {
     #[inline(always)]
     fn add_timed(&mut self, d: u64, stage: bool) {
         self.total = self.total.saturating_add(d);
-        self.min = self.min.min(d);
-        self.max = self.max.max(d);
+        // Branches, not selects: a new extreme is rare once a name has a
+        // few spans, and the common case then stores nothing.
+        if d < self.min {
+            self.min = d;
+        }
+        if d > self.max {
+            self.max = d;
+        }
         if !stage {
             self.sketch.add(d);
             return;
@@ -283,6 +289,40 @@ impl SummaryFold {
     }
 }
 
+/// Counts spans `i..` of `c` (count, errors, duration, self time) into
+/// their names' states, up to the first whose name has no state yet;
+/// returns where it stopped (`c.len()` after the last).
+///
+/// Not inlined: a call per block, and the loop gets registers of its own
+/// (inlined into the scan, it kept its slices' pointers on the stack).
+#[inline(never)]
+fn count_spans<const STAGE: bool>(
+    accs: &mut [Acc],
+    c: &HeadColumns<'_>,
+    names: &[u32],
+    mut i: usize,
+) -> usize {
+    let status = c.status_bytes();
+    let n = status.len();
+    // One length for all (no bounds check per span).
+    let (path, dur, child) = (&c.path[..n], &c.dur[..n], &c.child[..n]);
+    while i < n {
+        let name = names.get(path[i] as usize).copied().unwrap_or(0);
+        let Some(a) = accs.get_mut(name as usize) else {
+            break;
+        };
+        let d = dur[i];
+        a.count += 1;
+        if HeadColumns::error_of(status[i]) {
+            a.errors += 1;
+        }
+        a.add_timed(d, STAGE);
+        a.self_ns = a.self_ns.saturating_add(d.saturating_sub(child[i]));
+        i += 1;
+    }
+    i
+}
+
 impl Fold for SummaryFold {
     fn heads_only(&self) -> bool {
         true
@@ -308,6 +348,33 @@ impl Fold for SummaryFold {
         a.self_ns = a
             .self_ns
             .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
+    }
+
+    /// The time range in a loop of its own (two running values in
+    /// registers), then each span's name state.
+    #[inline(always)]
+    fn head_columns(&mut self, c: &HeadColumns<'_>, names: &[u32]) {
+        let (mut first, mut last) = (self.first, self.last);
+        for (&s, &d) in c.start.iter().zip(c.dur) {
+            first = first.min(s);
+            last = last.max(s.saturating_add(d.min(i64::MAX as u64) as i64));
+        }
+        (self.first, self.last) = (first, last);
+        let mut i = 0;
+        while i < c.len() {
+            // A loop for each staging choice, with the states in a local
+            // (the stores into a state do not make the loop load them
+            // again), until a name without a state yet.
+            i = if self.stage {
+                count_spans::<true>(&mut self.accs, c, names, i)
+            } else {
+                count_spans::<false>(&mut self.accs, c, names, i)
+            };
+            if i < c.len() {
+                let name = names.get(c.path[i] as usize).copied().unwrap_or(0);
+                self.grow(name as usize);
+            }
+        }
     }
 
     fn span(&mut self, r: Resolved<'_>) {

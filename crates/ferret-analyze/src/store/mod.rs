@@ -576,21 +576,25 @@ impl Spans<'_> {
         }
     }
 
-    /// Native files only: calls `f` with the fixed fields and name id of
+    /// Native files only: feeds `sink` the fixed fields and name id of
     /// every span of the next block, in a tight loop (faster than
-    /// [`Spans::next_head`]). Returns how many spans `f` saw; `None` at the
+    /// [`Spans::next_head`]). Returns how many spans it saw; `None` at the
     /// end of the stream, and always for ferret-io files.
     ///
-    /// `fields` are the fields `f` reads: in a columnar block (block
+    /// `fields` are the fields the sink reads: in a columnar block (block
     /// version 2) only their columns are decoded, and the others may come
     /// out as 0 (see [`ferret_format::codec::BlockDecoder::for_each_head_of`]).
+    ///
+    /// A columnar block read without a time window goes to
+    /// [`HeadSink::columns`] whole; other blocks span by span to
+    /// [`HeadSink::head`].
     pub fn block_heads(
         &mut self,
         fields: ferret_format::codec::HeadFields,
-        f: impl FnMut(&ferret_format::codec::SpanHead, u32),
+        sink: &mut impl HeadSink,
     ) -> Option<u64> {
         match &mut self.inner {
-            SpansInner::Native(n) => n.block_heads(fields, f),
+            SpansInner::Native(n) => n.block_heads(fields, sink),
             SpansInner::FerretIo(_) => None,
         }
     }
@@ -658,4 +662,16 @@ impl Iterator for Spans<'_> {
             None
         }
     }
+}
+
+/// What [`Spans::block_heads`] feeds a block's spans to.
+pub trait HeadSink {
+    /// One span's fixed fields and the name id of its path.
+    fn head(&mut self, h: &ferret_format::codec::SpanHead, name: u32);
+
+    /// Every span of a columnar block at once: span `i` is
+    /// [`HeadColumns::head`](ferret_format::codec::HeadColumns::head)`(i)`,
+    /// and its name id `names[path]` (0 for a path past the end of
+    /// `names`).
+    fn columns(&mut self, c: &ferret_format::codec::HeadColumns<'_>, names: &[u32]);
 }

@@ -425,7 +425,7 @@ impl<'a> NativeSpans<'a> {
     pub(super) fn block_heads(
         &mut self,
         fields: HeadFields,
-        mut f: impl FnMut(&SpanHead, u32),
+        sink: &mut impl super::HeadSink,
     ) -> Option<u64> {
         if self.dec_state.is_none() && !self.next_block() {
             return None;
@@ -435,14 +435,24 @@ impl<'a> NativeSpans<'a> {
             let names = &self.path_names[..];
             let name = |h: &SpanHead| names.get(h.path as usize).copied().unwrap_or(0);
             let r = if self.q.since_ns.is_none() && self.q.until_ns.is_none() {
-                st.decoder.for_each_head_of(
-                    fields | HeadFields::PATH,
-                    #[inline(always)]
-                    |h| {
-                        seen += 1;
-                        f(h, name(h));
-                    },
-                )
+                // A columnar block goes to the sink as columns; a row-wise
+                // one (or a read of the wide fields) span by span.
+                match st.decoder.head_columns(fields | HeadFields::PATH) {
+                    Ok(Some(c)) => {
+                        seen = c.len() as u64;
+                        sink.columns(&c, names);
+                        Ok(())
+                    }
+                    Ok(None) => st.decoder.for_each_head_of(
+                        fields | HeadFields::PATH,
+                        #[inline(always)]
+                        |h| {
+                            seen += 1;
+                            sink.head(h, name(h));
+                        },
+                    ),
+                    Err(e) => Err(e),
+                }
             } else {
                 let (since, until) = self.q.bounds();
                 st.decoder.for_each_head_of(
@@ -453,7 +463,7 @@ impl<'a> NativeSpans<'a> {
                             return;
                         }
                         seen += 1;
-                        f(h, name(h));
+                        sink.head(h, name(h));
                     },
                 )
             };
