@@ -1084,17 +1084,13 @@ impl HeadColumns<'_> {
     /// parent, trace and thread 0).
     #[inline(always)]
     pub fn head(&self, i: usize) -> SpanHead {
-        SpanHead {
-            id: 0,
-            parent: 0,
-            trace: 0,
-            path: self.path[i],
-            start_ns: self.start[i],
-            dur_ns: self.dur[i],
-            child_ns: self.child[i],
-            thread: 0,
-            error: self.flags[i] & ST_MASK != 0,
-        }
+        SpanHead::narrow(
+            self.path[i],
+            self.start[i],
+            self.dur[i],
+            self.child[i],
+            self.flags[i] & ST_MASK != 0,
+        )
     }
 }
 
@@ -1530,18 +1526,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         } else {
             Ready::NoStart
         };
-        let have = self.cols.ready;
-        let enough = match want {
-            Ready::Full => have == Ready::Full,
-            Ready::Narrow => have == Ready::Full || have == Ready::Narrow,
-            _ => have != Ready::No,
-        };
-        if !enough {
-            self.decode_v2(want)?;
-        }
-        let (i0, n) = (self.next, sec.count);
-        self.next = n;
-        self.remaining = 0;
+        let (i0, n) = self.take_columns(want, sec.count)?;
         let flags = &self.data.as_ref()[sec.flags..sec.flags + n];
         let c = &self.cols;
         if c.ready == Ready::Full {
@@ -1569,20 +1554,36 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
                 .zip(&c.dur[i0..n])
                 .zip(&c.child[i0..n]);
             for ((((&fl, &path), &start_ns), &dur_ns), &child_ns) in spans {
-                f(&SpanHead {
-                    id: 0,
-                    parent: 0,
-                    trace: 0,
+                f(&SpanHead::narrow(
                     path,
                     start_ns,
                     dur_ns,
                     child_ns,
-                    thread: 0,
-                    error: fl & ST_MASK != 0,
-                });
+                    fl & ST_MASK != 0,
+                ));
             }
         }
         Ok(())
+    }
+
+    /// Decodes the columns `want` needs of a version-2 block of `count`
+    /// spans, unless they are decoded already, and marks the block read:
+    /// the range of spans left, `(first, count)`.
+    #[inline(always)]
+    fn take_columns(&mut self, want: Ready, count: usize) -> Result<(usize, usize), CorruptBlock> {
+        let have = self.cols.ready;
+        let enough = match want {
+            Ready::Full => have == Ready::Full,
+            Ready::Narrow => have == Ready::Full || have == Ready::Narrow,
+            _ => have != Ready::No,
+        };
+        if !enough {
+            self.decode_v2(want)?;
+        }
+        let i0 = self.next;
+        self.next = count;
+        self.remaining = 0;
+        Ok((i0, count))
     }
 
     /// The narrow head columns of the spans left in a version-2 block, for a
@@ -1611,17 +1612,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         } else {
             Ready::NoStart
         };
-        let have = self.cols.ready;
-        let enough = match want {
-            Ready::Narrow => have == Ready::Full || have == Ready::Narrow,
-            _ => have != Ready::No,
-        };
-        if !enough {
-            self.decode_v2(want)?;
-        }
-        let (i0, n) = (self.next, sec.count);
-        self.next = n;
-        self.remaining = 0;
+        let (i0, n) = self.take_columns(want, sec.count)?;
         let c = &self.cols;
         Ok(Some(HeadColumns {
             flags: &self.data.as_ref()[sec.flags + i0..sec.flags + n],
@@ -1822,6 +1813,23 @@ pub struct SpanHead {
 }
 
 impl SpanHead {
+    /// A head with the narrow fields only (id, parent, trace and thread
+    /// 0), as [`HeadColumns`] and the narrow reads give it.
+    #[inline(always)]
+    pub fn narrow(path: u32, start_ns: i64, dur_ns: u64, child_ns: u64, error: bool) -> SpanHead {
+        SpanHead {
+            id: 0,
+            parent: 0,
+            trace: 0,
+            path,
+            start_ns,
+            dur_ns,
+            child_ns,
+            thread: 0,
+            error,
+        }
+    }
+
     /// True when the status is anything but ok.
     #[inline]
     pub fn is_error(&self) -> bool {

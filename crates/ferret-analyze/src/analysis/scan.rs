@@ -81,17 +81,7 @@ pub trait Fold {
             .zip(c.dur)
             .zip(c.child);
         for ((((&st, &path), &start_ns), &dur_ns), &child_ns) in spans {
-            let h = SpanHead {
-                id: 0,
-                parent: 0,
-                trace: 0,
-                path,
-                start_ns,
-                dur_ns,
-                child_ns,
-                thread: 0,
-                error: HeadColumns::error_of(st),
-            };
+            let h = SpanHead::narrow(path, start_ns, dur_ns, child_ns, HeadColumns::error_of(st));
             self.head_and_self(&h, names.get(path as usize).copied().unwrap_or(0));
         }
     }

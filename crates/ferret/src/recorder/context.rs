@@ -9,7 +9,9 @@ use crate::clock;
 use crate::intern::{Name, PathCache};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+#[cfg(feature = "tracing")]
+use std::sync::Weak;
+use std::sync::{Arc, Mutex};
 
 /// True while a profiler is installed: the one check a disabled span pays.
 pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -23,11 +25,13 @@ fn global() -> std::sync::MutexGuard<'static, Option<Arc<Inner>>> {
 
 /// Every profiler installed so far that is still alive: where a span that
 /// names its profiler by [`Inner::serial`] finds it.
+#[cfg(feature = "tracing")]
 static INSTALLED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
 
 /// The profiler with serial `serial`, if it was installed and is alive.
 /// For spans that finish where their profiler is not the thread's (it was
 /// replaced meanwhile): a lock and a scan, off the hot path.
+#[cfg(feature = "tracing")]
 pub(crate) fn installed(serial: u64) -> Option<Arc<Inner>> {
     let list = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
     list.iter()
@@ -36,6 +40,7 @@ pub(crate) fn installed(serial: u64) -> Option<Arc<Inner>> {
 }
 
 pub(crate) fn install(inner: Arc<Inner>) -> Option<Arc<Inner>> {
+    #[cfg(feature = "tracing")]
     {
         let mut list = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|w| w.strong_count() > 0);
@@ -289,6 +294,7 @@ impl Local {
     }
 
     /// The attached profiler's [`Inner::serial`] (0: none).
+    #[cfg(feature = "tracing")]
     #[inline]
     pub(crate) fn serial(&self) -> u64 {
         self.inner.as_ref().map_or(0, |i| i.serial)

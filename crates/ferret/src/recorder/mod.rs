@@ -21,13 +21,14 @@ pub use live::stall::{Stall, StallFrame, StallKind};
 pub use shared::RecorderStats;
 use shared::{Counters, Inner, RECYCLED_BATCHES};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use writer::{Writer, BLOCK_SPANS, WRITE_BLOCKS};
 
 /// The next profiler's [`Inner::serial`] (0 stands for none).
+#[cfg(feature = "tracing")]
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// A random 128-bit run id in hex.
@@ -218,7 +219,8 @@ impl ProfilerBuilder {
             run_key,
             run_db_id,
             proc_db_id,
-            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            #[cfg(feature = "tracing")]
+            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             id_base: (proc_db_id as u64) << 40,
             next_id: AtomicU64::new(1),
             batch_size: self.batch_size,

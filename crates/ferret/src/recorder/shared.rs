@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     /// A number no other profiler of this process has: spans that keep no
     /// reference to their profiler (FerretLayer's) name it by this, see
     /// [`context::installed`](super::context::installed).
+    #[cfg(feature = "tracing")]
     pub serial: u64,
     /// High bits of every span id of this process: `process row id << 40`.
     pub id_base: u64,
