@@ -279,13 +279,18 @@ impl Open {
         };
         let profiler = self.profiler;
         let mut span = Some(span);
+        // Not `refresh`ed: attaching a thread that only ever closes spans
+        // (a tokio worker finishing a spawned task) costs microseconds,
+        // and a parent closed by its last child must follow within
+        // NESTED_CLOSE_NS to be recognised (see `on_close`).
         with_local(|l| {
-            if l.refresh() && l.serial() == profiler {
+            if l.serial() == profiler {
                 l.record(span.take().expect("once"), &mut tail, end, None);
             }
         });
-        // Its profiler is not this thread's (any more): another was
-        // installed since the span began, or the thread is ending.
+        // Its profiler is not this thread's: another was installed since
+        // the span began, the thread has recorded nothing yet, or it is
+        // ending.
         if let Some(span) = span {
             if let Some(inner) = installed(profiler) {
                 inner.submit(Batch::one(span, &mut tail));
