@@ -462,6 +462,41 @@ fn a_background_task_does_not_stretch_its_parents() {
     assert_eq!(request.children, handler.dur);
 }
 
+/// A span that is never entered (a worker loop's, a root given as
+/// explicit parent) keeps at most a few of its closed children waiting:
+/// the others reach the file while it is still open (a crash keeps them),
+/// as ordinary children, and memory does not grow with their number.
+#[test]
+fn children_of_a_span_never_entered_reach_the_file_while_it_is_open() {
+    let _l = lock();
+    init_global();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
+    p.install();
+    let worker = tracing::info_span!("worker");
+    for i in 0..1000 {
+        tracing::info_span!(parent: &worker, "request", i).in_scope(|| {});
+    }
+    p.flush().unwrap();
+    let so_far = read_back(&path, "r");
+    let n = so_far.iter().filter(|r| r.name == "request").count();
+    assert!(n >= 1000 - 16, "{n} of 1000 children in the file");
+    assert!(so_far.iter().all(|r| r.name != "worker"), "still open");
+    drop(worker);
+    p.close().unwrap();
+    let v = read_back(&path, "r");
+    let worker = find(&v, "worker");
+    let requests: Vec<&Rec> = v.iter().filter(|r| r.name == "request").collect();
+    assert_eq!(requests.len(), 1000);
+    for r in &requests {
+        assert_eq!(r.parent, Some(worker.id));
+        assert_eq!(r.tag("detached"), None);
+    }
+    // Every child ended inside the worker's life: all its children time.
+    assert_eq!(worker.children, requests.iter().map(|r| r.dur).sum::<u64>());
+}
+
 /// A span kept open by a handle (not only by its children) still ends
 /// when its last handle drops, as before.
 #[test]

@@ -79,7 +79,15 @@ use tracing_subscriber::registry::LookupSpan;
 ///   are recorded with their own start and duration, still under their
 ///   parent (same parent id and trace), with the tag `detached = true`, and
 ///   their time is not counted in the parent's children time (so the
-///   parent's self time is not negative either).
+///   parent's self time is not negative either);
+/// - at most 16 children wait in a parent: when a 17th closes while the
+///   parent still idles, the parent is taken to be held open by a handle
+///   (a worker loop's span, a root given as explicit parent), and the
+///   waiting children are recorded as ended inside it. Memory stays flat
+///   however many children such a span has, and they reach the file
+///   while it is still open. Only a span that nothing but its children
+///   keeps open *and* that has more than 16 children still running when
+///   it returns has some of them recorded without `detached`.
 ///
 /// # Tracing inside field values
 ///
@@ -240,6 +248,15 @@ impl SpanData {
         });
     }
 }
+
+/// Children at most that wait in an idle parent (see "Detached children"
+/// on [`FerretLayer`]): about 500 bytes each. A span that idles while more
+/// of its children close than this is taken to be held open by a handle,
+/// so its waiting children ended inside it and are recorded at once.
+/// Without a bound, a long-lived span that is never entered (a worker
+/// loop's, a root given as explicit parent) would keep every child it ever
+/// had in memory, unrecorded, until it closed.
+const WAITING_MAX: usize = 16;
 
 /// Spare state boxes a thread keeps at most (about 500 bytes each).
 const SPARE_MAX: usize = 32;
@@ -541,6 +558,12 @@ where
             self.open.with(parent, |pd| {
                 let same_parent = matches!(&pd.rec, Rec::Open(po) if po.id == ferret_parent);
                 if same_parent && pd.entered == 0 {
+                    if pd.waiting.len() >= WAITING_MAX {
+                        // Many children closing while it idles: a span
+                        // whose handle is held (a worker loop's, a
+                        // root's), which they ended inside.
+                        pd.release_waiting(None);
+                    }
                     pd.waiting.push(Waiting {
                         span: data.take().expect("not taken yet"),
                         end,
