@@ -4,7 +4,9 @@
 //!   worker loop's span, a root given as `parent:`), each entered and
 //!   closed on the main thread;
 //! - `threads N`: N short-lived threads (64 at a time), each recording a
-//!   span under one such span and a child inside it.
+//!   span under one such span and a child inside it;
+//! - `record N`: one open span that records a text field N times
+//!   (progress in a loop).
 //!
 //! Prints the resident memory as it goes and at the end, and how many spans
 //! the profiler accepted. Linux only (`/proc/self/status`).
@@ -12,6 +14,7 @@
 //! ```text
 //! cargo run --release -p ferret --features tracing --example layer_memory -- idle-parent 1000000
 //! cargo run --release -p ferret --features tracing --example layer_memory -- threads 100000
+//! cargo run --release -p ferret --features tracing --example layer_memory -- record 2000000
 //! ```
 
 use tracing_subscriber::prelude::*;
@@ -75,8 +78,20 @@ fn main() {
                 }
             }
         }
+        "record" => {
+            let job = tracing::info_span!(parent: &worker, "job", progress = tracing::field::Empty);
+            for i in 0..n {
+                job.record(
+                    "progress",
+                    tracing::field::display(format_args!("item-{i}")),
+                );
+                if (i + 1) % (n / 4).max(1) == 0 {
+                    report(i + 1);
+                }
+            }
+        }
         other => {
-            eprintln!("unknown shape {other:?}: idle-parent or threads");
+            eprintln!("unknown shape {other:?}: idle-parent, threads or record");
             std::process::exit(2);
         }
     }

@@ -61,7 +61,20 @@ impl Text {
             None => self.inline.get(start..start + len),
         }
     }
+
+    /// Forgets the bytes from `n` on (`n`: where a whole `str` began).
+    fn truncate(&mut self, n: usize) {
+        match &mut self.heap {
+            Some(h) if h.is_char_boundary(n) => h.truncate(n),
+            Some(_) => {}
+            None => self.len = self.len.min(n),
+        }
+    }
 }
+
+/// Text bytes from which [`Tags::set_text`] checks how much of the text
+/// is still some tag's value.
+const TEXT_COMPACT_FROM: usize = 256;
 
 impl std::fmt::Write for Text {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -138,7 +151,17 @@ impl Tags {
     }
 
     /// Adds or replaces a tag whose value is text written by `f`.
+    ///
+    /// A replaced value's text is dropped when it was the last written (a
+    /// field recorded again and again), and the text is compacted when
+    /// most of it is replaced values: a span open for hours that records
+    /// a text field in a loop keeps one value, not all of them.
     pub(super) fn set_text(&mut self, key: &'static str, f: impl FnOnce(&mut dyn std::fmt::Write)) {
+        if let Some(&mut Val::Text { start, len }) = self.slot(key) {
+            if (start + len) as usize == self.text.len() {
+                self.text.truncate(start as usize);
+            }
+        }
         let start = self.text.len();
         f(&mut self.text);
         let len = self.text.len() - start;
@@ -149,6 +172,42 @@ impl Tags {
                 len: len as u32,
             },
         );
+        if self.text.len() >= TEXT_COMPACT_FROM {
+            self.compact_text();
+        }
+    }
+
+    /// Rewrites the text with only the values of tags, when they are
+    /// less than half of it.
+    fn compact_text(&mut self) {
+        let live: usize = self
+            .iter()
+            .map(|(_, v)| match v {
+                Val::Text { len, .. } => *len as usize,
+                _ => 0,
+            })
+            .sum();
+        if 2 * live >= self.text.len() {
+            return;
+        }
+        let mut fresh = Text {
+            inline: [0; TEXT_INLINE],
+            len: 0,
+            heap: None,
+        };
+        let (old, n) = (&self.text, self.len);
+        for (_, v) in self.inline[..n].iter_mut().chain(self.spill.iter_mut()) {
+            if let Val::Text { start, len } = v {
+                let bytes = old.get(*start as usize, *len as usize).unwrap_or(b"");
+                let at = fresh.len();
+                let _ = std::fmt::Write::write_str(
+                    &mut fresh,
+                    std::str::from_utf8(bytes).unwrap_or(""),
+                );
+                (*start, *len) = (at as u32, (fresh.len() - at) as u32);
+            }
+        }
+        self.text = fresh;
     }
 
     /// Adds or replaces a tag with the `Debug` text of `value`.
@@ -484,6 +543,37 @@ mod tests {
             t.write_tail(None, None, false, &mut out);
             assert_eq!(&out[1..], &want[..], "length {n}");
         }
+    }
+
+    /// A span that records text fields again and again (progress in a
+    /// loop) keeps its text bounded, and still writes the last values.
+    #[test]
+    fn text_recorded_again_and_again_stays_bounded() {
+        let mut t = Tags::default();
+        t.set_text("fixed", |w| {
+            let _ = w.write_str("set once");
+        });
+        for i in 0..10_000 {
+            t.set_text("progress", |w| {
+                let _ = write!(w, "item-{i}");
+            });
+            if i % 3 == 0 {
+                t.set_debug("phase", &format!("phase {}", i % 7));
+            }
+            t.set("n", Val::I64(i));
+            assert!(t.text.len() <= 512, "{} bytes", t.text.len());
+        }
+        let mut want = Vec::new();
+        let tags = vec![
+            (Cow::Borrowed("fixed"), TagValue::Str("set once".into())),
+            (Cow::Borrowed("progress"), TagValue::Str("item-9999".into())),
+            (Cow::Borrowed("phase"), TagValue::Str("\"phase 3\"".into())),
+            (Cow::Borrowed("n"), TagValue::I64(9999)),
+        ];
+        encode_tail(&Status::Ok, &tags, &mut want);
+        let mut out = Vec::new();
+        t.write_tail(None, None, false, &mut out);
+        assert_eq!(&out[1..], &want[..]);
     }
 
     #[test]
