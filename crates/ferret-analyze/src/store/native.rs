@@ -419,26 +419,18 @@ impl<'a> NativeSpans<'a> {
             let process: i64 = r.get(1)?;
             let len: Option<i64> = r.get(2)?;
             self.last_block = id;
-            let Some(len) = len else {
-                self.skipped += 1;
-                continue;
-            };
-            let blob = match &mut blob {
-                Some(b) => {
-                    b.reopen(id)?;
-                    b
-                }
-                None => blob.insert(self.conn.blob_open(
-                    DatabaseName::Main,
-                    "ferret_blocks",
-                    "data",
-                    id,
-                    true,
-                )?),
-            };
             let mut data = self.spare.pop().unwrap_or_default();
-            let len = len as usize;
-            read_block(blob, len, self.reach, &mut data)?;
+            data.clear();
+            // Data that is not a blob is an empty block: the decoder refuses
+            // it, and counts it once even if the block is fetched again.
+            let len = match len {
+                Some(len) => {
+                    let blob = blob_on(self.conn, &mut blob, id)?;
+                    read_block(blob, len as usize, self.reach, &mut data)?;
+                    len as usize
+                }
+                None => 0,
+            };
             page.push(Fetched {
                 id,
                 process,
@@ -670,6 +662,24 @@ impl<'a> NativeSpans<'a> {
             }
         }
     }
+}
+
+/// The page's blob handle, on block `id`: opened on the page's first
+/// block, reopened on the next ones (a seek by rowid).
+fn blob_on<'b, 'c>(
+    conn: &'c Connection,
+    blob: &'b mut Option<Blob<'c>>,
+    id: i64,
+) -> Result<&'b mut Blob<'c>> {
+    Ok(match blob {
+        Some(b) => {
+            b.reopen(id)?;
+            b
+        }
+        None => {
+            blob.insert(conn.blob_open(DatabaseName::Main, "ferret_blocks", "data", id, true)?)
+        }
+    })
 }
 
 /// Reads the block of `len` bytes that `blob` is open on into `data`:
