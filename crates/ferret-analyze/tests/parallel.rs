@@ -8,9 +8,9 @@ use ferret_analyze::analysis::{
     summarize_threads, Clock, Fold, Merge, Query, Resolved, ScanOptions, SortKey, SummaryOptions,
     TimeBound, TreeOptions,
 };
-use ferret_analyze::store::Store;
+use ferret_analyze::store::{HeadSink, SpanQuery, SpanRecord, Store};
 use ferret_analyze::Status;
-use ferret_format::codec::SpanHead;
+use ferret_format::codec::{HeadColumns, HeadFields, SpanHead};
 use ferret_testkit::{fio_row, span, FerretIoFile, NativeFile, TestSpan};
 use proptest::prelude::*;
 use std::path::Path;
@@ -309,4 +309,126 @@ fn fast_path_equals_the_record_path() {
         assert_eq!(call_tree(&store, &records).unwrap(), tree);
         assert_eq!(call_tree(&store, &everything).unwrap(), tree);
     }
+}
+
+/// The forest with tags and custom statuses on some spans: blocks with
+/// tails for whole-span readers, which readers of heads do not read.
+fn tailed(seed: u64, n: usize) -> Vec<TestSpan> {
+    forest(seed, n, 20)
+        .into_iter()
+        .map(|s| match s.id % 5 {
+            0 => s.tag("k", "a tag value long enough to need bytes"),
+            1 => s.status(Status::Custom("a custom status".into())),
+            _ => s,
+        })
+        .collect()
+}
+
+/// Opens the file of `store` again after `sql` changed its blocks.
+fn damaged(store: Store, sql: &str) -> Store {
+    let path = store.path().to_path_buf();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert!(conn.execute(sql, []).unwrap() > 0);
+    drop(conn);
+    Store::open(&path).unwrap()
+}
+
+/// Readers of heads read a block only up to its last head column: damage
+/// confined to the tails (here, the tails' last bytes cut off) does not
+/// reach them, while readers of whole spans (the busy clock) skip the
+/// rest of each such block, with one thread as with two.
+#[test]
+fn damaged_tails_leave_head_folds_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = native(dir.path(), tailed(13, 3000), 40);
+    let before = summarize(&store, &Query::latest(), &ALL, None).unwrap();
+    let tree_before = call_tree(&store, &Query::latest()).unwrap();
+    let store = damaged(
+        store,
+        "UPDATE ferret_blocks SET data = substr(data, 1, length(data) - 3) WHERE id % 3 = 1",
+    );
+    let after = summarize(&store, &Query::latest(), &ALL, None).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(call_tree(&store, &Query::latest()).unwrap(), tree_before);
+    let busy = Query {
+        clock: Clock::Busy,
+        ..Query::latest()
+    };
+    let whole = summarize(&store, &busy, &ALL, None).unwrap();
+    assert!(whole.skipped_rows > 0 && whole.spans < before.spans);
+    assert_same(&store, &Query::latest(), 2);
+    assert_eq!(
+        summarize_threads(&store, &busy, &ALL, 2, None).unwrap(),
+        whole
+    );
+}
+
+/// A block whose sections do not fit in it (cut inside its columns) is
+/// refused before any span by every reader, the ones that read only a
+/// prefix of it included.
+#[test]
+fn blocks_cut_inside_their_columns_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = native(dir.path(), tailed(17, 3000), 40);
+    let blocks = 3000u64.div_ceil(40);
+    let store = damaged(
+        store,
+        "UPDATE ferret_blocks SET data = substr(data, 1, length(data) / 2) WHERE id % 4 = 2",
+    );
+    let cut = blocks.div_ceil(4);
+    let heads = summarize(&store, &Query::latest(), &ALL, None).unwrap();
+    let busy = Query {
+        clock: Clock::Busy,
+        ..Query::latest()
+    };
+    let whole = summarize(&store, &busy, &ALL, None).unwrap();
+    assert!(heads.skipped_rows >= cut - 1 && heads.skipped_rows <= cut);
+    assert_eq!(whole.skipped_rows, heads.skipped_rows);
+    assert_eq!(heads.spans, 3000 - 40 * heads.skipped_rows);
+    assert_eq!(whole.spans, heads.spans);
+    assert_same(&store, &Query::latest(), 2);
+}
+
+/// A stream read for heads, then for whole spans, reads the blocks left
+/// whole: every span once, with its status and tags, and a block that is
+/// not a blob counted once though its page was fetched twice.
+#[test]
+fn a_stream_read_for_heads_then_whole_spans_gets_whole_blocks() {
+    struct Count(u64);
+    impl HeadSink for Count {
+        fn head(&mut self, _: &SpanHead, _: u32) {
+            self.0 += 1;
+        }
+        fn columns(&mut self, c: &HeadColumns<'_>, _: &[u32]) {
+            self.0 += c.len() as u64;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spans = tailed(19, 1000);
+    let tagged = spans.iter().filter(|s| s.id % 5 == 0).count();
+    let store = damaged(
+        native(dir.path(), spans, 40),
+        "UPDATE ferret_blocks SET data = 'text' WHERE id = 5",
+    );
+    let run = store.latest_run().unwrap();
+    let q = SpanQuery {
+        with_tags: true,
+        ..SpanQuery::default()
+    };
+    let mut s = store.spans(&run, &q).unwrap();
+    let mut heads = Count(0);
+    let mut n = 0;
+    for _ in 0..3 {
+        n += s.block_heads(HeadFields::DURATION, &mut heads).unwrap();
+    }
+    assert_eq!((n, heads.0), (120, 120));
+    let (mut rec, mut seen_tags, mut custom) = (SpanRecord::default(), 0, 0);
+    while s.next_into(&mut rec) {
+        n += 1;
+        seen_tags += usize::from(!rec.tags.is_empty());
+        custom += usize::from(matches!(rec.status, Status::Custom(_)));
+    }
+    assert_eq!((n, s.skipped_rows()), (1000 - 40, 1));
+    assert!(seen_tags > 0 && seen_tags < tagged && custom > 0);
 }

@@ -332,6 +332,12 @@ const C_DUR: usize = 5;
 const C_CHILD: usize = 6;
 const C_THREAD: usize = 7;
 
+/// The most bytes a block's header takes (the version byte, the count and,
+/// in version 2, the eight section lengths, varints of at most 10 bytes):
+/// the first bytes to read of a block to learn, with
+/// [`head_prefix_len`], how much of it a reader of heads needs.
+pub const BLOCK_HEADER_MAX: usize = 1 + 10 + COLS * 10;
+
 /// Spans an encoder's columns take after one capacity check: each column
 /// then has room for this many varints of the longest length.
 const ROOM_SPANS: usize = 64;
@@ -854,8 +860,9 @@ fn read_dense<T>(
     out.reserve(n);
     let mut pos = at;
     let fast_end = data.len().saturating_sub(7);
-    // `end <= data.len()` (the sections fit in the block), so a word at
-    // `pos < word_end` lies within the section.
+    // `end <= data.len()` (`decode_columns` checks that the columns it
+    // reads end within `data`), so a word at `pos < word_end` lies within
+    // the section.
     debug_assert!(end <= data.len());
     let word_end = end.saturating_sub(7);
     let slots = &mut out.spare_capacity_mut()[..n];
@@ -935,6 +942,12 @@ fn read_sparse<T>(
 /// Decodes the head columns of a version-2 block that `want` names into
 /// `c` (see [`BlockDecoder::decode_v2`]); `None` when one is damaged.
 fn decode_columns(data: &[u8], sec: &Sections, want: Ready, c: &mut Columns) -> Option<()> {
+    // A prefix of the block (see `BlockDecoder::of_prefix`) must hold the
+    // columns read: `read_dense` loads words up to a section's end
+    // unchecked.
+    if sec.col[want.end_section()] > data.len() {
+        return None;
+    }
     let n = sec.count;
     let flags = data.get(sec.flags..sec.flags + n)?;
     let col = |k: usize| (sec.col[k], sec.col[k + 1]);
@@ -1108,6 +1121,44 @@ enum Ready {
     Full,
 }
 
+impl Ready {
+    /// The columns a reader of `fields` decodes.
+    fn of(fields: HeadFields) -> Ready {
+        if fields.intersects(FULL_ONLY) {
+            Ready::Full
+        } else if fields.contains(HeadFields::START) {
+            Ready::Narrow
+        } else {
+            Ready::NoStart
+        }
+    }
+
+    /// The section after the last column that [`decode_columns`] reads
+    /// for `self`: its start is where those columns end.
+    fn end_section(self) -> usize {
+        match self {
+            Ready::Full => COLS,
+            _ => C_CHILD + 1,
+        }
+    }
+}
+
+/// How many leading bytes of a block of `block_len` bytes a reader of the
+/// heads' `fields` needs ([`BlockDecoder::of_prefix`]), from its first
+/// `head` bytes (at least [`BLOCK_HEADER_MAX`] of them, or the whole
+/// block): a version-2 block's header, flags and the columns those fields
+/// decode (never its tails), a version-1 block whole. An error when the
+/// header does not decode or its sections do not fit in `block_len` (the
+/// decoder then refuses the block).
+pub fn head_prefix_len(
+    head: &[u8],
+    block_len: usize,
+    fields: HeadFields,
+) -> Result<usize, CorruptBlock> {
+    let d = BlockDecoder::start(head, block_len, false, Columns::default())?;
+    Ok(d.v2.map_or(block_len, |sec| sec.col[Ready::of(fields).end_section()]))
+}
+
 /// Decodes a block span by span, without allocating for spans without
 /// tags, or (the fast path of statistics) in one loop over the block with
 /// [`for_each_head_of`](Self::for_each_head_of). Reads both block
@@ -1158,6 +1209,34 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
     pub fn with_columns(
         data: D,
         with_tags: bool,
+        cols: Columns,
+    ) -> Result<BlockDecoder<D>, CorruptBlock> {
+        let block_len = data.as_ref().len();
+        Self::start(data, block_len, with_tags, cols)
+    }
+
+    /// Like [`with_columns`](Self::with_columns) without tags, for the
+    /// first bytes of a block of `block_len` bytes: as many as
+    /// [`head_prefix_len`] says a reader of some heads' fields needs. The
+    /// block is refused when its sections do not fit in `block_len`, as a
+    /// whole block is; it then gives the heads of those fields (or fewer).
+    /// A read of anything the prefix does not hold (wider heads, status
+    /// texts, tags) finds the block damaged.
+    pub fn of_prefix(
+        prefix: D,
+        block_len: usize,
+        cols: Columns,
+    ) -> Result<BlockDecoder<D>, CorruptBlock> {
+        Self::start(prefix, block_len, false, cols)
+    }
+
+    /// [`of_prefix`](Self::of_prefix), or [`with_columns`](Self::with_columns)
+    /// when `data` is the whole block: reads the header, checking the
+    /// sections against `block_len`.
+    fn start(
+        data: D,
+        block_len: usize,
+        with_tags: bool,
         mut cols: Columns,
     ) -> Result<BlockDecoder<D>, CorruptBlock> {
         let version = *data.as_ref().first().ok_or(CorruptBlock)?;
@@ -1192,7 +1271,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
             for k in 0..COLS {
                 col[k + 1] = col[k].checked_add(lens[k]).ok_or(CorruptBlock)?;
             }
-            if col[COLS] > d.data.as_ref().len() {
+            if col[COLS] > block_len {
                 return Err(CorruptBlock);
             }
             d.pos = col[COLS];
@@ -1519,14 +1598,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         let Some(sec) = self.v2 else {
             return self.for_each_head_v1(f);
         };
-        let want = if fields.intersects(FULL_ONLY) {
-            Ready::Full
-        } else if fields.contains(HeadFields::START) {
-            Ready::Narrow
-        } else {
-            Ready::NoStart
-        };
-        let (i0, n) = self.take_columns(want, sec.count)?;
+        let (i0, n) = self.take_columns(Ready::of(fields), sec.count)?;
         let flags = &self.data.as_ref()[sec.flags..sec.flags + n];
         let c = &self.cols;
         if c.ready == Ready::Full {
@@ -1607,12 +1679,7 @@ impl<D: AsRef<[u8]>> BlockDecoder<D> {
         if fields.intersects(FULL_ONLY) {
             return Ok(None);
         }
-        let want = if fields.contains(HeadFields::START) {
-            Ready::Narrow
-        } else {
-            Ready::NoStart
-        };
-        let (i0, n) = self.take_columns(want, sec.count)?;
+        let (i0, n) = self.take_columns(Ready::of(fields), sec.count)?;
         let c = &self.cols;
         Ok(Some(HeadColumns {
             flags: &self.data.as_ref()[sec.flags + i0..sec.flags + n],
@@ -2248,6 +2315,79 @@ mod tests {
         put_varint(&mut grown, 1 << 32);
         grown.extend_from_slice(&bad[at + 1..]);
         assert_eq!(heads_in_one_loop(&grown, HeadFields::PATH), (vec![], true));
+    }
+
+    /// The heads of `fields` that a decoder of the block's prefix for
+    /// them gives, and whether it ended in an error.
+    fn heads_of_prefix(data: &[u8], fields: HeadFields) -> (Vec<SpanHead>, bool) {
+        let head = &data[..data.len().min(BLOCK_HEADER_MAX)];
+        let end = head_prefix_len(head, data.len(), fields).unwrap();
+        let mut d = BlockDecoder::of_prefix(&data[..end], data.len(), Columns::default()).unwrap();
+        let mut out = vec![];
+        let err = d.for_each_head_of(fields, |h| out.push(*h)).is_err();
+        (out, err)
+    }
+
+    /// A block's prefix for some heads gives those heads as the whole
+    /// block does; in version 2 it leaves out the tails (and, for narrow
+    /// heads, the ids, parents, traces and threads).
+    #[test]
+    fn prefixes_give_the_heads_of_whole_blocks() {
+        let narrow = HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN;
+        for (v, data) in both(&varied()) {
+            for fields in [narrow, narrow | HeadFields::START, HeadFields::ALL] {
+                assert_eq!(
+                    heads_of_prefix(&data, fields),
+                    heads_in_one_loop(&data, fields),
+                    "v{v} {fields:?}"
+                );
+                let end = head_prefix_len(&data, data.len(), fields).unwrap();
+                if v == 1 {
+                    assert_eq!(end, data.len());
+                    continue;
+                }
+                let sec = sections(&data);
+                let last = if fields == HeadFields::ALL {
+                    COLS
+                } else {
+                    C_THREAD
+                };
+                assert_eq!(end, sec.col[last], "v{v} {fields:?}");
+            }
+        }
+    }
+
+    /// A prefix is refused when the block's sections do not fit in the
+    /// block's length (not the prefix's); a read the prefix does not hold
+    /// finds the block damaged, never reads past it.
+    #[test]
+    fn prefixes_are_checked_against_the_whole_block() {
+        let data = encode(&varied());
+        let sec = sections(&data);
+        let narrow = HeadFields::PATH | HeadFields::DURATION;
+        let end = head_prefix_len(&data, data.len(), narrow).unwrap();
+        let short = sec.col[COLS] - 1;
+        assert!(head_prefix_len(&data, short, narrow).is_err());
+        assert!(BlockDecoder::of_prefix(&data[..end], short, Columns::default()).is_err());
+        let prefix = || BlockDecoder::of_prefix(&data[..end], data.len(), Columns::default());
+        assert!(prefix()
+            .unwrap()
+            .for_each_head_of(HeadFields::ALL, |_| {})
+            .is_err());
+        assert!(prefix().unwrap().next_head().is_err());
+        assert!(prefix()
+            .unwrap()
+            .next_into(&mut BlockSpan::default())
+            .is_err());
+        // The tails are not read: damage there does not reach the heads.
+        let mut bad = data.clone();
+        bad.truncate(sec.col[COLS] + 1);
+        assert_eq!(
+            heads_of_prefix(&bad, narrow),
+            heads_in_one_loop(&data, narrow)
+        );
+        // A header cut short is refused.
+        assert!(head_prefix_len(&data[..3], data.len(), narrow).is_err());
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! Reading native files: runs from the runs table, spans from blocks stepped
 //! a page of rows at a time (keyset pagination on the block id, through the
 //! `(run, id)` index), decoded lazily.
+//!
+//! A page's query gives each block's id, process and length; the blocks'
+//! bytes are read with SQLite's incremental blob reads straight into
+//! buffers reused from block to block (no copy of SQLite's own), while the
+//! query's read transaction is open. A stream read for heads alone
+//! ([`NativeSpans::block_heads`]) reads of each block only what those heads
+//! need (see [`head_prefix_len`]): SQLite then never reads the overflow
+//! pages that hold only a block's threads and tails.
 
 use super::{Recorded, RunInfo, SpanQuery, SpanRecord, ThreadInfo};
 use crate::error::{Error, Result};
-use ferret_format::codec::{BlockDecoder, BlockSpan, Columns, HeadFields, SpanHead};
-use rusqlite::{Connection, OptionalExtension};
+use ferret_format::codec::{
+    head_prefix_len, BlockDecoder, BlockSpan, Columns, HeadFields, SpanHead, BLOCK_HEADER_MAX,
+};
+use rusqlite::blob::Blob;
+use rusqlite::{Connection, DatabaseName, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 /// Blocks fetched per query.
@@ -195,7 +206,11 @@ pub(super) struct NativeSpans<'a> {
     /// (process row id, thread idx) -> OS tid; process row id -> pid.
     tids: FxHashMap<(i64, u32), u64>,
     pids: FxHashMap<i64, u32>,
-    page: std::vec::IntoIter<(i64, i64, Vec<u8>)>,
+    page: std::vec::IntoIter<Fetched>,
+    /// The heads' fields that blocks are read for (only the part of each
+    /// block they need); `None`: whole blocks. Every block fetched and not
+    /// decoded yet holds at least what this says.
+    reach: Option<HeadFields>,
     last_block: i64,
     /// The last block id to read (see [`NativeSpans::restrict_blocks`]).
     block_hi: i64,
@@ -211,9 +226,20 @@ pub(super) struct NativeSpans<'a> {
     pub error: Option<Error>,
 }
 
-/// The block being decoded, with its process.
+/// A block fetched and not decoded yet.
+struct Fetched {
+    id: i64,
+    process: i64,
+    /// The block, or the part of it the stream's reach needs.
+    data: Vec<u8>,
+    /// The whole block's length.
+    len: usize,
+}
+
+/// The block being decoded, with its id and process.
 struct DecoderState {
     decoder: BlockDecoder<Vec<u8>>,
+    id: i64,
     pid: u32,
     process: i64,
     /// Cache of the last thread index looked up, and its OS tid.
@@ -273,6 +299,7 @@ impl<'a> NativeSpans<'a> {
             tids,
             pids,
             page: Vec::new().into_iter(),
+            reach: None,
             last_block: 0,
             block_hi: i64::MAX,
             exhausted: false,
@@ -316,9 +343,9 @@ impl<'a> NativeSpans<'a> {
         if let Some(st) = self.dec_state.take() {
             self.recycle(st);
         }
-        for (_, _, buf) in std::mem::take(&mut self.page) {
+        for b in std::mem::take(&mut self.page) {
             if self.spare.len() < PAGE_BLOCKS as usize {
-                self.spare.push(buf);
+                self.spare.push(b.data);
             }
         }
         self.last_block = lo.saturating_sub(1);
@@ -335,10 +362,44 @@ impl<'a> NativeSpans<'a> {
         }
     }
 
+    /// Reads whole blocks from now on (for readers of whole spans, or of
+    /// heads one by one), after [`NativeSpans::block_heads`] read parts.
+    #[inline(always)]
+    fn read_whole(&mut self) {
+        if self.reach.is_some() {
+            self.set_reach(None);
+        }
+    }
+
+    /// Reads blocks for `reach` from now on (see [`NativeSpans::reach`]).
+    /// A reach wider than the blocks fetched have reads them again, from
+    /// the first not decoded yet.
+    #[inline(never)]
+    fn set_reach(&mut self, reach: Option<HeadFields>) {
+        let covered = match (self.reach, reach) {
+            (None, _) => true,
+            (Some(have), Some(want)) => have.contains(want),
+            (Some(_), None) => false,
+        };
+        self.reach = reach;
+        if covered {
+            return;
+        }
+        let next = match &self.dec_state {
+            Some(st) => Some(st.id),
+            None => self.page.as_slice().first().map(|b| b.id),
+        };
+        if let Some(next) = next {
+            self.restrict_blocks(next, self.block_hi);
+        }
+    }
+
     fn fetch_page(&mut self) -> Result<()> {
         let (since, until) = self.q.bounds();
+        // `typeof` and `length` of a blob do not read its overflow pages.
         let mut st = self.conn.prepare_cached(
-            "SELECT id, process, data FROM ferret_blocks
+            "SELECT id, process, CASE typeof(data) WHEN 'blob' THEN length(data) END
+             FROM ferret_blocks
              WHERE run = ?1 AND id > ?2 AND id <= ?6 AND max_end >= ?3 AND min_start < ?4
              ORDER BY id LIMIT ?5",
         )?;
@@ -351,21 +412,31 @@ impl<'a> NativeSpans<'a> {
             self.block_hi
         ])?;
         let mut page = Vec::with_capacity(PAGE_BLOCKS as usize);
+        // The blocks are read while the query runs, in its transaction.
+        let mut blob: Option<Blob<'_>> = None;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let process: i64 = r.get(1)?;
-            match r.get_ref(2)? {
-                rusqlite::types::ValueRef::Blob(b) => {
-                    let mut buf = self.spare.pop().unwrap_or_default();
-                    buf.clear();
-                    buf.extend_from_slice(b);
-                    page.push((id, process, buf));
-                }
-                _ => {
-                    self.skipped += 1;
-                }
-            }
+            let len: Option<i64> = r.get(2)?;
             self.last_block = id;
+            let mut data = self.spare.pop().unwrap_or_default();
+            data.clear();
+            // Data that is not a blob is an empty block: the decoder refuses
+            // it, and counts it once even if the block is fetched again.
+            let len = match len {
+                Some(len) => {
+                    let blob = blob_on(self.conn, &mut blob, id)?;
+                    read_block(blob, len as usize, self.reach, &mut data)?;
+                    len as usize
+                }
+                None => 0,
+            };
+            page.push(Fetched {
+                id,
+                process,
+                data,
+                len,
+            });
         }
         if page.is_empty() {
             self.exhausted = true;
@@ -380,7 +451,13 @@ impl<'a> NativeSpans<'a> {
             self.recycle(st);
         }
         loop {
-            let Some((_id, process, data)) = self.page.next() else {
+            let Some(Fetched {
+                id,
+                process,
+                data,
+                len,
+            }) = self.page.next()
+            else {
                 if self.exhausted {
                     return false;
                 }
@@ -391,12 +468,18 @@ impl<'a> NativeSpans<'a> {
                 }
                 continue;
             };
-            self.bytes_read += data.len() as u64;
+            self.bytes_read += len as u64;
             let cols = std::mem::take(&mut self.spare_cols);
-            match BlockDecoder::with_columns(data, self.q.with_tags, cols) {
+            let decoder = if data.len() < len {
+                BlockDecoder::of_prefix(data, len, cols)
+            } else {
+                BlockDecoder::with_columns(data, self.q.with_tags, cols)
+            };
+            match decoder {
                 Ok(d) => {
                     self.dec_state = Some(DecoderState {
                         decoder: d,
+                        id,
                         pid: self.pids.get(&process).copied().unwrap_or(0),
                         process,
                         last_thread: 0,
@@ -427,6 +510,13 @@ impl<'a> NativeSpans<'a> {
         fields: HeadFields,
         sink: &mut impl super::HeadSink,
     ) -> Option<u64> {
+        let windowed = self.q.since_ns.is_some() || self.q.until_ns.is_some();
+        let start = if windowed {
+            HeadFields::START
+        } else {
+            HeadFields::NONE
+        };
+        self.set_reach(Some(fields | HeadFields::PATH | start));
         if self.dec_state.is_none() && !self.next_block() {
             return None;
         }
@@ -434,7 +524,7 @@ impl<'a> NativeSpans<'a> {
         if let Some(mut st) = self.dec_state.take() {
             let names = &self.path_names[..];
             let name = |h: &SpanHead| names.get(h.path as usize).copied().unwrap_or(0);
-            let r = if self.q.since_ns.is_none() && self.q.until_ns.is_none() {
+            let r = if !windowed {
                 // A columnar block goes to the sink as columns; a row-wise
                 // one (or a read of the wide fields) span by span.
                 match st.decoder.head_columns(fields | HeadFields::PATH) {
@@ -480,6 +570,7 @@ impl<'a> NativeSpans<'a> {
     /// The next span's fixed fields and name id, without building a record.
     #[inline]
     pub(super) fn next_head(&mut self) -> Option<(SpanHead, u32)> {
+        self.read_whole();
         loop {
             if let Some(st) = &mut self.dec_state {
                 match st.decoder.next_head() {
@@ -502,6 +593,7 @@ impl<'a> NativeSpans<'a> {
 
     #[inline]
     pub(super) fn next_into(&mut self, out: &mut SpanRecord) -> bool {
+        self.read_whole();
         let with_tags = self.q.with_tags;
         loop {
             if let Some(st) = &mut self.dec_state {
@@ -540,6 +632,7 @@ impl<'a> NativeSpans<'a> {
         out: &mut SpanRecord,
         mut keep: impl FnMut(&SpanHead) -> bool,
     ) -> bool {
+        self.read_whole();
         let with_tags = self.q.with_tags;
         loop {
             if let Some(st) = &mut self.dec_state {
@@ -569,6 +662,59 @@ impl<'a> NativeSpans<'a> {
             }
         }
     }
+}
+
+/// The page's blob handle, on block `id`: opened on the page's first
+/// block, reopened on the next ones (a seek by rowid).
+fn blob_on<'b, 'c>(
+    conn: &'c Connection,
+    blob: &'b mut Option<Blob<'c>>,
+    id: i64,
+) -> Result<&'b mut Blob<'c>> {
+    Ok(match blob {
+        Some(b) => {
+            b.reopen(id)?;
+            b
+        }
+        None => {
+            blob.insert(conn.blob_open(DatabaseName::Main, "ferret_blocks", "data", id, true)?)
+        }
+    })
+}
+
+/// Reads the block of `len` bytes that `blob` is open on into `data`:
+/// whole, or with a `reach` only the part that the heads of those fields
+/// need (its header first, then up to the end of their last column). A
+/// header that does not decode is all that is read: the decoder refuses
+/// the block.
+fn read_block(
+    blob: &Blob<'_>,
+    len: usize,
+    reach: Option<HeadFields>,
+    data: &mut Vec<u8>,
+) -> Result<()> {
+    data.clear();
+    let Some(fields) = reach else {
+        return read_to(blob, len, data);
+    };
+    read_to(blob, len.min(BLOCK_HEADER_MAX), data)?;
+    match head_prefix_len(data, len, fields) {
+        Ok(end) => read_to(blob, end.max(data.len()), data),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Appends the blob's bytes from `data.len()` to `end` to `data`, without
+/// zeroing them first.
+fn read_to(blob: &Blob<'_>, end: usize, data: &mut Vec<u8>) -> Result<()> {
+    let at = data.len();
+    data.reserve(end - at);
+    let n = blob
+        .raw_read_at_exact(&mut data.spare_capacity_mut()[..end - at], at)?
+        .len();
+    // SAFETY: `raw_read_at_exact` initialized the `n` bytes after `at`.
+    unsafe { data.set_len(at + n) };
+    Ok(())
 }
 
 /// Fills `out` with the span just decoded into `s` (its tags are in `out`
