@@ -420,7 +420,9 @@ fn a_stream_read_for_heads_then_whole_spans_gets_whole_blocks() {
     let mut heads = Count(0);
     let mut n = 0;
     for _ in 0..3 {
-        n += s.block_heads(HeadFields::DURATION, &mut heads).unwrap();
+        n += s
+            .block_heads(HeadFields::DURATION, false, &mut heads)
+            .unwrap();
     }
     assert_eq!((n, heads.0), (120, 120));
     let (mut rec, mut seen_tags, mut custom) = (SpanRecord::default(), 0, 0);

@@ -55,6 +55,17 @@ pub trait Fold {
         HeadFields::ALL
     }
 
+    /// True when the fold takes the time range of native spans on the
+    /// fast path through [`Fold::range`] (per block), and not from their
+    /// starts (which it then need not name in [`Fold::head_fields`]).
+    fn ranges(&self) -> bool {
+        false
+    }
+
+    /// Native fast path, with [`Fold::ranges`]: the first start and last
+    /// end (start + duration, saturating) of the spans just given.
+    fn range(&mut self, _first_start_ns: i64, _last_end_ns: i64) {}
+
     /// Native fast path: a span's fixed fields and name id.
     fn head(&mut self, _head: &SpanHead, _name: u32) {}
 
@@ -371,7 +382,8 @@ pub(crate) fn feed_native(
         while !fold.done() {
             // Counted by the block, not by the span. The fold is inlined
             // in both loops of `block_heads` (with and without a window).
-            let Some(k) = spans.block_heads(fields, &mut FoldSink(fold)) else {
+            let ranges = fold.ranges();
+            let Some(k) = spans.block_heads(fields, ranges, &mut FoldSink(fold)) else {
                 break;
             };
             *n += k;
@@ -428,6 +440,10 @@ impl<F: Fold> HeadSink for FoldSink<'_, F> {
     #[inline(always)]
     fn columns(&mut self, c: &HeadColumns<'_>, names: &[u32]) {
         self.0.head_columns(c, names);
+    }
+
+    fn range(&mut self, first_start_ns: i64, last_end_ns: i64) {
+        self.0.range(first_start_ns, last_end_ns);
     }
 }
 

@@ -271,16 +271,11 @@ impl SummaryFold {
         (&mut self.accs[i], self.stage)
     }
 
-    /// Counts a span's head (time range, count, errors, duration) and
-    /// returns its name's state, for [`Fold::head_and_self`] to add the
-    /// self time with the same lookup.
+    /// Counts a span's head (count, errors, duration; the time range comes
+    /// through [`Fold::range`]) and returns its name's state, for
+    /// [`Fold::head_and_self`] to add the self time with the same lookup.
     #[inline(always)]
     fn count_head(&mut self, h: &SpanHead, name: u32) -> &mut Acc {
-        self.first = self.first.min(h.start_ns);
-        self.last = self.last.max(
-            h.start_ns
-                .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
-        );
         let (a, stage) = self.acc_staged(name);
         a.count += 1;
         a.errors += h.is_error() as u64;
@@ -328,13 +323,18 @@ impl Fold for SummaryFold {
         true
     }
 
-    /// The first start and last end need the starts.
+    /// The time range comes per block ([`Fold::range`]): no starts.
     fn head_fields(&self) -> HeadFields {
-        HeadFields::PATH
-            | HeadFields::START
-            | HeadFields::DURATION
-            | HeadFields::CHILDREN
-            | HeadFields::ERROR
+        HeadFields::PATH | HeadFields::DURATION | HeadFields::CHILDREN | HeadFields::ERROR
+    }
+
+    fn ranges(&self) -> bool {
+        true
+    }
+
+    fn range(&mut self, first_start_ns: i64, last_end_ns: i64) {
+        self.first = self.first.min(first_start_ns);
+        self.last = self.last.max(last_end_ns);
     }
 
     #[inline(always)]
@@ -350,16 +350,9 @@ impl Fold for SummaryFold {
             .saturating_add(h.dur_ns.saturating_sub(h.child_ns));
     }
 
-    /// The time range in a loop of its own (two running values in
-    /// registers), then each span's name state.
+    /// Each span's name state (the time range comes per block).
     #[inline(always)]
     fn head_columns(&mut self, c: &HeadColumns<'_>, names: &[u32]) {
-        let (mut first, mut last) = (self.first, self.last);
-        for (&s, &d) in c.start.iter().zip(c.dur) {
-            first = first.min(s);
-            last = last.max(s.saturating_add(d.min(i64::MAX as u64) as i64));
-        }
-        (self.first, self.last) = (first, last);
         let mut i = 0;
         while i < c.len() {
             // A loop for each staging choice, with the states in a local

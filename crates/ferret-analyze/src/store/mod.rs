@@ -588,13 +588,19 @@ impl Spans<'_> {
     /// A columnar block read without a time window goes to
     /// [`HeadSink::columns`] whole; other blocks span by span to
     /// [`HeadSink::head`].
+    ///
+    /// `ranges`: after each block, [`HeadSink::range`] gets the time range
+    /// of the spans the sink got from it: for a columnar block read whole,
+    /// the block row's `min_start` and `max_end` (the writer computes them
+    /// from the same spans), else their own starts and ends.
     pub fn block_heads(
         &mut self,
         fields: ferret_format::codec::HeadFields,
+        ranges: bool,
         sink: &mut impl HeadSink,
     ) -> Option<u64> {
         match &mut self.inner {
-            SpansInner::Native(n) => n.block_heads(fields, sink),
+            SpansInner::Native(n) => n.block_heads(fields, ranges, sink),
             SpansInner::FerretIo(_) => None,
         }
     }
@@ -674,4 +680,8 @@ pub trait HeadSink {
     /// and its name id `names[path]` (0 for a path past the end of
     /// `names`).
     fn columns(&mut self, c: &ferret_format::codec::HeadColumns<'_>, names: &[u32]);
+
+    /// The first start and last end (start + duration, saturating) of the
+    /// spans just given, when [`Spans::block_heads`] was asked for ranges.
+    fn range(&mut self, _first_start_ns: i64, _last_end_ns: i64) {}
 }

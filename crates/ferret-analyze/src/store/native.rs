@@ -234,12 +234,16 @@ struct Fetched {
     data: Vec<u8>,
     /// The whole block's length.
     len: usize,
+    /// The block row's `min_start` and `max_end`.
+    range: (i64, i64),
 }
 
 /// The block being decoded, with its id and process.
 struct DecoderState {
     decoder: BlockDecoder<Vec<u8>>,
     id: i64,
+    /// The block row's `min_start` and `max_end`.
+    range: (i64, i64),
     pid: u32,
     process: i64,
     /// Cache of the last thread index looked up, and its OS tid.
@@ -398,7 +402,8 @@ impl<'a> NativeSpans<'a> {
         let (since, until) = self.q.bounds();
         // `typeof` and `length` of a blob do not read its overflow pages.
         let mut st = self.conn.prepare_cached(
-            "SELECT id, process, CASE typeof(data) WHEN 'blob' THEN length(data) END
+            "SELECT id, process, CASE typeof(data) WHEN 'blob' THEN length(data) END,
+                    min_start, max_end
              FROM ferret_blocks
              WHERE run = ?1 AND id > ?2 AND id <= ?6 AND max_end >= ?3 AND min_start < ?4
              ORDER BY id LIMIT ?5",
@@ -418,6 +423,7 @@ impl<'a> NativeSpans<'a> {
             let id: i64 = r.get(0)?;
             let process: i64 = r.get(1)?;
             let len: Option<i64> = r.get(2)?;
+            let range = (r.get(3)?, r.get(4)?);
             self.last_block = id;
             let mut data = self.spare.pop().unwrap_or_default();
             data.clear();
@@ -436,6 +442,7 @@ impl<'a> NativeSpans<'a> {
                 process,
                 data,
                 len,
+                range,
             });
         }
         if page.is_empty() {
@@ -456,6 +463,7 @@ impl<'a> NativeSpans<'a> {
                 process,
                 data,
                 len,
+                range,
             }) = self.page.next()
             else {
                 if self.exhausted {
@@ -480,6 +488,7 @@ impl<'a> NativeSpans<'a> {
                     self.dec_state = Some(DecoderState {
                         decoder: d,
                         id,
+                        range,
                         pid: self.pids.get(&process).copied().unwrap_or(0),
                         process,
                         last_thread: 0,
@@ -501,6 +510,12 @@ impl<'a> NativeSpans<'a> {
     /// [`BlockDecoder::for_each_head_of`]: the others may be 0); the path
     /// and, with a time window, the start are read whatever it says.
     ///
+    /// `ranges`: after the block's spans, give the sink their time range
+    /// (first start, last end): a columnar block read whole, its row's
+    /// `min_start` and `max_end`, which the writer computes from the same
+    /// spans (so that its start column is not decoded); spans fed one by
+    /// one, from their own starts and durations.
+    ///
     /// Without a time window the loop does not test each span's start (an
     /// open bound keeps every span, as in [`NativeSpans::next_head`]). `f`
     /// is inlined in both loops when it can be (a fold's `head` marked
@@ -508,15 +523,21 @@ impl<'a> NativeSpans<'a> {
     pub(super) fn block_heads(
         &mut self,
         fields: HeadFields,
+        ranges: bool,
         sink: &mut impl super::HeadSink,
     ) -> Option<u64> {
         let windowed = self.q.since_ns.is_some() || self.q.until_ns.is_some();
-        let start = if windowed {
+        // Ranges of spans fed one by one come from their starts and ends.
+        let mut fields = fields | HeadFields::PATH;
+        if ranges {
+            fields = fields | HeadFields::DURATION;
+        }
+        let starts = if windowed || ranges {
             HeadFields::START
         } else {
             HeadFields::NONE
         };
-        self.set_reach(Some(fields | HeadFields::PATH | start));
+        self.set_reach(Some(fields | starts));
         if self.dec_state.is_none() && !self.next_block() {
             return None;
         }
@@ -524,20 +545,35 @@ impl<'a> NativeSpans<'a> {
         if let Some(mut st) = self.dec_state.take() {
             let names = &self.path_names[..];
             let name = |h: &SpanHead| names.get(h.path as usize).copied().unwrap_or(0);
+            let (mut first, mut last) = (i64::MAX, i64::MIN);
+            let mut range_of = |h: &SpanHead| {
+                if ranges {
+                    first = first.min(h.start_ns);
+                    last = last.max(
+                        h.start_ns
+                            .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
+                    );
+                }
+            };
             let r = if !windowed {
-                // A columnar block goes to the sink as columns; a row-wise
-                // one (or a read of the wide fields) span by span.
-                match st.decoder.head_columns(fields | HeadFields::PATH) {
+                // A columnar block goes to the sink as columns, with its
+                // row's time range; a row-wise one (or a read of the wide
+                // fields) span by span.
+                match st.decoder.head_columns(fields) {
                     Ok(Some(c)) => {
                         seen = c.len() as u64;
                         sink.columns(&c, names);
+                        if seen > 0 {
+                            (first, last) = st.range;
+                        }
                         Ok(())
                     }
                     Ok(None) => st.decoder.for_each_head_of(
-                        fields | HeadFields::PATH,
+                        fields | starts,
                         #[inline(always)]
                         |h| {
                             seen += 1;
+                            range_of(h);
                             sink.head(h, name(h));
                         },
                     ),
@@ -546,17 +582,21 @@ impl<'a> NativeSpans<'a> {
             } else {
                 let (since, until) = self.q.bounds();
                 st.decoder.for_each_head_of(
-                    fields | HeadFields::PATH | HeadFields::START,
+                    fields | starts,
                     #[inline(always)]
                     |h| {
                         if h.start_ns < since || h.start_ns >= until {
                             return;
                         }
                         seen += 1;
+                        range_of(h);
                         sink.head(h, name(h));
                     },
                 )
             };
+            if ranges && seen > 0 {
+                sink.range(first, last);
+            }
             if r.is_err() {
                 self.skipped += 1;
             }
