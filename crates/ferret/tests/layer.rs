@@ -40,13 +40,18 @@ fn s(x: &str) -> TagValue {
 /// Opens a profiler on a fresh file, lets `f` record with it, closes it and
 /// reads the spans back.
 fn record(f: impl FnOnce(&ferret::Profiler)) -> Vec<Rec> {
+    record_at(|p, _| f(p))
+}
+
+/// [`record`], with the file's path for `f` (to read it while it records).
+fn record_at(f: impl FnOnce(&ferret::Profiler, &std::path::Path)) -> Vec<Rec> {
     let _l = lock();
     init_global();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
     p.install();
-    f(&p);
+    f(&p, &path);
     p.close().unwrap();
     read_back(&path, "r")
 }
@@ -468,24 +473,17 @@ fn a_background_task_does_not_stretch_its_parents() {
 /// as ordinary children, and memory does not grow with their number.
 #[test]
 fn children_of_a_span_never_entered_reach_the_file_while_it_is_open() {
-    let _l = lock();
-    init_global();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let p = ferret::Profiler::builder(&path).run_id("r").open().unwrap();
-    p.install();
-    let worker = tracing::info_span!("worker");
-    for i in 0..1000 {
-        tracing::info_span!(parent: &worker, "request", i).in_scope(|| {});
-    }
-    p.flush().unwrap();
-    let so_far = read_back(&path, "r");
-    let n = so_far.iter().filter(|r| r.name == "request").count();
-    assert!(n >= 1000 - 16, "{n} of 1000 children in the file");
-    assert!(so_far.iter().all(|r| r.name != "worker"), "still open");
-    drop(worker);
-    p.close().unwrap();
-    let v = read_back(&path, "r");
+    let v = record_at(|p, path| {
+        let worker = tracing::info_span!("worker");
+        for i in 0..1000 {
+            tracing::info_span!(parent: &worker, "request", i).in_scope(|| {});
+        }
+        p.flush().unwrap();
+        let so_far = read_back(path, "r");
+        let n = so_far.iter().filter(|r| r.name == "request").count();
+        assert!(n >= 1000 - 16, "{n} of 1000 children in the file");
+        assert!(so_far.iter().all(|r| r.name != "worker"), "still open");
+    });
     let worker = find(&v, "worker");
     let requests: Vec<&Rec> = v.iter().filter(|r| r.name == "request").collect();
     assert_eq!(requests.len(), 1000);
