@@ -548,3 +548,11 @@ fn damaged_files_exit_0_or_2_through_every_command() {
     };
     hunt(seeds);
 }
+
+/// Seeds that found a bug once, replayed on every run: 15 damages a block
+/// so that a span's path id is past the path table (~116 M), which made
+/// `diff --by path` size a vector by it (minutes and gigabytes).
+#[test]
+fn seeds_that_found_bugs_stay_fixed() {
+    hunt(15..16);
+}

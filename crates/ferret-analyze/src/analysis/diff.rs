@@ -615,6 +615,8 @@ pub fn collect_run(
     let mut fold = DiffFold {
         by,
         by_id: Vec::new(),
+        dense: store.paths()?.len() + 1,
+        far: Default::default(),
         by_name: Vec::new(),
         roots: 0,
     };
@@ -633,7 +635,8 @@ pub fn collect_run(
     data.roots = fold.roots;
     data.skipped_rows = scanned.skipped_rows;
     let name_key = |id: usize| folded_frame(scanned.name(id as u32));
-    for (i, s) in fold.by_id.into_iter().enumerate() {
+    let far = fold.far.into_iter().map(|(i, s)| (i as usize, s));
+    for (i, s) in fold.by_id.into_iter().enumerate().chain(far) {
         if s.count == 0 {
             continue;
         }
@@ -675,6 +678,10 @@ fn grow(v: &mut Vec<KeyStats>, i: usize) -> &mut KeyStats {
 struct DiffFold {
     by: By,
     by_id: Vec<KeyStats>,
+    /// Path ids from here on are not in the file's path table (damaged
+    /// blocks): they go to `far`, not to a vector as long as the id.
+    dense: usize,
+    far: std::collections::BTreeMap<u32, KeyStats>,
     by_name: Vec<KeyStats>,
     roots: u64,
 }
@@ -684,7 +691,12 @@ impl DiffFold {
     fn slot(&mut self, name: u32, path: u32) -> &mut KeyStats {
         match self.by {
             By::Name => grow(&mut self.by_id, name as usize),
-            By::Path if path != 0 => grow(&mut self.by_id, path as usize),
+            By::Path if path != 0 && (path as usize) < self.dense => {
+                grow(&mut self.by_id, path as usize)
+            }
+            // `new`, not `default`: its minimum starts at u64::MAX.
+            #[allow(clippy::unwrap_or_default)]
+            By::Path if path != 0 => self.far.entry(path).or_insert_with(KeyStats::new),
             By::Path => grow(&mut self.by_name, name as usize),
         }
     }
