@@ -615,7 +615,12 @@ pub fn collect_run(
     let mut fold = DiffFold {
         by,
         by_id: Vec::new(),
-        dense: store.paths()?.len() + 1,
+        // A native file's path ids come from its path table; a ferret-io
+        // file's are given densely by the reader.
+        dense: match store.kind() {
+            FileKind::Native => store.paths()?.len() + 1,
+            FileKind::FerretIo => usize::MAX,
+        },
         far: Default::default(),
         by_name: Vec::new(),
         roots: 0,
@@ -678,8 +683,9 @@ fn grow(v: &mut Vec<KeyStats>, i: usize) -> &mut KeyStats {
 struct DiffFold {
     by: By,
     by_id: Vec<KeyStats>,
-    /// Path ids from here on are not in the file's path table (damaged
-    /// blocks): they go to `far`, not to a vector as long as the id.
+    /// Path ids from here on are not in a native file's path table
+    /// (damaged blocks): they go to `far`, not to a vector as long as the
+    /// id.
     dense: usize,
     far: std::collections::BTreeMap<u32, KeyStats>,
     by_name: Vec<KeyStats>,
