@@ -484,7 +484,7 @@ fn read_pages(
         // Rows whose timestamp is not a number (NULL in a table without
         // the NOT NULL constraint, text, a blob) have no place in start
         // order: the consumer counts this run's among them as skipped.
-        if q.since_ns.is_none() && q.until_ns.is_none() {
+        if !q.windowed() {
             // SQLite orders NULL before numbers and text and blobs after
             // them, so two index range seeks find these rows without a
             // pass over the whole log (typeof() would read every entry:

@@ -157,6 +157,11 @@ impl SpanQuery {
             || self.until_ns.is_some_and(|until| start_ns >= until))
     }
 
+    /// Whether the query has a time window (either end).
+    pub(crate) fn windowed(&self) -> bool {
+        self.since_ns.is_some() || self.until_ns.is_some()
+    }
+
     /// The time window as `since..until`, an open end as `i64::MIN` or
     /// `i64::MAX` (for SQL bounds and the blocks' pre-filter).
     pub(crate) fn bounds(&self) -> (i64, i64) {

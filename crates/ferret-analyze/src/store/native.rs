@@ -329,22 +329,22 @@ impl<'a> NativeSpans<'a> {
     /// query's time bounds may touch; `None` when there are none.
     pub(super) fn block_range(&self) -> Result<Option<(i64, i64)>> {
         let (since, until) = self.q.bounds();
-        let windowed = self.q.since_ns.is_some() || self.q.until_ns.is_some();
         // Without a window, two lookups in the (run, id) index; with one,
         // every block row of the run is read for its time columns (77 ms
         // on a 2.4 GB file: 5% of a two-thread analysis, before any
         // thread starts).
-        let sql = if windowed {
-            "SELECT min(id), max(id) FROM ferret_blocks
-             WHERE run = ?1 AND max_end >= ?2 AND min_start < ?3"
+        let (sql, params) = if self.q.windowed() {
+            (
+                "SELECT min(id), max(id) FROM ferret_blocks
+                 WHERE run = ?1 AND max_end >= ?2 AND min_start < ?3",
+                rusqlite::params![self.run, since, until],
+            )
         } else {
-            "SELECT (SELECT min(id) FROM ferret_blocks WHERE run = ?1),
-                    (SELECT max(id) FROM ferret_blocks WHERE run = ?1)"
-        };
-        let params = if windowed {
-            rusqlite::params![self.run, since, until]
-        } else {
-            rusqlite::params![self.run]
+            (
+                "SELECT (SELECT min(id) FROM ferret_blocks WHERE run = ?1),
+                        (SELECT max(id) FROM ferret_blocks WHERE run = ?1)",
+                rusqlite::params![self.run],
+            )
         };
         let r: (Option<i64>, Option<i64>) = self
             .conn
@@ -540,7 +540,7 @@ impl<'a> NativeSpans<'a> {
         ranges: bool,
         sink: &mut impl super::HeadSink,
     ) -> Option<u64> {
-        let windowed = self.q.since_ns.is_some() || self.q.until_ns.is_some();
+        let windowed = self.q.windowed();
         // Ranges of spans fed one by one come from their starts and ends.
         let mut fields = fields | HeadFields::PATH;
         if ranges {
