@@ -9,6 +9,11 @@
 //! ```text
 //! cargo run --release -p ferret --features tracing --example layer_cost
 //! ```
+//!
+//! With an argument, `registry`, `floor` or `ferret`, it only runs that
+//! loop for 10 M spans (or as many as a second argument says) and prints
+//! nothing: a steady target for `perf
+//! record` or callgrind.
 
 use std::time::Instant;
 use tracing::span::{Attributes, Id};
@@ -79,6 +84,37 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let profiler = ferret::Profiler::open(dir.path().join("ferret.db")).unwrap();
     let layer = ferret::FerretLayer::new(&profiler);
+    if let Some(only) = std::env::args().nth(1) {
+        let n: u64 = match std::env::args().nth(2).map(|n| n.parse()) {
+            None => 10_000_000,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                eprintln!("layer_cost: bad span count: {e}");
+                std::process::exit(2);
+            }
+        };
+        let spans = || {
+            for i in 0..n {
+                one_span(i);
+            }
+        };
+        match only.as_str() {
+            "registry" => tracing::subscriber::with_default(tracing_subscriber::registry(), spans),
+            "floor" => tracing::subscriber::with_default(
+                tracing_subscriber::registry().with(FloorLayer),
+                spans,
+            ),
+            "ferret" => {
+                tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), spans)
+            }
+            other => {
+                eprintln!("layer_cost: unknown loop {other:?} (registry, floor or ferret)");
+                std::process::exit(2);
+            }
+        }
+        profiler.close().unwrap();
+        return;
+    }
     let bare = layer.clone().with_target_tag(false).with_busy_time(false);
     // Interleaved rounds; the minimum of each.
     let mut best = [f64::INFINITY; 4];

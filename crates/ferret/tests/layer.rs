@@ -131,6 +131,28 @@ fn explicit_parent_and_explicit_root() {
     assert_eq!(other.parent, None);
 }
 
+/// With a per-layer filter, a span whose explicit parent the filter left
+/// out is recorded under the nearest ancestor the layer recorded.
+#[test]
+fn explicit_parent_left_out_by_a_per_layer_filter() {
+    let v = record(|p| {
+        let layer = FerretLayer::new(p).with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.name() != "hidden"
+        }));
+        let sub = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(sub, || {
+            let top = tracing::info_span!("top");
+            let hidden = tracing::info_span!(parent: &top, "hidden");
+            let child = tracing::info_span!(parent: &hidden, "child");
+            drop(child);
+            drop((hidden, top));
+        });
+    });
+    assert_eq!(v.len(), 2, "{v:?}");
+    let top = find(&v, "top");
+    assert_eq!(find(&v, "child").parent, Some(top.id));
+}
+
 #[test]
 fn error_field_and_error_events() {
     let v = record(|_| {

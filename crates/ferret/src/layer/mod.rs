@@ -413,24 +413,38 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         forget_closed_child();
-        let Some(span) = ctx.span(id) else { return };
-        let parent = span.parent().map(|p| p.id());
         let meta = attrs.metadata();
         let name = meta.name();
-        // The state is built in its box: it is large, and every move
-        // copies it.
-        let mut data = SpanData::boxed(parent.as_ref().map_or(0, Id::into_u64));
+        // The tracing parent as the registry takes it, without looking
+        // spans up in it (each lookup counts a reference up and down):
+        // the explicit parent, or the current span for a contextual one.
+        let mut data;
         if attrs.is_root() {
+            // The state is built in its box: it is large, and every move
+            // copies it.
+            data = SpanData::boxed(0);
             data.rec.begin(name, Under::Root)
-        } else if attrs.is_contextual() {
-            // The innermost span current on this thread: the current tracing
-            // span (pushed by `on_enter`) or a Ferret span opened inside it.
-            data.rec.begin(name, Under::Current)
-        } else {
-            match parent.as_ref().and_then(|p| self.context_of(p)) {
+        } else if let Some(p) = attrs.parent() {
+            let mut parent = p.clone();
+            let mut context = self.context_of(&parent);
+            if context.is_none() {
+                // Not recorded here (a per-layer filter disabled it, or it
+                // began before the profiler): the nearest ancestor that is.
+                if let Some(a) = ctx.span(id).and_then(|s| s.parent()) {
+                    parent = a.id();
+                    context = self.context_of(&parent);
+                }
+            }
+            data = SpanData::boxed(parent.into_u64());
+            match context {
                 Some(p) => data.rec.begin(name, Under::Span(&p)),
                 None => data.rec.begin(name, Under::Root),
             }
+        } else {
+            data = SpanData::boxed(ctx.current_span().id().map_or(0, Id::into_u64));
+            // The innermost span current on this thread: the current tracing
+            // span (pushed by `on_enter`) or a Ferret span opened inside it.
+            data.rec.begin(name, Under::Current)
         }
         match &mut data.rec {
             Rec::Off => return data.recycle(),
