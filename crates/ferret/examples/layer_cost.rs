@@ -1,16 +1,25 @@
 //! The cost of one `tracing` span (create with a field, enter, exit,
-//! close) with an empty registry, with the cheapest layer that keeps
-//! per-span state in the registry's extensions (the floor of any layer made
-//! that way; FerretLayer keeps its own table, see docs/DESIGN.md), and with `FerretLayer` (default, and without its `target` and
-//! busy-time tags), as the fastest of many batches: on a shared machine the
-//! minimum is what is left when nothing else interferes, where criterion's
-//! mean moves with the load.
+//! close) as the fastest of many batches (on a shared machine the minimum
+//! is what is left when nothing else interferes, where criterion's mean
+//! moves with the load), with:
+//!
+//! - an empty registry;
+//! - the cheapest layer that keeps per-span state in the registry's
+//!   extensions (the floor of any layer made that way; FerretLayer keeps
+//!   its own table, see docs/DESIGN.md);
+//! - the cheapest layer that records spans with their busy time: a
+//!   sharded table of start, entered-since and busy time, a clock read in
+//!   each callback, and a 32-byte record per span into a thread-local
+//!   buffer; no fields, no names, no parents (the floor of any layer that
+//!   records what FerretLayer records);
+//! - `FerretLayer`, by default and without its `target` and busy-time
+//!   tags.
 //!
 //! ```text
 //! cargo run --release -p ferret --features tracing --example layer_cost
 //! ```
 //!
-//! With an argument, `registry`, `floor` or `ferret`, it only runs that
+//! With an argument, `registry`, `floor`, `busy-floor` or `ferret`, it only runs that
 //! loop for 10 M spans (or as many as a second argument says) and prints
 //! nothing: a steady target for `perf
 //! record` or callgrind.
@@ -59,6 +68,74 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for FloorLayer {
     }
 }
 
+/// Start, entered-since and busy time of an open span.
+type Times = [u64; 3];
+
+/// Shards of [`BusyFloorLayer`]'s table, by the thread bits of registry ids.
+const SHARDS: usize = 64;
+
+/// The cheapest layer that records spans with their busy time.
+struct BusyFloorLayer {
+    open: Vec<std::sync::Mutex<rustc_hash::FxHashMap<u64, Times>>>,
+}
+
+impl BusyFloorLayer {
+    fn new() -> Self {
+        BusyFloorLayer {
+            open: (0..SHARDS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn shard(&self, id: &Id) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<u64, Times>> {
+        let i = (id.into_u64() >> 38) as usize % SHARDS;
+        self.open[i].lock().unwrap()
+    }
+}
+
+thread_local! {
+    /// Finished spans: id, start, end, busy.
+    static DONE: std::cell::RefCell<Vec<[u64; 4]>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The raw clock FerretLayer reads too (the TSC where it is usable).
+fn now() -> u64 {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new).raw()
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for BusyFloorLayer {
+    fn on_new_span(&self, _: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+        self.shard(id).insert(id.into_u64(), [now(), 0, 0]);
+    }
+
+    fn on_enter(&self, id: &Id, _: Context<'_, S>) {
+        if let Some(t) = self.shard(id).get_mut(&id.into_u64()) {
+            t[1] = now();
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _: Context<'_, S>) {
+        if let Some(t) = self.shard(id).get_mut(&id.into_u64()) {
+            t[2] += now() - t[1];
+        }
+    }
+
+    fn on_close(&self, id: Id, _: Context<'_, S>) {
+        let Some(t) = self.shard(&id).remove(&id.into_u64()) else {
+            return;
+        };
+        let end = now();
+        DONE.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.len() == 4096 {
+                std::hint::black_box(&*d);
+                d.clear();
+            }
+            d.push([id.into_u64(), t[0], end, t[2]]);
+        });
+    }
+}
+
 fn one_span(i: u64) {
     let span = tracing::info_span!("work", i);
     let _e = span.enter();
@@ -104,11 +181,17 @@ fn main() {
                 tracing_subscriber::registry().with(FloorLayer),
                 spans,
             ),
+            "busy-floor" => tracing::subscriber::with_default(
+                tracing_subscriber::registry().with(BusyFloorLayer::new()),
+                spans,
+            ),
             "ferret" => {
                 tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), spans)
             }
             other => {
-                eprintln!("layer_cost: unknown loop {other:?} (registry, floor or ferret)");
+                eprintln!(
+                    "layer_cost: unknown loop {other:?} (registry, floor, busy-floor or ferret)"
+                );
                 std::process::exit(2);
             }
         }
@@ -117,22 +200,25 @@ fn main() {
     }
     let bare = layer.clone().with_target_tag(false).with_busy_time(false);
     // Interleaved rounds; the minimum of each.
-    let mut best = [f64::INFINITY; 4];
+    let mut best = [f64::INFINITY; 5];
     for _ in 0..5 {
         tracing::subscriber::with_default(tracing_subscriber::registry(), || {
             best[0] = best[0].min(floor_ns(200));
         });
         let sub = tracing_subscriber::registry().with(FloorLayer);
         tracing::subscriber::with_default(sub, || best[1] = best[1].min(floor_ns(200)));
-        let sub = tracing_subscriber::registry().with(layer.clone());
+        let sub = tracing_subscriber::registry().with(BusyFloorLayer::new());
         tracing::subscriber::with_default(sub, || best[2] = best[2].min(floor_ns(200)));
-        let sub = tracing_subscriber::registry().with(bare.clone());
+        let sub = tracing_subscriber::registry().with(layer.clone());
         tracing::subscriber::with_default(sub, || best[3] = best[3].min(floor_ns(200)));
+        let sub = tracing_subscriber::registry().with(bare.clone());
+        tracing::subscriber::with_default(sub, || best[4] = best[4].min(floor_ns(200)));
     }
     let stats = profiler.close().unwrap();
     let rows = [
         "tracing, empty registry",
         "floor: state in extensions",
+        "floor: busy-time recorder",
         "tracing + FerretLayer",
         "  without target, busy tags",
     ];
