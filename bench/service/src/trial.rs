@@ -19,6 +19,11 @@ pub enum Mode {
     Native,
     /// `FerretLayer` for tracing spans, plus `#[ferret::measure]`.
     Layer,
+    /// The least a layer recording busy time can cost
+    /// (`ferret_testkit::floor::BusyFloorLayer`) for tracing spans, plus
+    /// `#[ferret::measure]`: what `layer` cannot go below (not in the
+    /// default set).
+    BusyFloor,
     /// tracing-chrome's layer for tracing spans (for reference).
     Chrome,
 }
@@ -31,6 +36,7 @@ impl Mode {
             Mode::Registry => "registry",
             Mode::Native => "native",
             Mode::Layer => "layer",
+            Mode::BusyFloor => "busy-floor",
             Mode::Chrome => "chrome",
         }
     }
@@ -66,6 +72,14 @@ pub fn run(mode: Mode, load: Load, dir: &Path, keep: Option<&Path>) -> Result<()
             let p = ferret::Profiler::open(&db).map_err(|e| e.to_string())?;
             tracing_subscriber::registry()
                 .with(ferret::FerretLayer::new(&p))
+                .init();
+            profiler = Some(p);
+        }
+        Mode::BusyFloor => {
+            let p = ferret::Profiler::open(&db).map_err(|e| e.to_string())?;
+            p.install();
+            tracing_subscriber::registry()
+                .with(ferret_testkit::floor::BusyFloorLayer::default())
                 .init();
             profiler = Some(p);
         }

@@ -8,6 +8,8 @@
 //! - [`serial`] serializes tests that install the process-wide profiler.
 //! - [`newer_version_file`] writes a native file of a format version newer
 //!   than this Ferret knows.
+//! - [`floor::BusyFloorLayer`] is the least a `tracing` layer recording
+//!   busy time costs, for benchmarks.
 //!
 //! It is a crate of its own rather than a feature of `ferret-analyze`:
 //! a crate cannot enable its own features for its integration tests, and a
@@ -27,6 +29,8 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 #![warn(missing_docs)]
+
+pub mod floor;
 
 use ferret_format::codec::{BlockEncoder, SpanHead};
 use ferret_format::schema::{FORMAT_VERSION, SCHEMA};

@@ -1,7 +1,9 @@
 //! `tracing` + FerretLayer against `tracing` with an empty registry (what
-//! tracing costs before any layer records: the target is at most 2× that)
-//! and `tracing` + tracing-chrome's layer, per span: create a span with one
-//! field, enter it, exit it, close it.
+//! tracing costs before any layer records: the target is at most 2× that),
+//! against the least a layer recording busy time can cost
+//! (`ferret_testkit::floor::BusyFloorLayer`: 1.7-1.8× the registry alone),
+//! and against `tracing` + tracing-chrome's layer, per span: create a span
+//! with one field, enter it, exit it, close it.
 //!
 //! ```text
 //! cargo bench -p ferret --bench layer
@@ -29,6 +31,17 @@ fn bench(c: &mut Criterion) {
     tracing::subscriber::with_default(tracing_subscriber::registry(), || {
         let mut i = 0u64;
         g.bench_function("registry", |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+
+    let sub = tracing_subscriber::registry().with(ferret_testkit::floor::BusyFloorLayer::default());
+    tracing::subscriber::with_default(sub, || {
+        let mut i = 0u64;
+        g.bench_function("busy_floor", |b| {
             b.iter(|| {
                 i += 1;
                 one_span(i)

@@ -24,6 +24,7 @@
 //! nothing: a steady target for `perf
 //! record` or callgrind.
 
+use ferret_testkit::floor::BusyFloorLayer;
 use std::time::Instant;
 use tracing::span::{Attributes, Id};
 use tracing::Subscriber;
@@ -65,74 +66,6 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for FloorLayer {
         if let Some(s) = ctx.span(&id) {
             std::hint::black_box(s.extensions_mut().remove::<Counters>());
         }
-    }
-}
-
-/// Start, entered-since and busy time of an open span.
-type Times = [u64; 3];
-
-/// Shards of [`BusyFloorLayer`]'s table, by the thread bits of registry ids.
-const SHARDS: usize = 64;
-
-/// The cheapest layer that records spans with their busy time.
-struct BusyFloorLayer {
-    open: Vec<std::sync::Mutex<rustc_hash::FxHashMap<u64, Times>>>,
-}
-
-impl BusyFloorLayer {
-    fn new() -> Self {
-        BusyFloorLayer {
-            open: (0..SHARDS).map(|_| Default::default()).collect(),
-        }
-    }
-
-    fn shard(&self, id: &Id) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<u64, Times>> {
-        let i = (id.into_u64() >> 38) as usize % SHARDS;
-        self.open[i].lock().unwrap()
-    }
-}
-
-thread_local! {
-    /// Finished spans: id, start, end, busy.
-    static DONE: std::cell::RefCell<Vec<[u64; 4]>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The raw clock FerretLayer reads too (the TSC where it is usable).
-fn now() -> u64 {
-    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new).raw()
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for BusyFloorLayer {
-    fn on_new_span(&self, _: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        self.shard(id).insert(id.into_u64(), [now(), 0, 0]);
-    }
-
-    fn on_enter(&self, id: &Id, _: Context<'_, S>) {
-        if let Some(t) = self.shard(id).get_mut(&id.into_u64()) {
-            t[1] = now();
-        }
-    }
-
-    fn on_exit(&self, id: &Id, _: Context<'_, S>) {
-        if let Some(t) = self.shard(id).get_mut(&id.into_u64()) {
-            t[2] += now() - t[1];
-        }
-    }
-
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        let Some(t) = self.shard(&id).remove(&id.into_u64()) else {
-            return;
-        };
-        let end = now();
-        DONE.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.len() == 4096 {
-                std::hint::black_box(&*d);
-                d.clear();
-            }
-            d.push([id.into_u64(), t[0], end, t[2]]);
-        });
     }
 }
 
@@ -182,7 +115,7 @@ fn main() {
                 spans,
             ),
             "busy-floor" => tracing::subscriber::with_default(
-                tracing_subscriber::registry().with(BusyFloorLayer::new()),
+                tracing_subscriber::registry().with(BusyFloorLayer::default()),
                 spans,
             ),
             "ferret" => {
@@ -207,7 +140,7 @@ fn main() {
         });
         let sub = tracing_subscriber::registry().with(FloorLayer);
         tracing::subscriber::with_default(sub, || best[1] = best[1].min(floor_ns(200)));
-        let sub = tracing_subscriber::registry().with(BusyFloorLayer::new());
+        let sub = tracing_subscriber::registry().with(BusyFloorLayer::default());
         tracing::subscriber::with_default(sub, || best[2] = best[2].min(floor_ns(200)));
         let sub = tracing_subscriber::registry().with(layer.clone());
         tracing::subscriber::with_default(sub, || best[3] = best[3].min(floor_ns(200)));
