@@ -6,7 +6,10 @@
 //! - `threads N`: N short-lived threads (64 at a time), each recording a
 //!   span under one such span and a child inside it;
 //! - `record N`: one open span that records a text field N times
-//!   (progress in a loop).
+//!   (progress in a loop);
+//! - `open N`: N spans open at once (a server's connections, each with a
+//!   long-lived span), each with a field; `open-registry N` is the same
+//!   with the registry alone, no layer, for comparison.
 //!
 //! Prints the resident memory as it goes and at the end, and how many spans
 //! the profiler accepted. Linux only (`/proc/self/status`).
@@ -15,6 +18,7 @@
 //! cargo run --release -p ferret --features tracing --example layer_memory -- idle-parent 1000000
 //! cargo run --release -p ferret --features tracing --example layer_memory -- threads 100000
 //! cargo run --release -p ferret --features tracing --example layer_memory -- record 2000000
+//! cargo run --release -p ferret --features tracing --example layer_memory -- open 1000000
 //! ```
 
 use tracing_subscriber::prelude::*;
@@ -39,9 +43,13 @@ fn main() {
     let dir = std::env::var_os("TMPDIR").map_or_else(std::env::temp_dir, Into::into);
     let db = dir.join(format!("layer_memory-{}.db", std::process::id()));
     let profiler = ferret::Profiler::open(&db).expect("open");
-    tracing_subscriber::registry()
-        .with(ferret::FerretLayer::new(&profiler))
-        .init();
+    if shape.ends_with("-registry") {
+        tracing_subscriber::registry().init();
+    } else {
+        tracing_subscriber::registry()
+            .with(ferret::FerretLayer::new(&profiler))
+            .init();
+    }
     let t = std::time::Instant::now();
     let worker = tracing::info_span!("worker");
     let report = |done: usize| {
@@ -90,8 +98,22 @@ fn main() {
                 }
             }
         }
+        "open" | "open-registry" => {
+            let before = status_mb("VmRSS:");
+            let open: Vec<tracing::Span> = (0..n)
+                .map(|i| tracing::info_span!(parent: &worker, "connection", i))
+                .collect();
+            report(n);
+            println!(
+                "{:.0} bytes per open span",
+                (status_mb("VmRSS:") - before) * 1024.0 * 1024.0 / n.max(1) as f64
+            );
+            drop(open);
+        }
         other => {
-            eprintln!("unknown shape {other:?}: idle-parent, threads or record");
+            eprintln!(
+                "unknown shape {other:?}: idle-parent, threads, record, open or open-registry"
+            );
             std::process::exit(2);
         }
     }
