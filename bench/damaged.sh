@@ -3,7 +3,8 @@
 # every command; prints how many command runs exited 0 and how many were bad
 # (a panic, a signal, a hang, or an exit code other than 0 and 2).
 #
-# usage: bench/damaged.sh [SEEDS]     (default 200 seeds × 8 kinds × 2 bases × 16 commands)
+# usage: bench/damaged.sh [SEEDS]     (default 200 seeds × 8 kinds × 2 bases × 16 commands;
+#                                      SEEDS = N, or FROM..TO for seeds not tried yet)
 #        FERRET_DAMAGE_SEED=S bench/damaged.sh   replays one seed
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

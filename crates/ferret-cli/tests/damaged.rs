@@ -2,7 +2,7 @@
 //! command. Whatever the damage, a command exits 0 or 2 — never a panic
 //! (101), an abort or another signal, or a hang.
 //!
-//! Seeded and deterministic. `FERRET_DAMAGE_SEEDS=N` runs N seeds per kind
+//! Seeded and deterministic. `FERRET_DAMAGE_SEEDS=N` (or `FROM..TO`) runs N seeds per kind
 //! of damage (default 2; `bench/damaged.sh` runs many more), and
 //! `FERRET_DAMAGE_SEED=S` replays one seed.
 
@@ -538,12 +538,16 @@ fn damaged_files_exit_0_or_2_through_every_command() {
         std::env::var("FERRET_DAMAGE_SEED")
             .ok()
             .and_then(|s| s.parse::<u64>().ok()),
-        std::env::var("FERRET_DAMAGE_SEEDS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok()),
+        std::env::var("FERRET_DAMAGE_SEEDS").ok().and_then(|s| {
+            // N, or FROM..TO for seeds not tried before.
+            match s.split_once("..") {
+                Some((a, b)) => Some(a.parse::<u64>().ok()?..b.parse::<u64>().ok()?),
+                None => Some(0..s.parse::<u64>().ok()?),
+            }
+        }),
     ) {
         (Some(one), _) => one..one + 1,
-        (None, Some(n)) => 0..n,
+        (None, Some(range)) => range,
         (None, None) => 0..2,
     };
     hunt(seeds);
