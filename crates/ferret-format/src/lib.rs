@@ -24,4 +24,4 @@ pub mod codec;
 pub mod schema;
 mod types;
 
-pub use types::{Status, TagValue, Tags};
+pub use types::{span_end, Status, TagValue, Tags};

@@ -2,6 +2,22 @@
 
 use std::fmt;
 
+/// A span's end in ns: `start_ns + dur_ns`, saturating at `i64::MAX`, a
+/// duration past `i64::MAX` counting as `i64::MAX`. The one rule the
+/// writer (for a block's `max_end`) and every reader use, so that a
+/// damaged or absurd duration gives the same end everywhere.
+///
+/// ```
+/// use ferret_format::span_end;
+/// assert_eq!(span_end(1_000, 50), 1_050);
+/// assert_eq!(span_end(1_000, u64::MAX), i64::MAX);
+/// assert_eq!(span_end(-5, 3), -2);
+/// ```
+#[inline]
+pub fn span_end(start_ns: i64, dur_ns: u64) -> i64 {
+    start_ns.saturating_add(dur_ns.min(i64::MAX as u64) as i64)
+}
+
 /// The value of a span tag.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize), serde(untagged))]

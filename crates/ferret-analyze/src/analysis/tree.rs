@@ -29,6 +29,7 @@ use super::scan::{scan, Fold, Resolved, ScanOptions, Scanned};
 use crate::error::Result;
 use crate::store::{FileKind, SpanRecord, Store};
 use ferret_format::codec::SpanHead;
+use ferret_format::span_end;
 use ferret_format::{Status, Tags};
 use roaring::RoaringTreemap;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -449,9 +450,7 @@ impl Fold for OrphansFold<'_> {
         if h.parent == 0 {
             return;
         }
-        let end = h
-            .start_ns
-            .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64);
+        let end = span_end(h.start_ns, h.dur_ns);
         self.orphan(h.parent, (h.start_ns, end), (h.trace, h.path), head_key(h));
     }
 
@@ -748,9 +747,7 @@ pub fn slowest_trees(store: &Store, q: &Query, opts: &TreeOptions) -> Result<Tre
                             Some(&pi) => {
                                 let p = &b.nodes[pi as usize];
                                 // No duration: still open, so it holds what follows.
-                                let end = p.dur.map_or(i64::MAX, |d| {
-                                    p.start_ns.saturating_add(d.min(i64::MAX as u64) as i64)
-                                });
+                                let end = p.dur.map_or(i64::MAX, |d| span_end(p.start_ns, d));
                                 if end < rec.start_ns() {
                                     return;
                                 }

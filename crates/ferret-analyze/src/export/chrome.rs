@@ -32,6 +32,7 @@ use crate::analysis::query::Selection;
 use crate::analysis::scan::try_for_each;
 use crate::error::Result;
 use crate::store::Store;
+use ferret_format::span_end;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::io::{self, Write};
 
@@ -70,7 +71,7 @@ fn assign_lanes(store: &Store, sel: &Selection, chunk: usize) -> Result<Lanes> {
                 pid: r.pid,
                 tid: r.tid,
                 start,
-                end: start.saturating_add(r.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64),
+                end: span_end(start, r.duration_ns().unwrap_or(0)),
                 frame: p,
             })?;
         }

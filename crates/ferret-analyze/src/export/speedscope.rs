@@ -24,6 +24,7 @@ use crate::analysis::query::{Clock, Selection};
 use crate::analysis::scan::try_for_each;
 use crate::error::Result;
 use crate::store::Store;
+use ferret_format::span_end;
 use ferret_format::TagValue;
 use rustc_hash::FxHashMap;
 use std::fs::File;
@@ -153,7 +154,7 @@ pub fn write(store: &Store, sel: &Selection, opts: &Options, w: &mut dyn Write) 
             pid: r.pid,
             tid: r.tid,
             start,
-            end: start.saturating_add(r.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64),
+            end: span_end(start, r.duration_ns().unwrap_or(0)),
             frame,
         })?;
         Ok(())

@@ -6,6 +6,7 @@
 use super::{Recorded, RunInfo, SpanQuery, SpanRecord};
 use crate::error::{Error, Result};
 use ferret_format::codec::SpanHead;
+use ferret_format::span_end;
 use ferret_format::{Status, TagValue};
 use rusqlite::Connection;
 use rustc_hash::FxHashMap;
@@ -216,7 +217,7 @@ pub(super) fn runs(conn: &Connection, ns: &str) -> Result<Vec<RunInfo>> {
         let start = secs_to_ns(j.start_time);
         let end = match (j.end_time, dur_to_ns(j.duration)) {
             (Some(e), _) if e.is_finite() => secs_to_ns(e),
-            (_, Some(d)) => start.saturating_add(d.min(i64::MAX as u64) as i64),
+            (_, Some(d)) => span_end(start, d),
             _ => start,
         };
         let info = match by_run.get_mut(j.run_id.as_ref()) {

@@ -20,6 +20,7 @@ pub mod tail;
 
 use crate::error::{Error, Result};
 use ferret_format::codec::SpanHead;
+use ferret_format::span_end;
 use ferret_format::{Status, Tags};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -131,9 +132,7 @@ impl SpanRecord {
 
     /// End in ns since the UNIX epoch (start if the duration is unknown).
     pub fn end_ns(&self) -> i64 {
-        self.head
-            .start_ns
-            .saturating_add(self.duration_ns().unwrap_or(0).min(i64::MAX as u64) as i64)
+        span_end(self.head.start_ns, self.duration_ns().unwrap_or(0))
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use ferret_format::codec::{
     head_prefix_len, BlockDecoder, BlockSpan, Columns, HeadFields, SpanHead, BLOCK_HEADER_MAX,
 };
+use ferret_format::span_end;
 use rusqlite::blob::Blob;
 use rusqlite::{Connection, DatabaseName, OptionalExtension};
 use rustc_hash::FxHashMap;
@@ -563,10 +564,7 @@ impl<'a> NativeSpans<'a> {
             let mut range_of = |h: &SpanHead| {
                 if ranges {
                     first = first.min(h.start_ns);
-                    last = last.max(
-                        h.start_ns
-                            .saturating_add(h.dur_ns.min(i64::MAX as u64) as i64),
-                    );
+                    last = last.max(span_end(h.start_ns, h.dur_ns));
                 }
             };
             let r = if !windowed {

@@ -19,6 +19,7 @@
 use super::{FileKind, OpenOptions, SpanRecord, Store};
 use crate::error::{Error, Result};
 use ferret_format::codec::{BlockDecoder, Columns};
+use ferret_format::span_end;
 use rusqlite::OptionalExtension;
 use rustc_hash::FxHashMap;
 use std::path::Path;
@@ -54,8 +55,7 @@ pub struct TailSpan {
 impl TailSpan {
     /// End, ns since the UNIX epoch (the start when the duration is unknown).
     pub fn end_ns(&self) -> i64 {
-        self.start_ns
-            .saturating_add(self.dur_ns.unwrap_or(0).min(i64::MAX as u64) as i64)
+        span_end(self.start_ns, self.dur_ns.unwrap_or(0))
     }
 }
 

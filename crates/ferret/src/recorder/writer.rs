@@ -305,7 +305,7 @@ impl Writer {
                 min_start = min_start.min(start);
                 // As readers compute a span's end (the summary takes its
                 // time range from these columns).
-                max_end = max_end.max(start.saturating_add(s.dur_ns.min(i64::MAX as u64) as i64));
+                max_end = max_end.max(ferret_format::span_end(start, s.dur_ns));
                 if enc.len() == BLOCK_SPANS as u64 {
                     insert_block(&mut ins, &self.inner, min_start, max_end, enc)?;
                     (min_start, max_end) = (i64::MAX, i64::MIN);
