@@ -145,27 +145,35 @@ impl Rec {
 
     /// Makes the span current on this thread from raw time `now`; false if
     /// it pushes nothing.
+    #[inline]
     pub(super) fn push(&self, now: u64) -> bool {
-        let (parent, start) = match self {
-            Rec::Open(o) => (o.parent, o.start),
-            _ => (0, 0),
-        };
-        let frame = match self {
-            Rec::Off => return false,
-            Rec::Skipped(kind) => Frame::skipped(*kind, true),
-            Rec::Open(o) => Frame {
-                id: o.id,
-                trace: o.trace,
-                path: o.path,
-                child_ns: 0,
-                shared: o.shared.clone(),
-                skipped: false,
-                entered: true,
-                nested_ns: 0,
-                since: now,
-            },
-        };
-        with_local(|l| l.push_frame(frame, parent, start)).is_some()
+        // The frame is built where it is pushed: built first and moved
+        // into the closure, it was copied three times on the way.
+        match self {
+            Rec::Off => false,
+            Rec::Skipped(kind) => {
+                let kind = *kind;
+                with_local(|l| l.push_frame(Frame::skipped(kind, true), 0, 0)).is_some()
+            }
+            Rec::Open(o) => with_local(|l| {
+                l.push_frame(
+                    Frame {
+                        id: o.id,
+                        trace: o.trace,
+                        path: o.path,
+                        child_ns: 0,
+                        shared: o.shared.clone(),
+                        skipped: false,
+                        entered: true,
+                        nested_ns: 0,
+                        since: now,
+                    },
+                    o.parent,
+                    o.start,
+                )
+            })
+            .is_some(),
+        }
     }
 
     /// Undoes [`push`](Self::push) at raw time `now`, keeping what children
