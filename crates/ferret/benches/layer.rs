@@ -15,7 +15,8 @@
 //! fields). Both layers hand the work off to a writer thread; what is timed
 //! is the cost on the instrumented thread.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use tracing_subscriber::prelude::*;
 
 fn one_span(i: u64) {
@@ -24,42 +25,40 @@ fn one_span(i: u64) {
     black_box(&span);
 }
 
+/// Times [`one_span`] as `id` with `subscriber` as the default.
+fn spans_under(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) {
+    tracing::subscriber::with_default(subscriber, || {
+        let mut i = 0u64;
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                i += 1;
+                one_span(i)
+            })
+        });
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("layer");
 
-    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
-        let mut i = 0u64;
-        g.bench_function("registry", |b| {
-            b.iter(|| {
-                i += 1;
-                one_span(i)
-            })
-        });
-    });
-
-    let sub = tracing_subscriber::registry().with(ferret_testkit::floor::BusyFloorLayer::default());
-    tracing::subscriber::with_default(sub, || {
-        let mut i = 0u64;
-        g.bench_function("busy_floor", |b| {
-            b.iter(|| {
-                i += 1;
-                one_span(i)
-            })
-        });
-    });
+    spans_under(&mut g, "registry", tracing_subscriber::registry());
+    spans_under(
+        &mut g,
+        "busy_floor",
+        tracing_subscriber::registry().with(ferret_testkit::floor::BusyFloorLayer::default()),
+    );
 
     let profiler = ferret::Profiler::open(dir.path().join("ferret.db")).unwrap();
-    let sub = tracing_subscriber::registry().with(ferret::FerretLayer::new(&profiler));
-    tracing::subscriber::with_default(sub, || {
-        let mut i = 0u64;
-        g.bench_function("ferret_layer", |b| {
-            b.iter(|| {
-                i += 1;
-                one_span(i)
-            })
-        });
-    });
+    spans_under(
+        &mut g,
+        "ferret_layer",
+        tracing_subscriber::registry().with(ferret::FerretLayer::new(&profiler)),
+    );
     let stats = profiler.close().unwrap();
     eprintln!(
         "ferret: {} spans written, {} dropped",
@@ -72,16 +71,7 @@ fn bench(c: &mut Criterion) {
             .file(dir.path().join(format!("{id}.json")))
             .include_args(args)
             .build();
-        let sub = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(sub, || {
-            let mut i = 0u64;
-            g.bench_function(id, |b| {
-                b.iter(|| {
-                    i += 1;
-                    one_span(i)
-                })
-            });
-        });
+        spans_under(&mut g, id, tracing_subscriber::registry().with(layer));
         drop(guard);
     }
     g.finish();
