@@ -278,11 +278,13 @@ thread_local! {
     static CLOSED_CHILD_OF: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// How soon after its child's close a parent's close counts as caused by
-/// it. A nested close takes a microsecond
-/// or two; a parent whose own handle is dropped right after its last child
-/// within this window is taken as kept open by that child.
-const NESTED_CLOSE_NS: u64 = 200_000;
+/// How soon after its child's close ends a parent's close counts as
+/// caused by it. The registry's nested close takes a microsecond or two;
+/// the margin is for a thread descheduled in between (a virtual machine's
+/// stolen time). A parent whose own handle is dropped within this window
+/// after its last child closed, with no other callback of this layer on
+/// the thread in between, is taken as kept open by that child.
+const NESTED_CLOSE_NS: u64 = 1_000_000;
 
 fn forget_closed_child() {
     let _ = CLOSED_CHILD_OF.try_with(|c| c.set((0, 0)));
@@ -532,16 +534,17 @@ where
         };
         let now = clock::now_raw();
         // Set before returning, whatever happens: the parent's close, if
-        // this close ends it, comes next (the time of this close is the
-        // time read here: what follows takes far less than NESTED_CLOSE_NS).
-        struct Mark(u64, u64);
+        // this close ends it, comes next. Timed when this close is done,
+        // not when it began: recording the span (the first on a thread
+        // hands its batch over) is not part of the wait for the parent.
+        struct Mark(u64);
         impl Drop for Mark {
             fn drop(&mut self) {
-                let v = (self.0, self.1);
+                let v = (self.0, clock::now_raw());
                 let _ = CLOSED_CHILD_OF.try_with(|c| c.set(v));
             }
         }
-        let _mark = Mark(data.parent, now);
+        let _mark = Mark(data.parent);
         // Kept alive only by children after its last exit: it ends there.
         let kept_by_children = closed_child_of == id.into_u64()
             && clock::delta_ns(child_closed_at, now) < NESTED_CLOSE_NS
