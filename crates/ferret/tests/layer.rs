@@ -336,6 +336,48 @@ fn busy_time_counts_entered_time_only() {
     assert!(b.dur >= 110_000_000, "dur {}", b.dur);
 }
 
+/// A span's self busy time: its `self_busy_ns` tag, or its busy time when
+/// the tag is left out (no children's time, self busy = busy).
+fn self_busy(r: &Rec) -> u64 {
+    match r.tag("self_busy_ns") {
+        Some(TagValue::I64(n)) => *n as u64,
+        None => busy(r),
+        other => panic!("self_busy_ns of {}: {other:?}", r.name),
+    }
+}
+
+/// A span entered again while it is entered (`Span::current()` entered
+/// inside itself, a future instrumented with the current span awaited in
+/// it) keeps the time it was innermost as self busy time: it was zero,
+/// the inner entry counting as a child of the outer one.
+#[test]
+fn a_span_entered_again_inside_itself_keeps_its_self_busy_time() {
+    let v = record(|_| {
+        let work = || std::thread::sleep(Duration::from_millis(20));
+        let again = tracing::info_span!("again");
+        again.in_scope(|| again.in_scope(work));
+        drop(again);
+        // Entered again above another span: the time is the inner entry's,
+        // and the span between has none of its own.
+        let a = tracing::info_span!("a");
+        let b = tracing::info_span!("b");
+        a.in_scope(|| b.in_scope(|| a.in_scope(work)));
+    });
+    for name in ["again", "a"] {
+        let r = find(&v, name);
+        assert!(busy(r) >= 20_000_000, "{name}: busy {}", busy(r));
+        assert!(
+            self_busy(r) >= 20_000_000 && self_busy(r) <= busy(r),
+            "{name}: self busy {} of busy {}",
+            self_busy(r),
+            busy(r)
+        );
+    }
+    let b = find(&v, "b");
+    assert!(busy(b) >= 20_000_000, "b: busy {}", busy(b));
+    assert!(self_busy(b) < 10_000_000, "b: self busy {}", self_busy(b));
+}
+
 #[test]
 fn ferret_and_tracing_spans_nest_both_ways() {
     let v = record(|_| {

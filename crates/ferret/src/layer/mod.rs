@@ -58,7 +58,8 @@ use tracing_subscriber::registry::LookupSpan;
 ///   exit, not when the last child closes; see "Detached children" below;
 /// - **busy time**: the time the span was entered (on any thread), as the tag
 ///   `busy_ns`, and its *self* busy time (busy time minus the time spent in
-///   spans entered or guarded inside it on the same thread) as
+///   other spans entered or guarded inside it on the same thread; a span
+///   entered again inside itself counts that time as its own) as
 ///   `self_busy_ns` (see [`with_busy_time`](Self::with_busy_time));
 /// - **status**: error when a field named `error` is recorded (its value
 ///   becomes the tag `error`) or when an event of level `ERROR` happens inside

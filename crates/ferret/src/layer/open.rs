@@ -53,9 +53,10 @@ pub(super) struct Open {
     more_shared: Vec<Arc<AtomicU64>>,
     /// The parent's counter, when the parent is another span.
     parent_shared: Option<Arc<AtomicU64>>,
-    /// Time spent in frames entered or guarded on top of this span's
-    /// frames (its children's busy time, nested in its own).
-    nested_ns: u64,
+    /// Its self busy time so far: for each of its frames that popped,
+    /// the time entered minus the time of frames entered or guarded on
+    /// top of it. `None` until a frame pops.
+    self_ns: Option<u64>,
     /// The `busy_ns` tag to write, if busy time is recorded.
     pub busy_ns: Option<u64>,
     /// The `self_busy_ns` tag to write, if busy time is recorded.
@@ -109,7 +110,7 @@ impl Rec {
                         shared: None,
                         more_shared: Vec::new(),
                         parent_shared: if b.parent == 0 { None } else { parent_shared },
-                        nested_ns: 0,
+                        self_ns: None,
                         busy_ns: None,
                         self_busy_ns: None,
                         detached: false,
@@ -191,7 +192,11 @@ impl Rec {
         };
         if let Rec::Open(o) = self {
             o.child_ns += f.child_ns;
-            o.nested_ns += f.nested_ns;
+            // Per frame, so that a span entered again inside itself (on
+            // this thread, directly or under another span) counts the
+            // time it was innermost once, not zero times.
+            let own = clock::delta_ns(f.since, now).saturating_sub(f.nested_ns);
+            o.self_ns = Some(o.self_ns.unwrap_or(0) + own);
             if let Some(s) = f.shared {
                 match &o.shared {
                     None => o.shared = Some(s),
@@ -237,9 +242,12 @@ impl Open {
         self.child_ns += ns;
     }
 
-    /// Its busy time minus its children's busy time nested in it.
+    /// Its self busy time given its busy time `busy`: the time it was the
+    /// innermost span entered or guarded on a thread, at most `busy`
+    /// (frames on several threads at once overlap); `busy` if no frame of
+    /// it was ever pushed.
     pub(super) fn self_busy(&self, busy: u64) -> u64 {
-        busy.saturating_sub(self.nested_ns)
+        self.self_ns.map_or(busy, |s| s.min(busy))
     }
 
     /// The span's duration if it ended at `end`.
