@@ -378,6 +378,47 @@ fn a_span_entered_again_inside_itself_keeps_its_self_busy_time() {
     assert!(self_busy(b) < 10_000_000, "b: self busy {}", self_busy(b));
 }
 
+/// Entered guards dropped in another order than taken: the span entered
+/// second was innermost from its enter to its exit, and the one entered
+/// first only until the second was entered. Before, the first span's exit
+/// credited its whole time to the span above it, as if nested in it.
+#[test]
+fn spans_exited_out_of_order_keep_their_self_busy_time() {
+    let v = record(|_| {
+        let ms = |n| std::thread::sleep(Duration::from_millis(n));
+        let first = tracing::info_span!("first");
+        let second = tracing::info_span!("second");
+        let g1 = first.enter();
+        ms(20);
+        let g2 = second.enter();
+        ms(40);
+        drop(g1);
+        ms(20);
+        drop(g2);
+    });
+    let first = find(&v, "first");
+    let second = find(&v, "second");
+    // `second` was on top of `first` for at least the 40 ms between.
+    assert!(
+        self_busy(first) + 40_000_000 <= busy(first),
+        "first: self busy {} of busy {}",
+        self_busy(first),
+        busy(first)
+    );
+    assert!(
+        self_busy(first) >= 20_000_000,
+        "first: self busy {}",
+        self_busy(first)
+    );
+    // Innermost all the time it was entered.
+    assert!(
+        self_busy(second) >= 60_000_000 && self_busy(second) == busy(second),
+        "second: self busy {} of busy {}",
+        self_busy(second),
+        busy(second)
+    );
+}
+
 #[test]
 fn ferret_and_tracing_spans_nest_both_ways() {
     let v = record(|_| {

@@ -438,12 +438,41 @@ impl Local {
     /// Pops the entered frame of span `id` at raw time `now` and credits
     /// the time it was on the stack (when known) to the frame below as
     /// nested time.
+    ///
+    /// Out of order (a frame entered on top of it is still there: guards
+    /// dropped in another order than taken), the frame directly above
+    /// has been nested in it since that frame's push: that time goes to
+    /// the popped frame's nested time, and only the time before it to the
+    /// frame below, which the frame above is now directly on (its whole
+    /// time goes there when it pops).
     #[inline]
     pub(crate) fn pop_entered(&mut self, id: u64, now: u64) -> Option<Frame> {
+        if !matches!(self.stack.last(), Some(f) if f.id == id) {
+            return self.pop_entered_out_of_order(id, now);
+        }
         let f = self.pop(id)?;
         if f.since != 0 {
             if let Some(top) = self.stack.last_mut() {
                 top.nested_ns += clock::delta_ns(f.since, now);
+            }
+        }
+        Some(f)
+    }
+
+    #[cold]
+    fn pop_entered_out_of_order(&mut self, id: u64, now: u64) -> Option<Frame> {
+        let pos = self.stack.iter().rposition(|f| f.id == id)?;
+        let above_since = self.stack.get(pos + 1).map_or(0, |f| f.since);
+        let mut f = self.pop(id)?;
+        if f.since != 0 {
+            let before_above = if above_since != 0 {
+                f.nested_ns += clock::delta_ns(above_since, now);
+                clock::delta_ns(f.since, above_since)
+            } else {
+                clock::delta_ns(f.since, now)
+            };
+            if let Some(below) = pos.checked_sub(1).and_then(|b| self.stack.get_mut(b)) {
+                below.nested_ns += before_above;
             }
         }
         Some(f)
