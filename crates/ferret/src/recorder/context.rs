@@ -425,14 +425,18 @@ impl Local {
             }
             _ => {
                 let pos = self.stack.iter().rposition(|f| f.id == id)?;
-                // Out-of-order end (a guard dropped before its child's): keep
-                // the rest of the stack intact.
-                if let Some(ls) = &self.live {
-                    ls.remove(pos, self.stack.len());
-                }
-                Some(self.stack.remove(pos))
+                Some(self.remove_at(pos))
             }
         }
+    }
+
+    /// Takes out the frame at `pos`, below the top: an out-of-order end (a
+    /// guard dropped before its child's) keeps the rest of the stack intact.
+    fn remove_at(&mut self, pos: usize) -> Frame {
+        if let Some(ls) = &self.live {
+            ls.remove(pos, self.stack.len());
+        }
+        self.stack.remove(pos)
     }
 
     /// Pops the entered frame of span `id` at raw time `now` and credits
@@ -463,7 +467,7 @@ impl Local {
     fn pop_entered_out_of_order(&mut self, id: u64, now: u64) -> Option<Frame> {
         let pos = self.stack.iter().rposition(|f| f.id == id)?;
         let above_since = self.stack.get(pos + 1).map_or(0, |f| f.since);
-        let mut f = self.pop(id)?;
+        let mut f = self.remove_at(pos);
         if f.since != 0 {
             let before_above = if above_since != 0 {
                 f.nested_ns += clock::delta_ns(above_since, now);
